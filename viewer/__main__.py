@@ -1,0 +1,3 @@
+from viewer.cli import run
+
+run()
