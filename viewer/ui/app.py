@@ -1,0 +1,129 @@
+"""`medviewer [PATH] [--demo]`: start the window.
+
+With no argument a welcome screen offers "Open folder", "Open demo study" and
+the recent folders.  Plug-ins (`viewer.ui.ai`) and the crash handler
+(`viewer.ui.crash`) are installed when present; the viewer runs without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("medviewer.ui")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="medviewer", description="medviewer DICOM viewer")
+    p.add_argument("path", nargs="?", help="study folder or image file to open")
+    p.add_argument("--demo", action="store_true", help="open the built-in demo study")
+    return p.parse_args(argv)
+
+
+def _setup_logging() -> None:
+    try:
+        import viewer.logs as logs  # written by the packaging engineer
+
+        for name in ("setup_logging", "setup", "configure", "init"):
+            fn = getattr(logs, name, None)
+            if callable(fn):
+                fn()
+                return
+    except Exception:
+        pass
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _fallback_excepthook(parent: Any) -> None:
+    """Log unexpected exceptions and show them in a dialog; the app keeps running."""
+
+    def hook(etype: type, value: BaseException, tb: Any) -> None:
+        log.error("unexpected error\n%s", "".join(traceback.format_exception(etype, value, tb)))
+        try:
+            from PySide6.QtWidgets import QMessageBox
+
+            QMessageBox.critical(parent, "medviewer: unexpected error",
+                                 f"{etype.__name__}: {value}\n\nThe viewer keeps running.")
+        except Exception:
+            pass
+
+    sys.excepthook = hook
+
+
+def install_excepthook(window: Any) -> None:
+    try:
+        from viewer.ui.crash import install_excepthook as crash_hook
+    except ImportError:
+        _fallback_excepthook(window)
+        return
+    try:
+        crash_hook(window)
+    except Exception:
+        log.exception("crash handler")
+        _fallback_excepthook(window)
+
+
+def install_plugins(window: Any) -> None:
+    """Call viewer.ui.ai.install(window) if it imports; log any failure."""
+    try:
+        from viewer.ui import ai
+    except ImportError as exc:
+        log.info("AI panels not available: %s", exc)
+        return
+    except Exception:
+        log.exception("AI panels failed to import")
+        return
+    try:
+        ai.install(window)
+    except Exception:
+        log.exception("AI panels failed to install")
+
+
+def create_window(args: argparse.Namespace | None = None, plugins: bool = True) -> Any:
+    """Build the main window, open PATH / the demo, or show the welcome page."""
+    from viewer.ui.window import MainWindow
+
+    window = MainWindow()
+    if plugins:
+        install_plugins(window)
+    if args is not None:
+        if args.demo:
+            window.open_demo()
+        elif args.path:
+            window.open_path(Path(args.path))
+    return window
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the GUI; returns the Qt exit code."""
+    args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.path and not Path(args.path).exists():
+        from viewer.errors import UsageError
+
+        raise UsageError(f"{args.path}: no such file or folder")
+    _setup_logging()
+    from PySide6.QtCore import QCoreApplication
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication
+
+    from viewer.ui.settings import APP, ORG
+
+    QCoreApplication.setOrganizationName(ORG)
+    QCoreApplication.setApplicationName(APP)
+    app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "medviewer"])
+    try:
+        from viewer.resources import resource
+
+        icon = resource("icons", "medviewer.png")
+        if icon.exists():
+            app.setWindowIcon(QIcon(str(icon)))
+    except Exception:
+        pass
+    window = create_window(args)
+    install_excepthook(window)
+    window.show()
+    return int(app.exec())

@@ -1,0 +1,122 @@
+"""Persistent user settings (QSettings, organisation and application 'medviewer').
+
+Window geometry/state, recent folders, default preset, chosen model and device,
+overlay opacity.  Tests (or portable installs) point the storage to a folder with
+the environment variable ``MEDVIEWER_SETTINGS_DIR`` (an INI file is used there).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QByteArray, QSettings
+
+ORG = "medviewer"
+APP = "medviewer"
+MAX_RECENT = 10
+
+KEY_RECENT = "recent/folders"
+KEY_GEOMETRY = "window/geometry"
+KEY_STATE = "window/state"
+KEY_PRESET = "view/default_preset"
+KEY_OPACITY = "view/overlay_opacity"
+KEY_MODEL = "ai/model"
+KEY_DEVICE = "ai/device"
+KEY_CINE_FPS = "view/cine_fps"
+
+
+class Settings:
+    """Thin typed wrapper around QSettings; the only place settings keys are read."""
+
+    def __init__(self, directory: str | Path | None = None) -> None:
+        directory = directory or os.environ.get("MEDVIEWER_SETTINGS_DIR")
+        if directory:
+            path = Path(directory) / f"{APP}.ini"
+            self._qs = QSettings(str(path), QSettings.Format.IniFormat)
+        else:
+            self._qs = QSettings(ORG, APP)
+
+    @property
+    def qsettings(self) -> QSettings:
+        return self._qs
+
+    def value(self, key: str, default: Any = None, type: type | None = None) -> Any:  # noqa: A002
+        raw = self._qs.value(key, default)
+        if raw is None or type is None:
+            return raw
+        try:
+            if type is bool and isinstance(raw, str):
+                return raw.lower() in ("1", "true", "yes")
+            return type(raw)
+        except (TypeError, ValueError):
+            return default
+
+    def set_value(self, key: str, value: Any) -> None:
+        self._qs.setValue(key, value)
+
+    def sync(self) -> None:
+        self._qs.sync()
+
+    # -- recent folders ----------------------------------------------------
+    def recent_folders(self) -> list[str]:
+        raw = self._qs.value(KEY_RECENT, [])
+        if isinstance(raw, str):
+            raw = [raw] if raw else []
+        return [str(p) for p in (raw or [])][:MAX_RECENT]
+
+    def add_recent(self, path: str | Path) -> list[str]:
+        p = str(Path(path).resolve())
+        items = [x for x in self.recent_folders() if x != p]
+        items.insert(0, p)
+        items = items[:MAX_RECENT]
+        self._qs.setValue(KEY_RECENT, items)
+        return items
+
+    def clear_recent(self) -> None:
+        self._qs.setValue(KEY_RECENT, [])
+
+    # -- typed accessors -----------------------------------------------------
+    def overlay_opacity(self) -> float:
+        v = self.value(KEY_OPACITY, 0.5, float)
+        return min(1.0, max(0.0, float(v)))
+
+    def set_overlay_opacity(self, v: float) -> None:
+        self.set_value(KEY_OPACITY, float(min(1.0, max(0.0, v))))
+
+    def default_preset(self) -> str:
+        return str(self.value(KEY_PRESET, "", str) or "")
+
+    def set_default_preset(self, name: str) -> None:
+        self.set_value(KEY_PRESET, name)
+
+    def model(self) -> str:
+        return str(self.value(KEY_MODEL, "", str) or "")
+
+    def set_model(self, path: str) -> None:
+        self.set_value(KEY_MODEL, path)
+
+    def device(self) -> str:
+        return str(self.value(KEY_DEVICE, "auto", str) or "auto")
+
+    def set_device(self, device: str) -> None:
+        self.set_value(KEY_DEVICE, device)
+
+    def cine_fps(self) -> int:
+        return max(1, min(60, int(self.value(KEY_CINE_FPS, 10, int))))
+
+    def set_cine_fps(self, fps: int) -> None:
+        self.set_value(KEY_CINE_FPS, int(fps))
+
+    def geometry(self) -> QByteArray | None:
+        v = self._qs.value(KEY_GEOMETRY)
+        return v if isinstance(v, QByteArray) else None
+
+    def window_state(self) -> QByteArray | None:
+        v = self._qs.value(KEY_STATE)
+        return v if isinstance(v, QByteArray) else None
+
+    def save_layout(self, geometry: QByteArray, state: QByteArray) -> None:
+        self._qs.setValue(KEY_GEOMETRY, geometry)
+        self._qs.setValue(KEY_STATE, state)

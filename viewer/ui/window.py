@@ -1,0 +1,421 @@
+"""The main window: welcome screen, canvas, series browser, tag browser, status bar.
+
+Widgets bind to `ViewState`; scanning and thumbnails run off the GUI thread and
+arrive by signal, tagged with a scan generation so stale results are dropped
+(STYLE.md patterns 3-5).  Extension points are documented in ARCHITECTURE.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QThreadPool, Qt, QTimer
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHBoxLayout, QLabel, QMainWindow,
+                               QMenu, QProgressBar, QPushButton, QSlider, QStackedWidget,
+                               QVBoxLayout, QWidget)
+
+from viewer.ui.actions import build_actions
+from viewer.ui.browser import SeriesBrowser
+from viewer.ui.canvas import ImageCanvas
+from viewer.ui.dialogs import shortcuts_dialog, skipped_dialog
+from viewer.ui.settings import Settings
+from viewer.ui.state import ViewState
+from viewer.ui.tags import TagBrowser
+from viewer.ui.welcome import WelcomeWidget
+from viewer.ui.workers import ScanWorker, ThumbnailJob, thumb_signals
+
+log = logging.getLogger("medviewer.ui")
+
+PREFETCH_RADIUS = 3
+
+
+class MainWindow(QMainWindow):
+    """The medviewer window.  See ARCHITECTURE.md 'UI extension points'."""
+
+    def __init__(self, settings: Settings | None = None, pixels: Any = None) -> None:
+        super().__init__()
+        from viewer.io.pixels import PixelStore
+
+        self.setWindowTitle("medviewer")
+        self.setObjectName("medviewer_main")
+        self.setAcceptDrops(True)
+        self.settings = settings or Settings()
+        self.pixels = pixels if pixels is not None else PixelStore()
+        self.state = ViewState(self.pixels, self)
+        self.scan_result: Any = None
+        self._gen = 0
+        self._worker: ScanWorker | None = None
+        self._old_workers: list[ScanWorker] = []
+        self._thumbs_requested: set[str] = set()
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(2)
+        self._thumb_signals = thumb_signals()
+        self._thumb_signals.sig_done.connect(self._on_thumbnail)
+        self._menus: dict[str, QMenu] = {}
+
+        # central: welcome page / viewer page
+        self.stack = QStackedWidget(self)
+        self.welcome = WelcomeWidget()
+        self.canvas = ImageCanvas(self.state)
+        self.canvas.text_opacity = max(0.2, self.settings.overlay_opacity() * 2)
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setObjectName("slice_slider")
+        self.slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.slice_label = QLabel("")
+        self._strip_holder = QVBoxLayout()
+        self._strip_holder.setContentsMargins(0, 0, 0, 0)
+        self._strip: QWidget | None = None
+        page = QWidget()
+        lay = QVBoxLayout(page)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        lay.addWidget(self.canvas, 1)
+        row = QHBoxLayout()
+        row.addWidget(self.slider, 1)
+        row.addWidget(self.slice_label)
+        lay.addLayout(row)
+        lay.addLayout(self._strip_holder)
+        self.viewer_page = page
+        self.stack.addWidget(self.welcome)
+        self.stack.addWidget(page)
+        self.setCentralWidget(self.stack)
+
+        # docks
+        self.browser = SeriesBrowser()
+        self.browser_dock = self.add_dock(self.browser, Qt.DockWidgetArea.LeftDockWidgetArea,
+                                          "Series")
+        self.tags = TagBrowser()
+        self.tags_dock = self.add_dock(self.tags, Qt.DockWidgetArea.RightDockWidgetArea,
+                                       "DICOM tags")
+
+        # status bar
+        sb = self.statusBar()
+        self.cursor_label = QLabel("")
+        self.cursor_label.setObjectName("cursor_label")
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(220)
+        self.progress.setVisible(False)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setVisible(False)
+        self.skipped_button = QPushButton("Skipped: 0")
+        self.skipped_button.setObjectName("skipped_button")
+        self.skipped_button.setFlat(True)
+        self.skipped_button.setVisible(False)
+        sb.addPermanentWidget(self.cursor_label)
+        sb.addPermanentWidget(self.progress)
+        sb.addPermanentWidget(self.cancel_button)
+        sb.addPermanentWidget(self.skipped_button)
+        self.cancel_button.clicked.connect(self.cancel_scan)
+        self.skipped_button.clicked.connect(self.show_skipped)
+
+        # cine
+        self.cine_timer = QTimer(self)
+        self.cine_timer.timeout.connect(self._cine_step)
+
+        self.actions_by_name = build_actions(self)
+        self.ai_menu = self.menu("AI")
+        self.menu("Help")
+
+        # bindings
+        self.welcome.sig_open_folder.connect(self.choose_folder)
+        self.welcome.sig_open_demo.connect(self.open_demo)
+        self.welcome.sig_open_recent.connect(self.open_path)
+        self.browser.sig_series_selected.connect(self.state.set_series)
+        self.slider.valueChanged.connect(self.state.set_slice)
+        self.state.sig_series_changed.connect(self._on_series_changed)
+        self.state.sig_slice_changed.connect(self._on_slice_changed)
+        self.canvas.sig_cursor.connect(self._on_cursor)
+        self.canvas.sig_rendered.connect(self._on_rendered)
+        self.tags_dock.visibilityChanged.connect(lambda _v: self._update_tags())
+
+        self.welcome.set_recent(self.settings.recent_folders())
+        self.resize(1280, 820)
+        geo, st = self.settings.geometry(), self.settings.window_state()
+        if geo is not None:
+            self.restoreGeometry(geo)
+        if st is not None:
+            self.restoreState(st)
+
+    # -- extension points ---------------------------------------------------------
+    def add_dock(self, widget: QWidget, area: Any = Qt.DockWidgetArea.RightDockWidgetArea,
+                 title: str | None = None) -> QDockWidget:
+        """Wrap `widget` in a dock (saved with the window layout) and add it."""
+        dock = QDockWidget(title or widget.windowTitle() or widget.objectName(), self)
+        name = widget.objectName() or (title or "dock").lower().replace(" ", "_")
+        dock.setObjectName(f"dock_{name}")
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        view = self._menus.get("View")
+        if view is not None:
+            view.addAction(dock.toggleViewAction())
+        return dock
+
+    def menu(self, title: str) -> QMenu:
+        """The top-level menu `title`, created (before Help) when missing."""
+        if title in self._menus:
+            return self._menus[title]
+        m = QMenu(title, self)
+        help_menu = self._menus.get("Help")
+        if help_menu is not None:
+            self.menuBar().insertMenu(help_menu.menuAction(), m)
+        else:
+            self.menuBar().addMenu(m)
+        self._menus[title] = m
+        return m
+
+    def set_slice_strip(self, widget: QWidget | None) -> None:
+        """Place a per-slice widget under the slice scroller (None removes it)."""
+        if self._strip is not None:
+            self._strip_holder.removeWidget(self._strip)
+            self._strip.setParent(None)
+        self._strip = widget
+        if widget is not None:
+            self._strip_holder.addWidget(widget)
+
+    def show_message(self, text: str, msecs: int = 5000) -> None:
+        self.statusBar().showMessage(text, msecs)
+
+    def export_view(self, path: str | Path) -> None:
+        if not self.canvas.grab_view().save(str(path), "PNG"):
+            raise OSError(f"cannot write {path}")
+
+    # -- opening ------------------------------------------------------------------
+    def choose_folder(self) -> None:
+        d = QFileDialog.getExistingDirectory(self, "Open study folder")
+        if d:
+            self.open_path(d)
+
+    def choose_file(self) -> None:
+        f, _ = QFileDialog.getOpenFileName(self, "Open image file")
+        if f:
+            self.open_path(f)
+
+    def open_demo(self) -> None:
+        """Generate (once) and open the demo study plus pydicom's real files."""
+        try:
+            from viewer.io.demo import demo_root
+
+            root = demo_root()
+        except Exception as exc:
+            log.exception("demo study")
+            self.show_message(f"Cannot create the demo study: {exc}", 10000)
+            return
+        self.open_path(root, remember=False)
+
+    def open_path(self, path: str | Path, remember: bool = True) -> None:
+        """Start a background scan of a folder or a single file."""
+        path = Path(path)
+        if not path.exists():
+            self.show_message(f"{path}: no such file or folder", 10000)
+            return
+        self.cancel_scan()
+        self._gen += 1
+        self.scan_result = None
+        self.state.scan_result = None
+        self._thumbs_requested.clear()
+        self.browser.clear_all()
+        self.canvas.clear_overlays()
+        self.canvas.clear_rulers()
+        self.state.set_series(None)
+        self.skipped_button.setVisible(False)
+        self.stack.setCurrentWidget(self.viewer_page)
+        self.setWindowTitle(f"medviewer - {path.name}")
+        if remember:
+            self.welcome.set_recent(self.settings.add_recent(path))
+            self._rebuild_recent_menu()
+        self.progress.setRange(0, 0)
+        self.progress.setVisible(True)
+        self.cancel_button.setVisible(True)
+        self.show_message(f"Scanning {path.name}...", 0)
+        w = ScanWorker(path, self._gen, self)
+        w.sig_progress.connect(self._on_progress)
+        w.sig_snapshot.connect(self._on_snapshot)
+        w.sig_finished.connect(self._on_finished)
+        self._worker = w
+        w.start()
+
+    def cancel_scan(self) -> None:
+        if self._worker is not None and self._worker.isRunning():
+            self._worker.cancel()
+            self._old_workers.append(self._worker)
+        self._worker = None
+        self._old_workers = [w for w in self._old_workers if w.isRunning()]
+
+    def is_scanning(self) -> bool:
+        return self._worker is not None and self._worker.isRunning()
+
+    def _on_progress(self, gen: int, done: int, total: int) -> None:
+        if gen != self._gen:
+            return
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+        self.progress.setFormat(f"{done}/{total}")
+
+    def _on_snapshot(self, gen: int, result: Any) -> None:
+        if gen == self._gen:
+            self._apply_result(result)
+
+    def _on_finished(self, gen: int, result: Any, error: str | None) -> None:
+        if gen != self._gen:
+            return
+        self._worker = None
+        self.progress.setVisible(False)
+        self.cancel_button.setVisible(False)
+        if error:
+            self.show_message(error, 15000)
+            return
+        self._apply_result(result)
+        n_series = len(result.all_series())
+        n_img = sum(len(s.items) for s in result.all_series())
+        n_skip = len(result.skipped) + len(result.non_image)
+        self.skipped_button.setText(f"Skipped: {len(result.skipped)}"
+                                    + (f" (+{len(result.non_image)} non-image)"
+                                       if result.non_image else ""))
+        self.skipped_button.setVisible(n_skip > 0)
+        msg = f"{n_series} series, {n_img} images"
+        if result.skipped:
+            msg += f", {len(result.skipped)} file(s) skipped"
+        if not getattr(result, "complete", True):
+            msg += " (scan cancelled)"
+        if n_img == 0:
+            msg = f"No displayable images in {result.root}" + (
+                f" ({len(result.skipped)} file(s) skipped)" if result.skipped else "")
+        self.show_message(msg, 0)
+        log.info("scan finished: %d series, %d images, %d skipped",
+                 n_series, n_img, len(result.skipped))
+        self.state.sig_scan_finished.emit(result)
+
+    def _apply_result(self, result: Any) -> None:
+        self.scan_result = result
+        self.state.scan_result = result
+        all_series = result.all_series()
+        self.browser.update_series(all_series)
+        for s in all_series:
+            if s.items and s.series_uid not in self._thumbs_requested:
+                self._thumbs_requested.add(s.series_uid)
+                job = ThumbnailJob(self._thumb_signals, self._gen, s.series_uid,
+                                   s.items[len(s.items) // 2], self.pixels)
+                self._pool.start(job)
+        cur = self.state.series
+        if cur is None:
+            first = next((s for s in all_series if s.items), None)
+            if first is not None:
+                self.state.set_series(first)
+        else:
+            same = next((s for s in all_series if s.series_uid == cur.series_uid), None)
+            if same is not None and same is not cur:
+                self.state.update_series(same)
+        self.state.sig_scan_updated.emit(result)
+
+    def _on_thumbnail(self, gen: int, uid: str, grey: Any) -> None:
+        if gen == self._gen:
+            self.browser.set_thumbnail(uid, grey)
+
+    # -- state -> widgets -----------------------------------------------------------
+    def _on_series_changed(self, series: Any) -> None:
+        self.cine_timer.stop()
+        n = len(series.items) if series is not None else 0
+        self.slider.blockSignals(True)
+        self.slider.setRange(0, max(0, n - 1))
+        self.slider.setValue(self.state.index)
+        self.slider.blockSignals(False)
+        if series is not None:
+            self.browser.select_uid(series.series_uid)
+
+    def _on_slice_changed(self, index: int) -> None:
+        n = self.state.count()
+        self.slider.blockSignals(True)
+        if self.slider.maximum() != max(0, n - 1):
+            self.slider.setRange(0, max(0, n - 1))
+        self.slider.setValue(index)
+        self.slider.blockSignals(False)
+        self.slice_label.setText(f"{index + 1}/{n}" if n else "")
+        self._update_tags()
+        series = self.state.series
+        if series is not None and n:
+            lo, hi = max(0, index - PREFETCH_RADIUS), min(n, index + PREFETCH_RADIUS + 1)
+            try:
+                self.pixels.prefetch(series.items[lo:hi])
+            except Exception:
+                log.debug("prefetch failed", exc_info=True)
+
+    def _on_rendered(self) -> None:
+        from viewer.ui.actions import refresh_window_menu
+
+        refresh_window_menu(self)
+
+    def _update_tags(self) -> None:
+        if self.tags_dock.isVisible():
+            self.tags.set_dataset(self.state.header())
+
+    def _on_cursor(self, cv: Any) -> None:
+        self.cursor_label.setText("" if cv is None else f"({cv.col}, {cv.row}) {cv.text}")
+
+    def show_skipped(self) -> None:
+        skipped_dialog(self, self.scan_result).exec()
+
+    def show_shortcuts(self) -> None:
+        from viewer.ui.actions import shortcut_rows
+
+        shortcuts_dialog(self, shortcut_rows(self)).exec()
+
+    def _rebuild_recent_menu(self) -> None:
+        from viewer.ui.actions import rebuild_recent_menu
+
+        rebuild_recent_menu(self)
+
+    # -- cine -----------------------------------------------------------------------
+    def set_cine(self, playing: bool) -> None:
+        if playing and self.state.count() > 1:
+            self.cine_timer.start(int(1000 / max(1, self.settings.cine_fps())))
+        else:
+            self.cine_timer.stop()
+        act = self.actions_by_name.get("cine")
+        if act is not None and act.isChecked() != self.cine_timer.isActive():
+            act.blockSignals(True)
+            act.setChecked(self.cine_timer.isActive())
+            act.blockSignals(False)
+
+    def set_cine_fps(self, fps: int) -> None:
+        self.settings.set_cine_fps(fps)
+        if self.cine_timer.isActive():
+            self.cine_timer.setInterval(int(1000 / max(1, fps)))
+
+    def _cine_step(self) -> None:
+        n = self.state.count()
+        if n > 1:
+            self.state.set_slice((self.state.index + 1) % n)
+
+    # -- drag and drop / close ---------------------------------------------------------
+    def dragEnterEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.open_path(paths[0])
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        self.shutdown()
+        super().closeEvent(event)
+
+    def shutdown(self) -> None:
+        """Save the layout, stop workers and release the pixel cache."""
+        try:
+            self.settings.save_layout(self.saveGeometry(), self.saveState())
+            self.settings.sync()
+        except Exception:
+            log.exception("saving settings")
+        self.cine_timer.stop()
+        self.cancel_scan()
+        for w in self._old_workers:
+            w.wait(3000)
+        self._pool.waitForDone(3000)
+        try:
+            self.pixels.close()
+        except Exception:
+            log.debug("pixel store close", exc_info=True)
