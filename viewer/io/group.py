@@ -1,0 +1,137 @@
+"""Grouping of scanned files into Patient > Study > Series (PS3.3 A.1.2).
+
+Series are keyed by Series Instance UID (0020,000E); plain images form one
+series per folder.  `Collector.result()` builds a `ScanResult` from what has
+been read so far, so partial snapshots and the final result share one path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from pydicom import Dataset
+
+from viewer.io.model import ImageRef, NonImage, ScanResult, Series, Skipped, Study
+from viewer.io.sort import SliceInfo, natural_key, slice_infos, sort_slices
+
+IMAGE_STUDY_UID = "images"
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword, "")
+    return "" if value is None else str(value).strip()
+
+
+def _int(ds: Dataset, keyword: str) -> int | None:
+    try:
+        value = ds.get(keyword)
+        return None if value in (None, "") else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass
+class _SeriesAcc:
+    series: Series
+    study_uid: str
+    infos: list[SliceInfo] = field(default_factory=list)
+    order_dirty: bool = True
+
+
+class Collector:
+    """Accumulates files as they are read; `result()` groups and sorts them."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.studies: dict[str, Study] = {}
+        self.series: dict[str, _SeriesAcc] = {}
+        self.non_image: list[NonImage] = []
+        self.skipped: list[Skipped] = []
+        self.images = 0
+        self.changed = False
+
+    def _study(self, uid: str, ds: Dataset | None) -> None:
+        if uid in self.studies:
+            return
+        if ds is None:
+            self.studies[uid] = Study(uid, "", "", "Images", "")
+        else:
+            self.studies[uid] = Study(uid, _text(ds, "PatientID"), _text(ds, "PatientName"),
+                                      _text(ds, "StudyDescription"), _text(ds, "StudyDate"))
+
+    def add_dicom(self, path: Path, ds: Dataset, frames: int | None) -> None:
+        """Add one image file (single- or multi-frame) with its header."""
+        study_uid = _text(ds, "StudyInstanceUID") or "unknown-study"
+        series_uid = _text(ds, "SeriesInstanceUID") or f"unknown-series:{path.parent.as_posix()}"
+        self._study(study_uid, ds)
+        acc = self.series.get(series_uid)
+        if acc is None:
+            series = Series(series_uid, _int(ds, "SeriesNumber"), _text(ds, "Modality") or "OT",
+                            _text(ds, "SeriesDescription"), _int(ds, "Rows") or 0,
+                            _int(ds, "Columns") or 0, kind="dicom")
+            acc = self.series[series_uid] = _SeriesAcc(series, study_uid)
+        acc.series.headers[path] = ds
+        new = slice_infos(ds, path, frames)
+        acc.infos.extend(new)
+        acc.order_dirty = True
+        self.images += len(new)
+        self.changed = True
+
+    def add_image(self, path: Path) -> None:
+        """Add a PNG/JPEG/TIFF/BMP file: one series per folder, modality OT."""
+        folder = path.parent
+        try:
+            rel = folder.relative_to(self.root if self.root.is_dir() else self.root.parent)
+            label = rel.as_posix() if rel.parts else folder.name
+        except ValueError:
+            label = folder.as_posix()
+        series_uid = f"images:{label}"
+        self._study(IMAGE_STUDY_UID, None)
+        acc = self.series.get(series_uid)
+        if acc is None:
+            rows, cols = _image_size(path)
+            series = Series(series_uid, None, "OT", folder.name, rows, cols, kind="image")
+            acc = self.series[series_uid] = _SeriesAcc(series, IMAGE_STUDY_UID)
+        acc.infos.append(SliceInfo(ImageRef(path, None)))
+        acc.order_dirty = True
+        self.images += 1
+        self.changed = True
+
+    def result(self, complete: bool = True) -> ScanResult:
+        """Group and sort what has been collected so far."""
+        by_study: dict[str, list[Series]] = {}
+        for acc in self.series.values():
+            if acc.order_dirty:
+                if acc.series.kind == "image":
+                    acc.series.items = [i.ref for i in sorted(acc.infos, key=lambda i: natural_key(i.ref.path))]
+                else:
+                    acc.series.items = sort_slices(acc.infos)
+                acc.order_dirty = False
+            # copies: a snapshot handed to another thread must not change under it
+            copy = replace(acc.series, items=list(acc.series.items), headers=dict(acc.series.headers))
+            by_study.setdefault(acc.study_uid, []).append(copy)
+        studies = []
+        for uid, series_list in by_study.items():
+            src = self.studies[uid]
+            series_list.sort(key=lambda s: (s.number is None, s.number or 0, s.series_uid))
+            studies.append(Study(src.study_uid, src.patient_id, src.patient_name,
+                                 src.description, src.date, series_list))
+        studies.sort(key=lambda s: (s.study_uid == IMAGE_STUDY_UID, s.date, s.study_uid))
+        return ScanResult(self.root, studies, list(self.non_image), list(self.skipped), complete)
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(rows, columns) of a plain image from its header (PNG/BMP) or a decode."""
+    try:
+        with open(path, "rb") as fp:
+            head = fp.read(26)
+        if head.startswith(b"\x89PNG") and head[12:16] == b"IHDR":
+            return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
+        if head.startswith(b"BM") and len(head) >= 26:
+            return abs(int.from_bytes(head[22:26], "little", signed=True)), int.from_bytes(head[18:22], "little")
+        from viewer.io.pixels import read_plain_image
+        arr = read_plain_image(path)
+        return int(arr.shape[0]), int(arr.shape[1])
+    except Exception:
+        return 0, 0

@@ -1,0 +1,129 @@
+"""Study model: Patient > Study > Series > ImageRef, plus what could not be shown.
+
+The hierarchy follows the DICOM Information Model (PS3.3 A.1.2): a Study groups
+Series (grouped by Series Instance UID, 0020,000E), a Series holds images.  A
+multi-frame instance contributes one `ImageRef` per frame (PS3.3 C.7.6.6).
+`ScanResult.to_json()` is the exact schema printed by `medviewer info --json`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydicom import Dataset
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """One displayable image: a single-frame file, or one frame of a multi-frame file."""
+
+    path: Path
+    frame: int | None = None  # 0-based frame for multi-frame files, else None
+
+
+@dataclass
+class Series:
+    """One series in display order (geometry, then InstanceNumber, then natural name)."""
+
+    series_uid: str
+    number: int | None
+    modality: str
+    description: str
+    rows: int
+    columns: int
+    items: list[ImageRef] = field(default_factory=list)
+    kind: str = "dicom"  # "dicom" or "image" (PNG/JPEG/TIFF/BMP, modality OT)
+    headers: dict[Path, Dataset] = field(default_factory=dict, repr=False)
+
+    def header(self, ref: ImageRef) -> Dataset | None:
+        """The header (no pixel data) of the file holding `ref`, if DICOM."""
+        return self.headers.get(ref.path)
+
+
+@dataclass
+class Study:
+    study_uid: str
+    patient_id: str
+    patient_name: str
+    description: str
+    date: str
+    series: list[Series] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class NonImage:
+    """A DICOM object without pixels (SR, RT Structure Set, presentation state...)."""
+
+    path: Path
+    sop_class: str
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file that could not be used, with a short reason (no patient data)."""
+
+    path: Path
+    reason: str
+
+
+@dataclass
+class ScanResult:
+    root: Path
+    studies: list[Study] = field(default_factory=list)
+    non_image: list[NonImage] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    complete: bool = True  # False for partial snapshots and cancelled scans
+
+    def all_series(self) -> list[Series]:
+        """Every series of every study, in listing order."""
+        return [s for st in self.studies for s in st.series]
+
+    def first_image(self) -> tuple[Series, ImageRef] | None:
+        """The first image of the first series, or None when nothing is displayable."""
+        for series in self.all_series():
+            if series.items:
+                return series, series.items[0]
+        return None
+
+    def _rel(self, path: Path) -> str:
+        base = self.root if self.root.is_dir() else self.root.parent
+        try:
+            return path.relative_to(base).as_posix()
+        except ValueError:
+            return path.as_posix()
+
+    def to_json(self) -> dict[str, Any]:
+        """The `medviewer info --json` document; paths are relative to `root`."""
+        return {
+            "root": str(self.root),
+            "studies": [
+                {
+                    "study_uid": st.study_uid,
+                    "patient_id": st.patient_id,
+                    "description": st.description,
+                    "date": st.date,
+                    "series": [
+                        {
+                            "series_uid": se.series_uid,
+                            "number": se.number,
+                            "modality": se.modality,
+                            "description": se.description,
+                            "rows": se.rows,
+                            "columns": se.columns,
+                            "images": len(se.items),
+                            "items": [
+                                {"path": self._rel(r.path), "frame": r.frame} for r in se.items
+                            ],
+                        }
+                        for se in st.series
+                    ],
+                }
+                for st in self.studies
+            ],
+            "non_image": [
+                {"path": self._rel(n.path), "sop_class": n.sop_class} for n in self.non_image
+            ],
+            "skipped": [{"path": self._rel(s.path), "reason": s.reason} for s in self.skipped],
+        }

@@ -1,0 +1,255 @@
+"""Lazy, per-frame pixel decoding with a byte-bounded LRU cache and prefetch.
+
+Stored values keep their stored dtype (PS3.5 8.1.1; no float64 series).
+Colour (RGB, YBR_* converted by pydicom per PS3.3 C.7.6.3.1.2) is returned as
+(rows, cols, 3) uint8 RGB; PALETTE COLOR as (rows, cols) indices for the
+display's palette LUT (PS3.3 C.7.9).  Plain PNG/JPEG/TIFF/BMP images go
+through OpenCV.  Decode failures raise `DecodeError` naming the file.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom import Dataset
+
+from viewer.errors import DecodeError
+from viewer.io.model import ImageRef
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+
+
+def _reason(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = " ".join(lines[:2])[:200]
+    return text or type(exc).__name__
+
+
+def read_plain_image(path: Path) -> np.ndarray:
+    """PNG/JPEG/TIFF/BMP via OpenCV (IMREAD_UNCHANGED): grey 2-D, colour RGB uint8."""
+    import cv2
+
+    try:
+        buf = np.fromfile(str(path), dtype=np.uint8)  # works with non-ASCII paths too
+    except OSError as exc:
+        raise DecodeError(f"{path.name}: cannot read file ({exc.strerror})") from None
+    arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    if arr is None:
+        raise DecodeError(f"{path.name}: not a readable {path.suffix.lstrip('.').upper()} image")
+    if arr.ndim == 3:
+        if arr.shape[2] == 1:
+            arr = arr[:, :, 0]
+        else:
+            code = cv2.COLOR_BGRA2RGB if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB
+            arr = cv2.cvtColor(arr, code)
+            if arr.dtype != np.uint8:
+                arr = (arr >> 8).astype(np.uint8) if arr.dtype == np.uint16 else \
+                    np.clip(arr, 0, 255).astype(np.uint8)
+    if arr.dtype == np.float64:
+        arr = arr.astype(np.float32)
+    return np.ascontiguousarray(arr)
+
+
+def _to_rgb8(arr: np.ndarray, ds: Dataset) -> np.ndarray:
+    """Colour with more than 8 bits stored -> uint8 by dropping low bits."""
+    if arr.dtype == np.uint8:
+        return arr
+    bits = int(ds.get("BitsStored", arr.dtype.itemsize * 8) or 8)
+    return (arr.astype(np.uint32) >> max(bits - 8, 0)).clip(0, 255).astype(np.uint8)
+
+
+def decode_dicom(path: Path, frame: int | None, header: Dataset | None = None) -> np.ndarray:
+    """One frame of stored values (pydicom.pixels.pixel_array with `index`)."""
+    from pydicom.pixels import pixel_array
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            arr = pixel_array(str(path), index=frame)
+        except Exception as first:
+            try:  # files without a File Meta header need a forced read
+                ds = pydicom.dcmread(path, force=True)
+                arr = pixel_array(ds, index=frame)
+            except Exception:
+                where = "" if frame is None else f" frame {frame}"
+                raise DecodeError(f"{path.name}: cannot decode pixel data{where}: {_reason(first)}") from None
+    if header is None:
+        header = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+    if arr.ndim == 3 and frame is None and int(header.get("SamplesPerPixel", 1) or 1) == 1:
+        arr = arr[0]  # a 1-frame multi-frame object
+    if arr.ndim == 3 and arr.shape[-1] == 3:
+        arr = _to_rgb8(arr, header)
+    if arr.dtype == np.float64:
+        arr = arr.astype(np.float32)
+    if not arr.flags.owndata or not arr.flags.c_contiguous:
+        arr = np.array(arr, copy=True, order="C")  # never pin a larger decode buffer
+    return arr
+
+
+class PixelStore:
+    """Decoded frames on demand; LRU bounded by `max_bytes`; background prefetch.
+
+    `get` never waits for queued prefetch work: a pending prefetch of the same
+    frame is cancelled and the frame decoded at once; only a decode of that very
+    frame already running on a worker is awaited (it finishes sooner).
+    """
+
+    def __init__(self, max_bytes: int = 512 * 2**20, headers: Mapping[Path, Dataset] | None = None,
+                 workers: int = 2) -> None:
+        self.max_bytes = int(max_bytes)
+        self._cache: OrderedDict[ImageRef, np.ndarray] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self._headers: dict[Path, Dataset] = dict(headers or {})
+        self._inflight: dict[ImageRef, Future] = {}
+        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="prefetch")
+        self._closed = False
+
+    # -- headers -----------------------------------------------------------
+    def add_headers(self, headers: Mapping[Path, Dataset]) -> None:
+        """Register headers from a scan (e.g. `Series.headers`) to avoid re-reading."""
+        with self._lock:
+            self._headers.update(headers)
+
+    def header(self, ref: ImageRef) -> Dataset | None:
+        """The DICOM header of the file holding `ref` (None for plain images)."""
+        if ref.path.suffix.lower() in IMAGE_SUFFIXES:
+            return None
+        with self._lock:
+            ds = self._headers.get(ref.path)
+        if ds is None:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    ds = pydicom.dcmread(ref.path, stop_before_pixels=True, force=True)
+            except Exception as exc:
+                raise DecodeError(f"{ref.path.name}: cannot read header: {_reason(exc)}") from None
+            with self._lock:
+                self._headers[ref.path] = ds
+        return ds
+
+    # -- cache ---------------------------------------------------------------
+    @property
+    def cached_bytes(self) -> int:
+        """Bytes held by cached frames (always <= max_bytes)."""
+        return self._bytes
+
+    def __contains__(self, ref: ImageRef) -> bool:
+        with self._lock:
+            return ref in self._cache
+
+    def _put(self, ref: ImageRef, arr: np.ndarray) -> None:
+        size = arr.nbytes
+        with self._lock:
+            if ref in self._cache or size > self.max_bytes:
+                return
+            while self._cache and self._bytes + size > self.max_bytes:
+                _, old = self._cache.popitem(last=False)
+                self._bytes -= old.nbytes
+            self._cache[ref] = arr
+            self._bytes += size
+
+    def _decode(self, ref: ImageRef) -> np.ndarray:
+        if ref.path.suffix.lower() in IMAGE_SUFFIXES:
+            arr = read_plain_image(ref.path)
+        else:
+            arr = decode_dicom(ref.path, ref.frame, self.header(ref))
+        arr.setflags(write=False)  # cached arrays are shared: read-only
+        return arr
+
+    def get(self, ref: ImageRef) -> np.ndarray:
+        """Stored values of one image (read-only array); decodes on a miss."""
+        with self._lock:
+            arr = self._cache.get(ref)
+            if arr is not None:
+                self._cache.move_to_end(ref)
+                return arr
+            fut = self._inflight.get(ref)
+        if fut is not None:
+            if fut.cancel():  # still queued: drop it, decode here without waiting
+                with self._lock:
+                    if self._inflight.get(ref) is fut:
+                        del self._inflight[ref]
+            else:  # running or done: that very decode finishes sooner than a new one
+                try:
+                    return fut.result()
+                except Exception:
+                    pass  # decode again below to raise a clean error
+        arr = self._decode(ref)
+        self._put(ref, arr)
+        return arr
+
+    def meta(self, ref: ImageRef) -> Any:
+        """`viewer.display.ImageMeta` for that frame (PS3.3 C.7.6.3, C.11)."""
+        from viewer import display
+
+        header = self.header(ref)
+        if header is None:
+            return display.meta_for_plain_image(self.get(ref))
+        return display.meta_from_dataset(header, ref.frame)
+
+    # -- prefetch ------------------------------------------------------------
+    def _prefetch_one(self, ref: ImageRef) -> np.ndarray:
+        try:
+            with self._lock:
+                cached = self._cache.get(ref)
+            if cached is not None:
+                return cached
+            arr = self._decode(ref)
+            self._put(ref, arr)
+            return arr
+        finally:
+            with self._lock:
+                self._inflight.pop(ref, None)
+
+    def prefetch(self, refs: Sequence[ImageRef]) -> None:
+        """Decode `refs` in the background, nearest first; drops stale queued work."""
+        if self._closed:
+            return
+        wanted = set(refs)
+        with self._lock:
+            for ref, fut in list(self._inflight.items()):
+                if ref not in wanted and fut.cancel():
+                    del self._inflight[ref]
+            todo = [r for r in refs if r not in self._cache and r not in self._inflight]
+            for ref in todo:
+                self._inflight[ref] = self._pool.submit(self._prefetch_one, ref)
+
+    def wait_idle(self, timeout: float | None = None) -> None:
+        """Block until queued prefetch work is done (tests, benchmarks)."""
+        with self._lock:
+            futures = list(self._inflight.values())
+        for fut in futures:
+            try:
+                fut.result(timeout=timeout)
+            except Exception:
+                pass
+
+    def clear(self) -> None:
+        with self._lock:
+            self._cache.clear()
+            self._bytes = 0
+
+    def close(self) -> None:
+        """Stop prefetching and drop the cache."""
+        self._closed = True
+        with self._lock:
+            for fut in self._inflight.values():
+                fut.cancel()
+            self._inflight.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.clear()
+
+    def __enter__(self) -> PixelStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

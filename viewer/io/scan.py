@@ -1,0 +1,282 @@
+"""Recursive, headers-only scan of a study folder (Qt-free).
+
+DICOM files are recognised by the 'DICM' prefix after the 128-byte preamble
+(PS3.10 7.1) whatever their name; files without a preamble get a forced read
+when they start like a data set (group 0002 or 0008).  A DICOMDIR (PS3.10 7.2,
+PS3.3 F.5) contributes the files its directory records reference; it is not
+listed itself.  PNG/JPEG/TIFF/BMP images form one "OT" series per folder.
+Headers are read with `stop_before_pixels`; the pixel data element header is
+checked so that truncated files are reported at scan time.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pydicom
+from pydicom import Dataset
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+
+from viewer.errors import NothingToShowError
+from viewer.io.group import Collector
+from viewer.io.model import NonImage, ScanResult, Skipped
+from viewer.io.sort import natural_key
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM")
+_IGNORED = {"thumbs.db", "desktop.ini"}
+SNAPSHOT_INTERVAL = 0.25  # seconds between partial snapshots
+# SOP classes without displayable pixels even when Rows/Columns might be present
+_NON_IMAGE_WORDS = ("SR Storage", "Presentation State", "Key Object Selection",
+                    "Structure Set", "RT Plan", "Waveform", "Encapsulated", "Raw Data",
+                    "Registration", "Spectroscopy", "Treatment Record")
+
+Progress = Callable[[int, int], None]
+StopFlag = Callable[[], bool]
+Snapshot = Callable[[ScanResult], None]
+
+
+def sop_class_name(ds: Dataset) -> str:
+    """Human name of the SOP Class UID (PS3.6 Annex A), or the UID itself."""
+    uid = str(ds.get("SOPClassUID", "") or "")
+    meta = getattr(ds, "file_meta", None)
+    if not uid and meta is not None:
+        uid = str(meta.get("MediaStorageSOPClassUID", "") or "")
+    if not uid:
+        return "unknown SOP class"
+    name = UID(uid).name
+    return name or uid
+
+
+def _is_non_image(ds: Dataset) -> bool:
+    if "Rows" not in ds or "Columns" not in ds:
+        return True
+    name = sop_class_name(ds)
+    return any(word in name for word in _NON_IMAGE_WORDS)
+
+
+def _frames(ds: Dataset) -> int | None:
+    """Number of Frames (0028,0008) when > 1, else None (single frame)."""
+    try:
+        n = int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        return None
+    return n if n > 1 else None
+
+
+def _pixel_check(ds: Dataset, fp, size: int, frames: int | None) -> str | None:
+    """Reason why the pixel data element is missing or short, else None.
+
+    After `stop_before_pixels` the file position is at the pixel data element
+    (7FE0,0010 / 0008 / 0009).  Native data must hold Rows*Columns*Samples*
+    BitsAllocated/8 bytes per frame (PS3.5 8.1.1); encapsulated data only needs
+    to be present (PS3.5 A.4).
+    """
+    meta = getattr(ds, "file_meta", None)
+    tsyntax = UID(str(meta.get("TransferSyntaxUID", "") or "")) if meta is not None else UID("")
+    if tsyntax == DeflatedExplicitVRLittleEndian:
+        return None  # the data set is a deflated stream (PS3.5 A.5): no raw offsets
+    start = fp.tell()
+    if size - start < 8:
+        return "no pixel data (file truncated?)"
+    implicit, little = getattr(ds, "original_encoding", (None, None))
+    head = fp.read(12)
+    if implicit is None or len(head) < 8:
+        return None
+    order = "<" if little else ">"
+    if implicit:
+        length, data_at = struct.unpack(order + "I", head[4:8])[0], start + 8
+    elif head[4:6] in (b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN"):
+        if len(head) < 12:
+            return "no pixel data (file truncated?)"
+        length, data_at = struct.unpack(order + "I", head[8:12])[0], start + 12
+    else:
+        length, data_at = struct.unpack(order + "H", head[6:8])[0], start + 8
+    if length == 0xFFFFFFFF or (tsyntax and tsyntax.is_compressed):  # encapsulated (PS3.5 A.4)
+        return None if size - data_at > 8 else "encapsulated pixel data is empty (file truncated?)"
+    try:
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        if str(ds.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422":
+            samples = 2  # two chroma samples shared by each pair of pixels (PS3.3 C.7.6.3.1.2)
+        expected = int(ds.Rows) * int(ds.Columns) * samples * (frames or 1) * int(ds.BitsAllocated)
+        expected = (expected + 7) // 8
+    except (AttributeError, TypeError, ValueError):
+        return "image header lacks Rows/Columns/Bits Allocated"
+    have = min(length, size - data_at)
+    if have < expected:
+        return f"truncated pixel data ({have} of {expected} bytes)"
+    return None
+
+
+def _looks_like_dataset(head: bytes) -> bool:
+    """A preamble-less file starting with group 0002 or 0008 (either byte order)."""
+    if len(head) < 8:
+        return False
+    return head[:2] in (b"\x02\x00", b"\x08\x00", b"\x00\x08", b"\x00\x02")
+
+
+def read_header(path: Path) -> tuple[str, object]:
+    """Classify one file: ("dicom", (ds, frames)) / ("non_image", name) / ("skip", reason)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fp:
+            head = fp.read(132)
+            fp.seek(0)
+            if head[128:132] == b"DICM":
+                ds = pydicom.dcmread(fp, stop_before_pixels=True)
+            elif _looks_like_dataset(head):
+                ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
+                if not any(k in ds for k in ("SOPClassUID", "Rows", "SeriesInstanceUID")):
+                    return "skip", "not a DICOM file"
+            else:
+                return "skip", "not a DICOM or image file" if size else "empty file"
+            if _is_non_image(ds):
+                return "non_image", sop_class_name(ds)
+            frames = _frames(ds)
+            reason = _pixel_check(ds, fp, size, frames)
+    except OSError as exc:
+        return "skip", f"cannot read file ({exc.strerror or type(exc).__name__})"
+    except Exception as exc:  # pydicom raises many types on corrupt input
+        text = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        return "skip", f"unreadable DICOM ({text})"
+    if reason:
+        return "skip", reason
+    return "dicom", (ds, frames)
+
+
+def _image_ok(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fp:
+            head = fp.read(8)
+    except OSError:
+        return False
+    return any(head.startswith(m) for m in _IMAGE_MAGIC)
+
+
+def _find_ci(folder: Path, parts: list[str]) -> Path | None:
+    """Resolve a Referenced File ID (PS3.3 F.5, upper-case on media) case-insensitively."""
+    current = folder
+    for part in parts:
+        direct = current / part
+        if direct.exists():
+            current = direct
+            continue
+        try:
+            match = next((c for c in current.iterdir() if c.name.casefold() == part.casefold()), None)
+        except OSError:
+            return None
+        if match is None:
+            return None
+        current = match
+    return current
+
+
+def dicomdir_files(path: Path) -> tuple[list[Path], list[Skipped]]:
+    """Files referenced by a DICOMDIR's directory records (PS3.3 F.3.2.2)."""
+    try:
+        ds = pydicom.dcmread(path, force=True)
+        records = ds.DirectoryRecordSequence
+    except Exception as exc:
+        return [], [Skipped(path, f"unreadable DICOMDIR ({type(exc).__name__})")]
+    files: list[Path] = []
+    missing: list[Skipped] = []
+    for rec in records:
+        ref = rec.get("ReferencedFileID")
+        if not ref:
+            continue
+        parts = [str(ref)] if isinstance(ref, str) else [str(p) for p in ref]
+        found = _find_ci(path.parent, parts)
+        if found is None or not found.is_file():
+            missing.append(Skipped(path.parent.joinpath(*parts), "listed in DICOMDIR but missing"))
+        else:
+            files.append(found)
+    return files, missing
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    if root.is_file():
+        yield root
+        return
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted((d for d in dirs if not d.startswith(".")), key=natural_key)
+        base = Path(folder)
+        for name in sorted(files, key=natural_key):
+            if not name.startswith(".") and name.casefold() not in _IGNORED:
+                yield base / name
+
+
+def _candidates(root: Path) -> tuple[list[Path], list[Skipped]]:
+    """Every file to look at, DICOMDIR references first; DICOMDIRs themselves dropped."""
+    walked = list(_walk(root))
+    ordered: dict[Path, None] = {}
+    missing: list[Skipped] = []
+    for path in walked:
+        if path.name.upper() == "DICOMDIR":
+            files, miss = dicomdir_files(path)
+            ordered.update(dict.fromkeys(files))
+            missing.extend(miss)
+    for path in walked:
+        if path.name.upper() != "DICOMDIR":
+            ordered.setdefault(path, None)
+    return list(ordered), missing
+
+
+def scan(root: str | Path, progress: Progress | None = None, should_stop: StopFlag | None = None,
+         on_snapshot: Snapshot | None = None) -> ScanResult:
+    """Scan `root` (a folder or one file) into studies, non-image objects and skipped files.
+
+    `progress(done, total)` is called per file, `should_stop()` is polled per file
+    (a cancelled scan returns what it has, with `complete=False`), and
+    `on_snapshot(partial)` receives partial results: at once when the first
+    image is found, then at most every SNAPSHOT_INTERVAL seconds.
+    """
+    root = Path(root).expanduser().absolute()
+    if not root.exists():
+        raise NothingToShowError(f"{root}: no such file or directory")
+    files, missing = _candidates(root)
+    total = len(files)
+    col = Collector(root)
+    col.skipped.extend(missing)
+    if progress:
+        progress(0, total)
+    last_snap: float | None = None
+    started = time.monotonic()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for done, path in enumerate(files, 1):
+            if should_stop is not None and should_stop():
+                return col.result(complete=False)
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                if _image_ok(path):
+                    col.add_image(path)
+                else:
+                    col.skipped.append(Skipped(path, f"not a valid {path.suffix.lower()[1:].upper()} image"))
+            else:
+                kind, value = read_header(path)
+                if kind == "dicom":
+                    ds, frames = value  # type: ignore[misc]
+                    col.add_dicom(path, ds, frames)
+                elif kind == "non_image":
+                    col.non_image.append(NonImage(path, str(value)))
+                else:
+                    col.skipped.append(Skipped(path, str(value)))
+            if progress:
+                progress(done, total)
+            if on_snapshot is not None and col.changed and done < total:
+                now = time.monotonic()
+                if (now - (last_snap or started) >= SNAPSHOT_INTERVAL
+                        or (last_snap is None and col.images)):
+                    last_snap = now
+                    col.changed = False
+                    on_snapshot(col.result(complete=False))
+    return col.result(complete=True)
+
+
+def open_path(path: str | Path, **kwargs) -> ScanResult:
+    """Scan a single file or a folder (same as `scan`)."""
+    return scan(path, **kwargs)
