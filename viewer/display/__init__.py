@@ -1,0 +1,46 @@
+"""Qt-free display pipeline: stored pixel values -> uint8 grey levels / RGB.
+
+See `meta` (what the header says) and `pipeline` (PS3.3 C.11 chain, presets,
+auto window, cached `Renderer`).
+"""
+
+from viewer.display.meta import (
+    ImageMeta,
+    LutTable,
+    Palette,
+    Window,
+    meta_for_plain_image,
+    meta_from_dataset,
+)
+from viewer.display.pipeline import (
+    AUTO_PERCENTILES,
+    PRESET_KEYS,
+    PRESETS,
+    RESET_KEY,
+    Renderer,
+    auto_window,
+    available_windows,
+    default_window,
+    find_window,
+    grey_table,
+    lut_window,
+    modality_values,
+    render,
+    value_at,
+)
+from viewer.display.voi import (
+    linear_exact_fraction,
+    linear_fraction,
+    sigmoid_fraction,
+    to_grey,
+    window_fraction,
+)
+
+__all__ = [
+    "AUTO_PERCENTILES", "ImageMeta", "LutTable", "PRESETS", "PRESET_KEYS", "Palette",
+    "RESET_KEY", "Renderer", "Window", "auto_window", "available_windows",
+    "default_window", "find_window", "grey_table", "linear_exact_fraction",
+    "linear_fraction", "lut_window", "meta_for_plain_image", "meta_from_dataset",
+    "modality_values", "render", "sigmoid_fraction", "to_grey", "value_at",
+    "window_fraction",
+]
