@@ -37,6 +37,7 @@ class _SeriesAcc:
     study_uid: str
     infos: list[SliceInfo] = field(default_factory=list)
     order_dirty: bool = True
+    instances: dict[str, Path] = field(default_factory=dict)  # SOP Instance UID -> file
 
 
 class Collector:
@@ -71,6 +72,14 @@ class Collector:
                             _text(ds, "SeriesDescription"), _int(ds, "Rows") or 0,
                             _int(ds, "Columns") or 0, kind="dicom")
             acc = self.series[series_uid] = _SeriesAcc(series, study_uid)
+        sop_uid = _text(ds, "SOPInstanceUID")
+        if sop_uid and sop_uid in acc.instances:  # the same instance twice (copies, DICOMDIR)
+            first = acc.instances[sop_uid]
+            self.skipped.append(Skipped(path, f"duplicate of {first.name} (same SOP Instance UID)"))
+            self.changed = True
+            return
+        if sop_uid:
+            acc.instances[sop_uid] = path
         acc.series.headers[path] = ds
         new = slice_infos(ds, path, frames)
         acc.infos.extend(new)
@@ -117,7 +126,10 @@ class Collector:
             series_list.sort(key=lambda s: (s.number is None, s.number or 0, s.series_uid))
             studies.append(Study(src.study_uid, src.patient_id, src.patient_name,
                                  src.description, src.date, series_list))
-        studies.sort(key=lambda s: (s.study_uid == IMAGE_STUDY_UID, s.date, s.study_uid))
+        # newest study first (as clinical worklists), plain-image folders last
+        studies.sort(key=lambda s: s.study_uid)
+        studies.sort(key=lambda s: s.date, reverse=True)
+        studies.sort(key=lambda s: s.study_uid == IMAGE_STUDY_UID)
         return ScanResult(self.root, studies, list(self.non_image), list(self.skipped), complete)
 
 

@@ -53,11 +53,18 @@ def sop_class_name(ds: Dataset) -> str:
     return name or uid
 
 
-def _is_non_image(ds: Dataset) -> bool:
-    if "Rows" not in ds or "Columns" not in ds:
-        return True
+def _classify(ds: Dataset) -> str:
+    """"image", "non_image", or a reason to skip, from SOP Class and Rows/Columns."""
     name = sop_class_name(ds)
-    return any(word in name for word in _NON_IMAGE_WORDS)
+    if any(word in name for word in _NON_IMAGE_WORDS):
+        return "non_image"
+    if "Rows" in ds and "Columns" in ds:
+        return "image"
+    if name.endswith("Image Storage"):  # an image object without its Image Pixel module
+        return "no pixel data in an image object (file truncated?)"
+    if name == "unknown SOP class":
+        return "unreadable DICOM (no SOP Class UID)"
+    return "non_image"
 
 
 def _frames(ds: Dataset) -> int | None:
@@ -135,8 +142,11 @@ def read_header(path: Path) -> tuple[str, object]:
                     return "skip", "not a DICOM file"
             else:
                 return "skip", "not a DICOM or image file" if size else "empty file"
-            if _is_non_image(ds):
+            kind = _classify(ds)
+            if kind == "non_image":
                 return "non_image", sop_class_name(ds)
+            if kind != "image":
+                return "skip", kind
             frames = _frames(ds)
             reason = _pixel_check(ds, fp, size, frames)
     except OSError as exc:
