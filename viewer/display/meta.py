@@ -241,20 +241,35 @@ def _read_lut(item: Any, ds: Any, signed: bool, what: str) -> LutTable:
 
 
 def _read_palette(ds: Any) -> Palette:
-    """Palette Color LUTs, expanded (segmented too) with pydicom's reference code."""
-    from pydicom.pixels import apply_color_lut
+    """Palette Color LUTs (PS3.3 C.7.6.3.1.5/6) as an 8-bit RGB table.
 
+    Plain LUT Data is read here with the dataset's byte order (pydicom's
+    apply_color_lut assumes little endian); segmented LUTs (C.7.9.2) are
+    expanded by pydicom's reference code.  16-bit entries are scaled by 255/65535.
+    """
     try:
         desc = [int(v) for v in ds.RedPaletteColorLookupTableDescriptor]
         n = desc[0] or 65536
         first = _signed_first(desc[1], int(ds.get("PixelRepresentation", 0)) == 1)
-        domain = np.arange(first, first + n, dtype=np.int64)
-        rgb = np.asarray(apply_color_lut(domain, ds))[:, :3]
-    except Exception as exc:  # pydicom raises ValueError/AttributeError/KeyError...
+        if "RedPaletteColorLookupTableData" in ds:
+            order = "<" if _little_endian(ds) else ">"
+            channels = []
+            for colour in ("Red", "Green", "Blue"):
+                raw = ds[f"{colour}PaletteColorLookupTableData"].value
+                wide = len(raw) >= 2 * n
+                channels.append(np.frombuffer(raw[: 2 * n] if wide else raw[:n],
+                                              dtype=f"{order}u2" if wide else np.uint8))
+            rgb = np.stack(channels, axis=-1)
+        else:
+            from pydicom.pixels import apply_color_lut
+
+            domain = np.arange(first, first + n, dtype=np.int64)
+            rgb = np.asarray(apply_color_lut(domain, ds))[:, :3]
+    except Exception as exc:  # missing/odd elements: AttributeError, KeyError, ValueError...
         raise DecodeError(f"{_name(ds)}: unusable Palette Color LUT ({exc})") from None
     if rgb.dtype.itemsize > 1:
-        # 16-bit entries; some writers put 8-bit values in 16-bit words.
-        top = 255 if int(rgb.max(initial=0)) <= 255 and desc[2] == 8 else 65535
+        # 16-bit entries; some writers put 8-bit values (descriptor 8) in 16-bit words.
+        top = 255 if desc[2] == 8 and int(rgb.max(initial=0)) <= 255 else 65535
         rgb = np.rint(rgb.astype(np.float64) * (255.0 / top))
     return Palette(first, np.clip(rgb, 0, 255).astype(np.uint8).tobytes())
 
