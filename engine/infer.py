@@ -1,0 +1,132 @@
+"""Batched inference over slices with progress, cancel and series aggregation.
+
+A plain function (STYLE.md pattern 4): the Qt adapter in viewer/ui/ai runs it on
+a worker thread, passing `progress`, `should_stop` and `on_batch` callbacks.
+Preprocessing of the next batch overlaps the forward pass of the current one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from engine.modelfile import LoadedModel
+    from engine.preprocess import Geometry
+
+AGGREGATIONS = ("mean", "max", "topk_mean")
+
+
+class Cancelled(Exception):
+    """Raised by predict/gradcam when `should_stop()` turned true between batches."""
+
+
+def split_item(item: Any, meta: Any = None) -> tuple[np.ndarray, Any]:
+    """An image item is an array, or a (stored pixels, ImageMeta) pair."""
+    if isinstance(item, tuple) and len(item) == 2:
+        return item
+    return item, meta
+
+
+def batches(n: int, batch_size: int) -> list[tuple[int, int]]:
+    batch_size = max(1, int(batch_size))
+    return [(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+
+
+def iter_prepared(model: "LoadedModel", images: Any, metas: Sequence[Any] | None, batch_size: int,
+                  should_stop: Callable[[], bool] | None = None):
+    """Yield (start, stop, tensor (B,3,S,S), geometries or None), preparing one batch ahead.
+
+    `images` is a ready (N, 3, S, S) tensor, or a sequence (possibly lazy, e.g.
+    decoding from a PixelStore in __getitem__) of arrays / (array, meta) pairs.
+    """
+    import torch
+
+    if isinstance(images, torch.Tensor):
+        for a, b in batches(len(images), batch_size):
+            if should_stop and should_stop():
+                raise Cancelled()
+            yield a, b, images[a:b], None
+        return
+
+    def prep(a: int, b: int) -> tuple["torch.Tensor", list["Geometry"]]:
+        items = [split_item(images[i], metas[i] if metas is not None else None) for i in range(a, b)]
+        return model.preprocess_batch([p for p, _ in items], [m for _, m in items])
+
+    spans = batches(len(images), batch_size)
+    if not spans:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="medviewer-prep") as pool:
+        pending = pool.submit(prep, *spans[0])
+        for k, (a, b) in enumerate(spans):
+            x, geoms = pending.result()
+            if k + 1 < len(spans):
+                pending = pool.submit(prep, *spans[k + 1])
+            if should_stop and should_stop():
+                pending.cancel()
+                raise Cancelled()
+            yield a, b, x, geoms
+
+
+def forward_probs(model: "LoadedModel", x: "torch.Tensor") -> np.ndarray:
+    """Softmax probabilities of one batch, as float32 numpy (B, C)."""
+    import torch
+
+    from engine.device import autocast, prepare_input
+
+    with torch.inference_mode(), autocast(model.device):
+        logits = model.module(prepare_input(x, model.device))
+    return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+
+def predict(model: "LoadedModel", images: Any, metas: Sequence[Any] | None = None, batch_size: int = 16,
+            progress: Callable[[int, int], None] | None = None,
+            should_stop: Callable[[], bool] | None = None,
+            on_batch: Callable[[int, np.ndarray], None] | None = None) -> np.ndarray:
+    """Class probabilities (N, C) float32; `on_batch(start, probs)` streams partial results."""
+    n = len(images)
+    out = np.zeros((n, len(model.classes)), dtype=np.float32)
+    if progress:
+        progress(0, n)
+    for a, b, x, _ in iter_prepared(model, images, metas, batch_size, should_stop):
+        out[a:b] = forward_probs(model, x)
+        if on_batch:
+            on_batch(a, out[a:b])
+        if progress:
+            progress(b, n)
+    return out
+
+
+def aggregate(probs: np.ndarray, method: str = "mean", k: int = 3) -> np.ndarray:
+    """Series-level probabilities from per-slice ones (N, C) -> (C,).
+
+    mean: average over slices; max: per-class maximum over slices (any slice
+    positive); topk_mean: per class, the mean of its k highest slice values.
+    """
+    probs = np.asarray(probs, dtype=np.float32)
+    if probs.ndim != 2 or len(probs) == 0:
+        raise ValueError("aggregate needs a non-empty (N, C) array")
+    if method == "mean":
+        return probs.mean(axis=0)
+    if method == "max":
+        return probs.max(axis=0)
+    if method == "topk_mean":
+        k = max(1, min(int(k), len(probs)))
+        return np.sort(probs, axis=0)[-k:].mean(axis=0)
+    raise ValueError(f"unknown aggregation {method!r} (use {', '.join(AGGREGATIONS)})")
+
+
+def aggregation_name(method: str, k: int = 3) -> str:
+    """The name shown to the user and written to JSON, e.g. 'topk_mean(k=3)'."""
+    return f"topk_mean(k={k})" if method == "topk_mean" else method
+
+
+def top_k_default(n: int) -> int:
+    """Default k for topk_mean: about 10% of the slices, at least 1, at most 10."""
+    return max(1, min(10, math.ceil(0.1 * n)))

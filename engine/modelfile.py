@@ -1,0 +1,203 @@
+"""Model files: one `.safetensors` holding the weights and, in its metadata, the card.
+
+Loading never unpickles (torch.load on an untrusted file can run code):
+`.pt`/`.pth` files are refused with a pointer to `medviewer convert-model`.
+Every problem is one ModelFileError line naming the file and the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from engine.card import METADATA_KEY, ModelCard
+from engine.preprocess import Geometry, PreprocessSpec, preprocess, preprocess_batch
+from viewer.errors import ModelFileError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".tar")
+_MAX_HEADER = 100 * 2**20
+
+
+def _refuse_pickle(path: Path) -> ModelFileError:
+    return ModelFileError(
+        f"{path.name}: refusing to load a pickled PyTorch file (it could run arbitrary code); "
+        f"convert it once with: medviewer convert-model {path.name} {path.stem}.safetensors --card card.json")
+
+
+def read_header(path: str | Path) -> dict[str, Any]:
+    """The safetensors JSON header (tensor table + '__metadata__'), read without tensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: model file not found")
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise _refuse_pickle(path)
+    with path.open("rb") as fh:
+        head = fh.read(8)
+        n = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+        raw = fh.read(n) if 1 < n <= _MAX_HEADER else b""
+    header: Any = None
+    if raw:
+        try:
+            header = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            header = None
+    if header is None:
+        if head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in b"\x02\x03\x04\x05"):
+            raise _refuse_pickle(path)  # torch.save zip archive or a raw pickle stream
+        raise ModelFileError(f"{path.name}: not a safetensors model file (no valid header)")
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{path.name}: not a safetensors model file (header is not an object)")
+    return header
+
+
+def read_card(path: str | Path) -> ModelCard:
+    """The model card alone (cheap: no weights read), e.g. for the model picker."""
+    path = Path(path)
+    meta = read_header(path).get("__metadata__") or {}
+    if METADATA_KEY not in meta:
+        raise ModelFileError(f"{path.name}: safetensors file has no medviewer model card "
+                             f"(metadata key {METADATA_KEY!r}); add one with medviewer convert-model")
+    return ModelCard.from_json(meta[METADATA_KEY], where=path.name)
+
+
+def save_model(path: str | Path, module: "torch.nn.Module", card: ModelCard) -> Path:
+    """Write `module`'s state dict and `card` to one `.safetensors` file (atomically)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix.lower() != ".safetensors":
+        raise ModelFileError(f"{path.name}: model files must end in .safetensors")
+    card.validate(path.name)
+    check_fits(module.state_dict(), card, path.name)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={METADATA_KEY: card.to_json(), "format": "pt"})
+    tmp.replace(path)
+    return path
+
+
+def check_fits(state: dict[str, Any], card: ModelCard, where: str) -> None:
+    """Raise ModelFileError unless `state` fits the architecture and head of `card`."""
+    import torch
+
+    from engine.registry import build_from_card
+
+    with torch.device("meta"):
+        ref = build_from_card(card).state_dict()
+    missing = [k for k in ref if k not in state]
+    unexpected = [k for k in state if k not in ref]
+    wrong = [k for k in ref if k in state and tuple(state[k].shape) != tuple(ref[k].shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]!r})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]!r})")
+        if wrong:
+            k = wrong[0]
+            parts.append(f"{len(wrong)} with wrong shape (e.g. {k!r}: {tuple(state[k].shape)} "
+                         f"in file, {tuple(ref[k].shape)} expected)")
+        raise ModelFileError(f"{where}: tensors do not fit {card.architecture} with "
+                             f"{len(card.classes)} classes: {'; '.join(parts)}")
+
+
+class LoadedModel:
+    """A model ready to run: module (eval), card, classes, Grad-CAM layer, device."""
+
+    def __init__(self, module: "torch.nn.Module", card: ModelCard, device: "torch.device",
+                 path: Path | None = None) -> None:
+        self.module = module
+        self.card = card
+        self.classes: list[str] = list(card.classes)
+        self.cam_layer: str = card.cam_layer
+        self.device = device
+        self.path = path
+        self.spec = PreprocessSpec.from_card(card)
+
+    def __repr__(self) -> str:
+        return f"LoadedModel({self.card.summary()}, device={self.device})"
+
+    @property
+    def model_id(self) -> str:
+        """Tag for results: name, version and file (engine.results)."""
+        return f"{self.card.name}@{self.card.version}:{self.path.name if self.path else '-'}"
+
+    def preprocess(self, pixels: np.ndarray, meta: Any = None) -> tuple["torch.Tensor", Geometry]:
+        """Stored pixels (+ viewer.display ImageMeta) -> (3, S, S) tensor and Geometry."""
+        return preprocess(pixels, meta, self.spec)
+
+    def preprocess_batch(self, images: Sequence[Any], metas: Sequence[Any] | None = None):
+        return preprocess_batch(images, metas, self.spec)
+
+    def predict(self, images: Any, batch_size: int = 16,
+                progress: Callable[[int, int], None] | None = None,
+                should_stop: Callable[[], bool] | None = None, metas: Sequence[Any] | None = None) -> np.ndarray:
+        """Class probabilities (N, C) for a (N, 3, S, S) tensor or a list of stored images."""
+        from engine.infer import predict
+
+        return predict(self, images, metas=metas, batch_size=batch_size, progress=progress,
+                       should_stop=should_stop)
+
+    def gradcam(self, images: Any, class_index: int | Sequence[int] | None = None,
+                method: str = "gradcam", batch_size: int = 16, metas: Sequence[Any] | None = None,
+                progress: Callable[[int, int], None] | None = None,
+                should_stop: Callable[[], bool] | None = None) -> list[np.ndarray]:
+        """Grad-CAM maps, float32 [0, 1], at each source image's rows x cols
+        (at S x S for an already preprocessed tensor); class default: top class."""
+        from engine.gradcam import gradcam_images
+
+        return gradcam_images(self, images, metas=metas, class_index=class_index, method=method,
+                              batch_size=batch_size, progress=progress, should_stop=should_stop)
+
+
+_cache: dict[tuple[str, int, int, str], LoadedModel] = {}
+_cache_lock = threading.Lock()
+
+
+def load_model(path: str | Path, device: str | None = None, cache: bool = True) -> LoadedModel:
+    """Load a `.safetensors` model file; cached per (file, mtime, size, device)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from engine.device import pick_device, prepare_module
+    from engine.registry import build_from_card
+
+    path = Path(path)
+    card = read_card(path)  # refuses pickles, checks the card
+    dev = pick_device(device)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size, str(dev))
+    with _cache_lock:
+        if cache and key in _cache:
+            return _cache[key]
+    try:
+        state = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFileError(f"{path.name}: cannot read tensors ({str(exc).splitlines()[0]})") from None
+    check_fits(state, card, path.name)
+    module = build_from_card(card)
+    module.load_state_dict(state, strict=True)
+    try:
+        module.get_submodule(card.cam_layer)
+    except AttributeError:
+        raise ModelFileError(f"{path.name}: Grad-CAM layer {card.cam_layer!r} does not exist in "
+                             f"{card.architecture}") from None
+    loaded = LoadedModel(prepare_module(module, dev), card, dev, path)
+    if cache:
+        with _cache_lock:
+            _cache[key] = loaded
+    return loaded
+
+
+def clear_cache() -> None:
+    with _cache_lock:
+        _cache.clear()

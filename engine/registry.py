@@ -1,0 +1,132 @@
+"""Supported torchvision architectures, their classifier heads and Grad-CAM layers.
+
+Models are built with `torchvision.models.get_model(name, weights=...)` and the
+final Linear layer is replaced by a head for the card's classes.  With no hidden
+layers and no dropout the head is a plain `nn.Linear`, so state dicts of ordinary
+torchvision fine-tunes load unchanged (see `medviewer convert-model`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from viewer.errors import ModelFileError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch.nn as nn
+
+# name -> (family, dotted path of the final Linear, default Grad-CAM layer = last conv block)
+_VGG_CAM = {"vgg11": 19, "vgg13": 23, "vgg16": 29, "vgg19": 35,
+            "vgg11_bn": 27, "vgg13_bn": 33, "vgg16_bn": 42, "vgg19_bn": 51}
+
+ARCHITECTURES: dict[str, tuple[str, str, str]] = {
+    **{f"resnet{d}": ("resnet", "fc", "layer4") for d in (18, 34, 50, 101, 152)},
+    **{f"densenet{d}": ("densenet", "classifier", "features.norm5") for d in (121, 161, 169, 201)},
+    **{n: ("vgg", "classifier.6", f"features.{i}") for n, i in _VGG_CAM.items()},  # last ReLU
+    "alexnet": ("alexnet", "classifier.6", "features.11"),
+    "mobilenet_v2": ("mobilenet", "classifier.1", "features.18"),
+    "mobilenet_v3_small": ("mobilenet", "classifier.3", "features.12"),
+    "mobilenet_v3_large": ("mobilenet", "classifier.3", "features.16"),
+    **{f"efficientnet_b{i}": ("efficientnet", "classifier.1", "features.8") for i in range(5)},
+}
+
+_IMAGENET_WEIGHTS = "DEFAULT"
+
+
+def _check(arch: str) -> tuple[str, str, str]:
+    try:
+        return ARCHITECTURES[arch]
+    except KeyError:
+        raise ModelFileError(f"unknown architecture {arch!r} (known: {', '.join(sorted(ARCHITECTURES))})") from None
+
+
+def family(arch: str) -> str:
+    return _check(arch)[0]
+
+
+def head_path(arch: str) -> str:
+    """Dotted module name of the classifier head that build_model replaces."""
+    return _check(arch)[1]
+
+
+def default_cam_layer(arch: str) -> str:
+    """Module name of the family's last convolutional block (Grad-CAM target)."""
+    return _check(arch)[2]
+
+
+def head_spec(hidden: Sequence[int] = (), dropout: float = 0.0, head_batchnorm: bool = False) -> dict[str, Any]:
+    """The card's 'head' entry for these build_model arguments."""
+    return {"hidden": [int(h) for h in hidden], "dropout": float(dropout), "batchnorm": bool(head_batchnorm)}
+
+
+def make_head(in_features: int, num_classes: int, hidden: Sequence[int] = (),
+              dropout: float = 0.0, head_batchnorm: bool = False) -> "nn.Module":
+    """Linear head, or Dropout -> [Linear -> BatchNorm1d? -> ReLU -> Dropout]* -> Linear."""
+    import torch.nn as nn
+
+    if not hidden and not dropout:
+        return nn.Linear(in_features, num_classes)
+    layers: list[nn.Module] = []
+    width = in_features
+    for h in hidden:
+        layers.append(nn.Linear(width, int(h)))
+        if head_batchnorm:
+            layers.append(nn.BatchNorm1d(int(h)))
+        layers.append(nn.ReLU(inplace=True))
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        width = int(h)
+    if not hidden and dropout:
+        layers.append(nn.Dropout(dropout))
+    layers.append(nn.Linear(width, num_classes))
+    return nn.Sequential(*layers)
+
+
+def get_submodule(module: "nn.Module", dotted: str) -> "nn.Module":
+    try:
+        return module.get_submodule(dotted)
+    except AttributeError:
+        raise ModelFileError(f"model has no layer named {dotted!r}") from None
+
+
+def _set_submodule(module: "nn.Module", dotted: str, new: "nn.Module") -> None:
+    parent_name, _, leaf = dotted.rpartition(".")
+    parent = module.get_submodule(parent_name) if parent_name else module
+    if leaf.isdigit():
+        parent[int(leaf)] = new  # type: ignore[index]
+    else:
+        setattr(parent, leaf, new)
+
+
+def build_model(arch: str, num_classes: int, weights: str | None = None, dropout: float = 0.0,
+                hidden: Sequence[int] = (), head_batchnorm: bool = False) -> "nn.Module":
+    """Build `arch` with a fresh head for `num_classes`.
+
+    weights: None (random init, no download) or "imagenet" (torchvision's DEFAULT
+    weights; needs them cached or a network connection, so never use it in tests).
+    """
+    import torch.nn as nn
+    import torchvision
+
+    _check(arch)
+    if num_classes < 1:
+        raise ValueError("num_classes must be >= 1")
+    if weights not in (None, "imagenet"):
+        raise ValueError(f"weights must be None or 'imagenet', got {weights!r}")
+    model = torchvision.models.get_model(arch, weights=_IMAGENET_WEIGHTS if weights else None)
+    path = head_path(arch)
+    old = model.get_submodule(path)
+    if not isinstance(old, nn.Linear):  # pragma: no cover - guarded by test_engine_registry
+        raise ModelFileError(f"{arch}: expected a Linear head at {path!r}")
+    _set_submodule(model, path, make_head(old.in_features, num_classes, hidden, dropout, head_batchnorm))
+    return model
+
+
+def build_from_card(card: Any) -> "nn.Module":
+    """Build the (random-initialised) module described by a ModelCard."""
+    head = card.head or {}
+    return build_model(card.architecture, len(card.classes), None,
+                       dropout=float(head.get("dropout", 0.0)),
+                       hidden=tuple(head.get("hidden", ())),
+                       head_batchnorm=bool(head.get("batchnorm", False)))

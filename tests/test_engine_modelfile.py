@@ -1,0 +1,142 @@
+"""engine.modelfile: safetensors + card round trip, refusal of pickles and broken files."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+import engine
+from engine.card import METADATA_KEY, ModelCard
+from engine.modelfile import clear_cache, load_model, read_card, save_model
+from engine.registry import build_model, head_spec
+from viewer.errors import ModelFileError
+
+
+def make_model_file(path, arch="resnet18", classes=("normal", "lesion"), size=32, **card_kw):
+    torch.manual_seed(0)
+    head = card_kw.pop("head", head_spec())
+    module = build_model(arch, len(classes), hidden=head["hidden"], dropout=head["dropout"],
+                         head_batchnorm=head["batchnorm"]).eval()
+    card = ModelCard(name="tiny", architecture=arch, classes=list(classes), input_size=size, head=head, **card_kw)
+    save_model(path, module, card)
+    return module, card
+
+
+def test_round_trip_same_outputs_and_card(tmp_path):
+    p = tmp_path / "m.safetensors"
+    module, card = make_model_file(p, head=head_spec((8,), 0.2, True), intended_use="demo",
+                                   metrics={"auc": 0.8})
+    loaded = engine.load_model(p, device="cpu")
+    assert loaded.card == card and loaded.classes == ["normal", "lesion"]
+    assert loaded.cam_layer == "layer4" and not loaded.module.training
+    x = torch.randn(3, 3, 32, 32)
+    with torch.inference_mode():
+        ref = torch.softmax(module(x), 1).numpy()
+    np.testing.assert_allclose(loaded.predict(x), ref, atol=1e-6)
+    assert read_card(p) == card
+    assert engine.load_model(p, device="cpu") is loaded  # cached
+    clear_cache()
+    assert engine.load_model(p, device="cpu") is not loaded
+
+
+def test_batch_and_single_agree(tmp_path):
+    p = tmp_path / "m.safetensors"
+    make_model_file(p, arch="mobilenet_v3_small", classes=("a", "b", "c"), size=48)
+    loaded = load_model(p, device="cpu")
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 4096, (40 + 7 * i, 50), dtype=np.uint16) for i in range(5)]
+    batched = loaded.predict(images, batch_size=4)
+    single = np.concatenate([loaded.predict([im], batch_size=1) for im in images])
+    assert batched.shape == (5, 3)
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+    np.testing.assert_allclose(batched.sum(1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["model.pt", "model.pth"])
+def test_pickle_files_refused_with_convert_hint(tmp_path, name):
+    p = tmp_path / name
+    torch.save(build_model("resnet18", 2).state_dict(), p)
+    with pytest.raises(ModelFileError, match=r"refusing to load a pickled.*medviewer convert-model") as e:
+        load_model(p)
+    assert "\n" not in str(e.value)
+
+
+def test_pickle_disguised_as_safetensors_refused(tmp_path):
+    p = tmp_path / "evil.safetensors"
+    torch.save({"x": torch.zeros(1)}, p)
+    with pytest.raises(ModelFileError, match="refusing to load a pickled"):
+        load_model(p)
+
+
+def _raw_safetensors(path, metadata, tensors=None):
+    from safetensors.torch import save_file
+
+    save_file(tensors or {"w": torch.zeros(2)}, str(path), metadata=metadata)
+
+
+@pytest.mark.parametrize("case, match", [
+    ("missing", "model file not found"),
+    ("garbage", "not a safetensors model file"),
+    ("no_card", "has no medviewer model card"),
+    ("bad_json", "not valid JSON"),
+    ("missing_field", "lacks required field"),
+    ("unknown_arch", "unknown architecture 'resnet7'"),
+    ("wrong_tensors", "tensors do not fit resnet18 with 3 classes"),
+    ("truncated", "cannot read tensors"),
+])
+def test_broken_files_give_one_line(tmp_path, case, match):
+    p = tmp_path / "m.safetensors"
+    card = ModelCard(name="x", architecture="resnet18", classes=["a", "b", "c"], input_size=32)
+    if case == "garbage":
+        p.write_bytes(b"hello world, not a model")
+    elif case == "no_card":
+        _raw_safetensors(p, {"format": "pt"})
+    elif case == "bad_json":
+        _raw_safetensors(p, {METADATA_KEY: "{"})
+    elif case == "missing_field":
+        d = card.to_dict()
+        del d["classes"]
+        _raw_safetensors(p, {METADATA_KEY: json.dumps(d)})
+    elif case == "unknown_arch":
+        _raw_safetensors(p, {METADATA_KEY: json.dumps({**card.to_dict(), "architecture": "resnet7"})})
+    elif case == "wrong_tensors":
+        # a 2-class resnet18 whose card claims 3 classes
+        sd = build_model("resnet18", 2).state_dict()
+        _raw_safetensors(p, {METADATA_KEY: card.to_json()}, {k: v.contiguous() for k, v in sd.items()})
+    elif case == "truncated":
+        make_model_file(p, classes=("a", "b", "c"))
+        data = p.read_bytes()
+        p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match=match) as e:
+        load_model(p, device="cpu", cache=False)
+    msg = str(e.value)
+    assert "\n" not in msg and ("m.safetensors" in msg)
+
+
+def test_wrong_shape_message_names_the_tensor(tmp_path):
+    p = tmp_path / "m.safetensors"
+    make_model_file(p)
+    card = read_card(p)
+    hdr_len = struct.unpack("<Q", p.read_bytes()[:8])[0]
+    assert hdr_len > 0
+    card.classes = ["a", "b", "c", "d"]
+    from safetensors.torch import load_file
+
+    _raw_safetensors(p, {METADATA_KEY: card.to_json()}, load_file(str(p)))
+    with pytest.raises(ModelFileError, match=r"wrong shape \(e.g. 'fc.weight': \(2, 512\) in file, \(4, 512\) expected\)"):
+        load_model(p, cache=False)
+
+
+def test_save_rejects_other_suffix_and_mismatched_card(tmp_path):
+    module = build_model("resnet18", 2)
+    card = ModelCard(name="x", architecture="resnet18", classes=["a", "b"])
+    with pytest.raises(ModelFileError, match="must end in .safetensors"):
+        save_model(tmp_path / "m.pt", module, card)
+    card3 = ModelCard(name="x", architecture="resnet18", classes=["a", "b", "c"])
+    with pytest.raises(ModelFileError, match="do not fit"):
+        save_model(tmp_path / "m.safetensors", module, card3)
+    assert not list(tmp_path.iterdir())
