@@ -89,6 +89,8 @@ def decode_dicom(path: Path, frame: int | None, header: Dataset | None = None) -
         arr = _to_rgb8(arr, header)
     if arr.dtype == np.float64:
         arr = arr.astype(np.float32)
+    if not arr.dtype.isnative:  # big endian transfer syntax (PS3.5 A.3): native order for LUTs
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     if not arr.flags.owndata or not arr.flags.c_contiguous:
         arr = np.array(arr, copy=True, order="C")  # never pin a larger decode buffer
     return arr
