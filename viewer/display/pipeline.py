@@ -17,6 +17,7 @@ the stored dtype, (rows, cols) for monochrome and palette indices,
 from __future__ import annotations
 
 import math
+import threading
 from collections import OrderedDict
 from functools import lru_cache
 
@@ -215,15 +216,44 @@ def grey_table(meta: ImageMeta, window: Window, domain_values: np.ndarray) -> np
 
 
 def _full_grey_table(meta: ImageMeta, window: Window, dtype: np.dtype) -> np.ndarray:
-    """Grey level of every value of an 8/16-bit dtype, in unsigned-view order.
-
-    Uses the cached modality table; LINEAR windows run in float32 (the rounding
-    can differ from float64 by at most one grey level at exact .5 ties).
-    """
+    """Grey level of every value of an 8/16-bit dtype, in unsigned-view order."""
     linear = window.voi_lut is None and window.function.upper() in ("LINEAR", "LINEAR_EXACT")
-    make = _modality_table32 if linear else _modality_table
-    table = make(meta.modality_lut, meta.rescale_slope, meta.rescale_intercept, dtype.str)
+    if linear and meta.modality_lut is None:
+        return _linear_band_table(meta, window, dtype)
+    table = _modality_table(meta.modality_lut, meta.rescale_slope,
+                            meta.rescale_intercept, dtype.str)
     return grey_levels(table, meta, window)
+
+
+def _linear_band_table(meta: ImageMeta, window: Window, dtype: np.dtype) -> np.ndarray:
+    """`_full_grey_table` for rescale + LINEAR / LINEAR_EXACT, cheaply.
+
+    Outside the window's ramp the output is constant (C.11.2.1.2.1: 0 at or
+    below the lower edge, 1 above the upper edge), so only the stored values
+    whose modality value falls on the ramp (plus one value of margin on each
+    side) are computed; the rest of the table is filled.
+    """
+    bits = 8 * dtype.itemsize
+    vmin = -(2 ** (bits - 1)) if dtype.kind == "i" else 0
+    size = 2 ** bits
+    c, w = float(window.center), float(window.width)
+    if window.function.upper() == "LINEAR":
+        c, w = c - 0.5, max(w, 1.0) - 1.0
+    lo, hi = c - w / 2.0, c + w / 2.0
+    slope, intercept = meta.rescale_slope, meta.rescale_intercept
+    edges = sorted(((lo - intercept) / slope, (hi - intercept) / slope))
+    k0 = int(min(max(math.floor(edges[0]) - 1 - vmin, 0), size))
+    k1 = int(min(max(math.ceil(edges[1]) + 2 - vmin, k0), size))
+    black, white = (255, 0) if meta.inverted else (0, 255)
+    below, above = (black, white) if slope > 0 else (white, black)
+    table = np.empty(size, dtype=np.uint8)
+    table[:k0] = below
+    table[k1:] = above
+    band = np.arange(vmin + k0, vmin + k1, dtype=np.float64)
+    table[k0:k1] = grey_levels(band * slope + intercept, meta, window)
+    if vmin < 0:   # natural order -> order of the unsigned view
+        table = np.concatenate((table[-vmin:], table[:-vmin]))
+    return table
 
 
 @lru_cache(maxsize=16)
@@ -258,23 +288,28 @@ class Renderer:
     Tables are keyed by the display-relevant part of the meta, the window and
     the stored dtype, so scrolling through a series that shares one window
     reuses the same table; `builds` counts the tables built (for tests).
+    Safe to share between threads (the module-level `render` does).
     """
 
     def __init__(self, max_tables: int = 8) -> None:
         self._tables: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._max_tables = max_tables
+        self._lock = threading.Lock()
         self.builds = 0
 
     def _table(self, key: tuple, build) -> np.ndarray:
-        table = self._tables.get(key)
-        if table is None:
-            table = build()
+        with self._lock:
+            table = self._tables.get(key)
+            if table is not None:
+                self._tables.move_to_end(key)
+                return table
+        table = build()
+        table.flags.writeable = False
+        with self._lock:
             self.builds += 1
             self._tables[key] = table
             while len(self._tables) > self._max_tables:
                 self._tables.popitem(last=False)
-        else:
-            self._tables.move_to_end(key)
         return table
 
     def render(self, stored: np.ndarray, meta: ImageMeta, window: Window | None = None,
