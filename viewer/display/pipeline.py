@@ -80,6 +80,14 @@ def _modality_table(modality_lut: LutTable | None, slope: float, intercept: floa
     return table
 
 
+def _native(stored: np.ndarray) -> np.ndarray:
+    """The array in native byte order (pydicom keeps big-endian dtypes)."""
+    stored = np.asarray(stored)
+    if stored.dtype.byteorder not in ("=", "|") and not stored.dtype.isnative:
+        return stored.astype(stored.dtype.newbyteorder("="))
+    return stored
+
+
 def _lut_dtype(stored: np.ndarray) -> np.dtype | None:
     """The dtype to index a full-domain table with, if the data allow one."""
     if stored.dtype.kind == "b":
@@ -100,7 +108,7 @@ def modality_values(stored: np.ndarray, meta: ImageMeta) -> np.ndarray:
 
     Colour and palette images return their stored values as float32.
     """
-    stored = np.asarray(stored)
+    stored = _native(stored)
     if meta.is_color or meta.is_palette:
         return stored.astype(np.float32)
     dtype = _lut_dtype(stored)
@@ -315,8 +323,8 @@ class Renderer:
     def render(self, stored: np.ndarray, meta: ImageMeta, window: Window | None = None,
                voi_lut: int | None = None) -> np.ndarray:
         """uint8 (rows, cols) grey, or (rows, cols, 3) RGB for colour and palette."""
-        stored = np.asarray(stored)
-        if meta.is_color or (stored.ndim == 3 and stored.shape[-1] in (3, 4)):
+        stored = _native(stored)
+        if meta.is_color:
             return self._render_colour(stored[..., :3], meta, window)
         if meta.is_palette:
             return self._render_lookup(stored, meta, ("palette",),
