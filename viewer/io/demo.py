@@ -82,6 +82,15 @@ def phantom_slice(z: float, size: int = SIZE, seed: int = 0) -> np.ndarray:
 
 
 def _slice_dataset(k: int, z: float) -> FileDataset:
+    """Header and phantom pixels of slice k at table position z."""
+    ds = slice_header(k, z)
+    stored = np.clip(np.rint(phantom_slice(z, seed=k) + 1024), -32768, 32767).astype(np.int16)
+    ds.PixelData = stored.tobytes()
+    return ds
+
+
+def slice_header(k: int, z: float) -> FileDataset:
+    """The CT header of slice k (no Pixel Data); also used by bench/bench_scan.py."""
     sop = _uid("image", k)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
@@ -116,8 +125,6 @@ def _slice_dataset(k: int, z: float) -> FileDataset:
     ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = -1024, 1, "HU"
     ds.WindowCenter, ds.WindowWidth = [40, -600], [400, 1500]
     ds.WindowCenterWidthExplanation = ["MEDIASTINUM", "LUNG"]
-    stored = np.clip(np.rint(phantom_slice(z, seed=k) + 1024), -32768, 32767).astype(np.int16)
-    ds.PixelData = stored.tobytes()
     return ds
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydicom import Dataset
 
+from viewer.io import tags
 from viewer.io.model import ImageRef, NonImage, ScanResult, Series, Skipped, Study
 from viewer.io.sort import SliceInfo, natural_key, slice_infos, sort_slices
 
@@ -19,16 +20,12 @@ IMAGE_STUDY_UID = "images"
 
 
 def _text(ds: Dataset, keyword: str) -> str:
-    value = ds.get(keyword, "")
-    return "" if value is None else str(value).strip()
-
-
-def _int(ds: Dataset, keyword: str) -> int | None:
+    """Character-set aware text (PN, LO, SH: PS3.5 6.1) through pydicom."""
     try:
-        value = ds.get(keyword)
-        return None if value in (None, "") else int(value)
-    except (TypeError, ValueError):
-        return None
+        value = ds.get(keyword, "")
+    except Exception:  # a malformed value must not stop the scan
+        return ""
+    return "" if value is None else str(value).strip()
 
 
 @dataclass
@@ -59,20 +56,21 @@ class Collector:
             self.studies[uid] = Study(uid, "", "", "Images", "")
         else:
             self.studies[uid] = Study(uid, _text(ds, "PatientID"), _text(ds, "PatientName"),
-                                      _text(ds, "StudyDescription"), _text(ds, "StudyDate"))
+                                      _text(ds, "StudyDescription"), tags.ascii_text(ds, "StudyDate"))
 
     def add_dicom(self, path: Path, ds: Dataset, frames: int | None) -> None:
         """Add one image file (single- or multi-frame) with its header."""
-        study_uid = _text(ds, "StudyInstanceUID") or "unknown-study"
-        series_uid = _text(ds, "SeriesInstanceUID") or f"unknown-series:{path.parent.as_posix()}"
+        study_uid = tags.ascii_text(ds, "StudyInstanceUID") or "unknown-study"
+        series_uid = tags.ascii_text(ds, "SeriesInstanceUID") or f"unknown-series:{path.parent.as_posix()}"
         self._study(study_uid, ds)
         acc = self.series.get(series_uid)
         if acc is None:
-            series = Series(series_uid, _int(ds, "SeriesNumber"), _text(ds, "Modality") or "OT",
-                            _text(ds, "SeriesDescription"), _int(ds, "Rows") or 0,
-                            _int(ds, "Columns") or 0, kind="dicom")
+            series = Series(series_uid, tags.integer(ds, "SeriesNumber"),
+                            tags.ascii_text(ds, "Modality") or "OT", _text(ds, "SeriesDescription"),
+                            tags.unsigned(ds, "Rows") or 0, tags.unsigned(ds, "Columns") or 0,
+                            kind="dicom")
             acc = self.series[series_uid] = _SeriesAcc(series, study_uid)
-        sop_uid = _text(ds, "SOPInstanceUID")
+        sop_uid = tags.ascii_text(ds, "SOPInstanceUID")
         if sop_uid and sop_uid in acc.instances:  # the same instance twice (copies, DICOMDIR)
             first = acc.instances[sop_uid]
             self.skipped.append(Skipped(path, f"duplicate of {first.name} (same SOP Instance UID)"))

@@ -23,6 +23,7 @@ from pydicom import Dataset
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from viewer.errors import NothingToShowError
+from viewer.io import tags
 from viewer.io.group import Collector
 from viewer.io.model import NonImage, ScanResult, Skipped
 from viewer.io.sort import natural_key
@@ -43,14 +44,13 @@ Snapshot = Callable[[ScanResult], None]
 
 def sop_class_name(ds: Dataset) -> str:
     """Human name of the SOP Class UID (PS3.6 Annex A), or the UID itself."""
-    uid = str(ds.get("SOPClassUID", "") or "")
+    uid = tags.ascii_text(ds, "SOPClassUID")
     meta = getattr(ds, "file_meta", None)
     if not uid and meta is not None:
-        uid = str(meta.get("MediaStorageSOPClassUID", "") or "")
+        uid = tags.ascii_text(meta, "MediaStorageSOPClassUID")
     if not uid:
         return "unknown SOP class"
-    name = UID(uid).name
-    return name or uid
+    return tags.uid_name(uid) or uid
 
 
 def _classify(ds: Dataset) -> str:
@@ -69,11 +69,8 @@ def _classify(ds: Dataset) -> str:
 
 def _frames(ds: Dataset) -> int | None:
     """Number of Frames (0028,0008) when > 1, else None (single frame)."""
-    try:
-        n = int(ds.get("NumberOfFrames", 1) or 1)
-    except (TypeError, ValueError):
-        return None
-    return n if n > 1 else None
+    n = tags.integer(ds, "NumberOfFrames")
+    return n if n is not None and n > 1 else None
 
 
 def _pixel_check(ds: Dataset, fp, size: int, frames: int | None) -> str | None:
@@ -85,7 +82,7 @@ def _pixel_check(ds: Dataset, fp, size: int, frames: int | None) -> str | None:
     to be present (PS3.5 A.4).
     """
     meta = getattr(ds, "file_meta", None)
-    tsyntax = UID(str(meta.get("TransferSyntaxUID", "") or "")) if meta is not None else UID("")
+    tsyntax = UID(tags.ascii_text(meta, "TransferSyntaxUID") if meta is not None else "")
     if tsyntax == DeflatedExplicitVRLittleEndian:
         return None  # the data set is a deflated stream (PS3.5 A.5): no raw offsets
     start = fp.tell()
@@ -106,14 +103,14 @@ def _pixel_check(ds: Dataset, fp, size: int, frames: int | None) -> str | None:
         length, data_at = struct.unpack(order + "H", head[6:8])[0], start + 8
     if length == 0xFFFFFFFF or (tsyntax and tsyntax.is_compressed):  # encapsulated (PS3.5 A.4)
         return None if size - data_at > 8 else "encapsulated pixel data is empty (file truncated?)"
-    try:
-        samples = int(ds.get("SamplesPerPixel", 1) or 1)
-        if str(ds.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422":
-            samples = 2  # two chroma samples shared by each pair of pixels (PS3.3 C.7.6.3.1.2)
-        expected = int(ds.Rows) * int(ds.Columns) * samples * (frames or 1) * int(ds.BitsAllocated)
-        expected = (expected + 7) // 8
-    except (AttributeError, TypeError, ValueError):
+    rows, cols = tags.unsigned(ds, "Rows"), tags.unsigned(ds, "Columns")
+    bits = tags.unsigned(ds, "BitsAllocated")
+    if not rows or not cols or not bits:
         return "image header lacks Rows/Columns/Bits Allocated"
+    samples = tags.unsigned(ds, "SamplesPerPixel") or 1
+    if tags.ascii_text(ds, "PhotometricInterpretation") == "YBR_FULL_422":
+        samples = 2  # two chroma samples shared by each pair of pixels (PS3.3 C.7.6.3.1.2)
+    expected = (rows * cols * samples * (frames or 1) * bits + 7) // 8
     have = min(length, size - data_at)
     if have < expected:
         return f"truncated pixel data ({have} of {expected} bytes)"
@@ -130,8 +127,8 @@ def _looks_like_dataset(head: bytes) -> bool:
 def read_header(path: Path) -> tuple[str, object]:
     """Classify one file: ("dicom", (ds, frames)) / ("non_image", name) / ("skip", reason)."""
     try:
-        size = path.stat().st_size
         with open(path, "rb") as fp:
+            size = os.fstat(fp.fileno()).st_size
             head = fp.read(132)
             fp.seek(0)
             if head[128:132] == b"DICM":

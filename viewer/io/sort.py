@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pydicom import Dataset
 
+from viewer.io import tags
 from viewer.io.model import ImageRef
 
 Vec = tuple[float, float, float]
@@ -62,14 +63,6 @@ def normal(orientation: Sequence[float]) -> Vec | None:
     return (n[0] / length, n[1] / length, n[2] / length)
 
 
-def instance_number(ds: Dataset) -> int | None:
-    try:
-        value = ds.get("InstanceNumber")
-        return None if value in (None, "") else int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def _plane(item: Dataset | None, keyword: str, attr: str, n: int) -> tuple[float, ...] | None:
     seq = item.get(keyword) if item is not None else None
     if not seq:
@@ -101,10 +94,10 @@ def frame_geometry(ds: Dataset, frames: int) -> list[tuple[Vec | None, tuple[flo
 
 def slice_infos(ds: Dataset, path: Path, frames: int | None) -> list[SliceInfo]:
     """One SliceInfo per image held by the file `path` with header `ds`."""
-    inst = instance_number(ds)
+    inst = tags.integer(ds, "InstanceNumber")
     if frames is None:
-        pos = _floats(ds.get("ImagePositionPatient"), 3)
-        ori = _floats(ds.get("ImageOrientationPatient"), 6)
+        pos = tags.floats(ds, "ImagePositionPatient", 3)
+        ori = tags.floats(ds, "ImageOrientationPatient", 6)
         return [SliceInfo(ImageRef(path, None), pos, ori, inst)]  # type: ignore[arg-type]
     geo = frame_geometry(ds, frames)
     return [SliceInfo(ImageRef(path, i), p, o, inst) for i, (p, o) in enumerate(geo)]
