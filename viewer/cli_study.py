@@ -14,8 +14,11 @@ arguments (errors are raised as MedviewerError; viewer.cli prints one line).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -62,6 +65,20 @@ def _listing(result: ScanResult) -> str:
     return "\n".join(lines)
 
 
+def _quiet(func: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
+    """Keep pydicom's warnings about odd headers off stderr: problems the user
+    must know about are reported as skipped files or as one error line."""
+
+    @functools.wraps(func)
+    def wrapper(argv: list[str]) -> int:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return func(argv)
+
+    return wrapper
+
+
+@_quiet
 def main_info(argv: list[str]) -> int:
     """`medviewer info PATH [--json]`: studies, series, non-image and skipped files."""
     p = _Parser(prog="medviewer info", description="List the studies and series under PATH.")
@@ -141,6 +158,7 @@ def write_png(out: Path, grey: np.ndarray) -> None:
         raise MedviewerError(f"{out}: cannot write ({exc.strerror or type(exc).__name__})") from None
 
 
+@_quiet
 def main_export(argv: list[str]) -> int:
     """`medviewer export PATH OUT.png ...`: the displayed grey levels of one image."""
     from viewer.display import render

@@ -111,7 +111,8 @@ class Collector:
         for acc in self.series.values():
             if acc.order_dirty:
                 if acc.series.kind == "image":
-                    acc.series.items = [i.ref for i in sorted(acc.infos, key=lambda i: natural_key(i.ref.path))]
+                    infos = sorted(acc.infos, key=lambda i: natural_key(i.ref.path))
+                    acc.series.items = [i.ref for i in infos]
                 else:
                     acc.series.items = sort_slices(acc.infos)
                 acc.order_dirty = False
@@ -139,7 +140,8 @@ def _image_size(path: Path) -> tuple[int, int]:
         if head.startswith(b"\x89PNG") and head[12:16] == b"IHDR":
             return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
         if head.startswith(b"BM") and len(head) >= 26:
-            return abs(int.from_bytes(head[22:26], "little", signed=True)), int.from_bytes(head[18:22], "little")
+            rows = abs(int.from_bytes(head[22:26], "little", signed=True))  # negative: top-down
+            return rows, int.from_bytes(head[18:22], "little")
         from viewer.io.pixels import read_plain_image
         arr = read_plain_image(path)
         return int(arr.shape[0]), int(arr.shape[1])

@@ -10,7 +10,6 @@ through OpenCV.  Decode failures raise `DecodeError` naming the file.
 from __future__ import annotations
 
 import threading
-import warnings
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -70,17 +69,15 @@ def decode_dicom(path: Path, frame: int | None, header: Dataset | None = None) -
     """One frame of stored values (pydicom.pixels.pixel_array with `index`)."""
     from pydicom.pixels import pixel_array
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            arr = pixel_array(str(path), index=frame)
-        except Exception as first:
-            try:  # files without a File Meta header need a forced read
-                ds = pydicom.dcmread(path, force=True)
-                arr = pixel_array(ds, index=frame)
-            except Exception:
-                where = "" if frame is None else f" frame {frame}"
-                raise DecodeError(f"{path.name}: cannot decode pixel data{where}: {_reason(first)}") from None
+    try:
+        arr = pixel_array(str(path), index=frame)
+    except Exception as first:
+        try:  # files without a File Meta header need a forced read
+            ds = pydicom.dcmread(path, force=True)
+            arr = pixel_array(ds, index=frame)
+        except Exception:
+            where = "" if frame is None else f" frame {frame}"
+            raise DecodeError(f"{path.name}: cannot decode pixel data{where}: {_reason(first)}") from None
     if header is None:
         header = pydicom.dcmread(path, stop_before_pixels=True, force=True)
     if arr.ndim == 3 and frame is None and int(header.get("SamplesPerPixel", 1) or 1) == 1:
@@ -129,9 +126,7 @@ class PixelStore:
             ds = self._headers.get(ref.path)
         if ds is None:
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    ds = pydicom.dcmread(ref.path, stop_before_pixels=True, force=True)
+                ds = pydicom.dcmread(ref.path, stop_before_pixels=True, force=True)
             except Exception as exc:
                 raise DecodeError(f"{ref.path.name}: cannot read header: {_reason(exc)}") from None
             with self._lock:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import struct
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -240,7 +239,9 @@ def scan(root: str | Path, progress: Progress | None = None, should_stop: StopFl
     `progress(done, total)` is called per file, `should_stop()` is polled per file
     (a cancelled scan returns what it has, with `complete=False`), and
     `on_snapshot(partial)` receives partial results: at once when the first
-    image is found, then at most every SNAPSHOT_INTERVAL seconds.
+    image is found, then at most every SNAPSHOT_INTERVAL seconds.  pydicom's
+    warnings about odd headers are left to the caller's warning filters (the
+    process-global filters are not thread-safe to change from a worker).
     """
     root = Path(root).expanduser().absolute()
     if not root.exists():
@@ -253,34 +254,32 @@ def scan(root: str | Path, progress: Progress | None = None, should_stop: StopFl
         progress(0, total)
     last_snap: float | None = None
     started = time.monotonic()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for done, path in enumerate(files, 1):
-            if should_stop is not None and should_stop():
-                return col.result(complete=False)
-            if path.suffix.lower() in IMAGE_SUFFIXES:
-                if _image_ok(path):
-                    col.add_image(path)
-                else:
-                    col.skipped.append(Skipped(path, f"not a valid {path.suffix.lower()[1:].upper()} image"))
+    for done, path in enumerate(files, 1):
+        if should_stop is not None and should_stop():
+            return col.result(complete=False)
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            if _image_ok(path):
+                col.add_image(path)
             else:
-                kind, value = read_header(path)
-                if kind == "dicom":
-                    ds, frames = value  # type: ignore[misc]
-                    col.add_dicom(path, ds, frames)
-                elif kind == "non_image":
-                    col.non_image.append(NonImage(path, str(value)))
-                else:
-                    col.skipped.append(Skipped(path, str(value)))
-            if progress:
-                progress(done, total)
-            if on_snapshot is not None and col.changed and done < total:
-                now = time.monotonic()
-                if (now - (last_snap or started) >= SNAPSHOT_INTERVAL
-                        or (last_snap is None and col.images)):
-                    last_snap = now
-                    col.changed = False
-                    on_snapshot(col.result(complete=False))
+                col.skipped.append(Skipped(path, f"not a valid {path.suffix.lower()[1:].upper()} image"))
+        else:
+            kind, value = read_header(path)
+            if kind == "dicom":
+                ds, frames = value  # type: ignore[misc]
+                col.add_dicom(path, ds, frames)
+            elif kind == "non_image":
+                col.non_image.append(NonImage(path, str(value)))
+            else:
+                col.skipped.append(Skipped(path, str(value)))
+        if progress:
+            progress(done, total)
+        if on_snapshot is not None and col.changed and done < total:
+            now = time.monotonic()
+            if (now - (last_snap or started) >= SNAPSHOT_INTERVAL
+                    or (last_snap is None and col.images)):
+                last_snap = now
+                col.changed = False
+                on_snapshot(col.result(complete=False))
     return col.result(complete=True)
 
 
