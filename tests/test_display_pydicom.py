@@ -50,7 +50,8 @@ def _decode(path: str) -> tuple[pydicom.Dataset | None, np.ndarray | None, str]:
             ds = pydicom.dcmread(path)
             arr = ds.pixel_array
     except Exception as exc:  # pydicom itself cannot decode it: skipped, with reason
-        return None, None, f"pydicom cannot decode: {type(exc).__name__}: {exc}"[:160]
+        detail = " ".join(str(exc).split())
+        return None, None, f"pydicom cannot decode: {type(exc).__name__}: {detail}"[:200]
     return ds, arr, ""
 
 
@@ -101,7 +102,19 @@ def _reference(ds: pydicom.Dataset, frame: int | None, stored: np.ndarray,
     return grey
 
 
-def test_monochrome_agrees_with_pydicom_on_every_test_file() -> None:
+KEY_MONOCHROME = {"CT_small.dcm", "MR_small.dcm", "RG1_UNCI.dcm", "RG3_J2KR.dcm",
+                  "693_J2KR.dcm", "JPEG-LL.dcm", "emri_small.dcm", "mlut_18.dcm",
+                  "vlut_04.dcm", "examples_overlay.dcm", "eCT_Supplemental.dcm",
+                  "MR2_J2KI.dcm", "rtdose.dcm", "liver.dcm"}
+
+
+def _report(capsys, lines: list[str]) -> None:
+    """Show the summary in the test output even without -s."""
+    with capsys.disabled():
+        print("\n" + "\n".join(lines))
+
+
+def test_monochrome_agrees_with_pydicom_on_every_test_file(capsys) -> None:
     compared, frames_done, skipped, worst = [], 0, [], 0
     for path, header in HEADERS:
         name = path.split("/")[-1]
@@ -122,11 +135,11 @@ def test_monochrome_agrees_with_pydicom_on_every_test_file() -> None:
             worst = max(worst, diff)
             frames_done += 1
         compared.append(name)
-    print(f"\ncompared {len(compared)} monochrome files ({frames_done} frames), "
-          f"worst difference {worst} grey level(s)")
-    for name, reason in skipped:
-        print(f"  skipped {name}: {reason}")
+    _report(capsys, [f"display vs pydicom: compared {len(compared)} monochrome files "
+                     f"({frames_done} frames), worst difference {worst} grey level(s)"]
+            + [f"  skipped {name}: {reason}" for name, reason in skipped])
     assert len(compared) >= 60, f"only {len(compared)} files compared"
+    assert KEY_MONOCHROME <= set(compared), KEY_MONOCHROME - set(compared)
 
 
 def _palette_ref(ds: pydicom.Dataset) -> pydicom.Dataset:
@@ -141,7 +154,7 @@ def _palette_ref(ds: pydicom.Dataset) -> pydicom.Dataset:
     return ref
 
 
-def test_colour_agrees_with_pydicom_on_every_test_file() -> None:
+def test_colour_agrees_with_pydicom_on_every_test_file(capsys) -> None:
     compared, skipped = [], []
     for path, header in HEADERS:
         name = path.split("/")[-1]
@@ -167,9 +180,8 @@ def test_colour_agrees_with_pydicom_on_every_test_file() -> None:
             diff = np.abs(ours.astype(np.float64) - expected).max()
             assert diff <= 1, f"{name} frame {frame}: {diff} levels off"
         compared.append(name)
-    print(f"\ncompared {len(compared)} colour files")
-    for name, reason in skipped:
-        print(f"  skipped {name}: {reason}")
+    _report(capsys, [f"display vs pydicom: compared {len(compared)} colour files"]
+            + [f"  skipped {name}: {reason}" for name, reason in skipped])
     assert len(compared) >= 40
     assert {"SC_rgb.dcm", "OBXXXX1A.dcm", "gdcm-US-ALOKA-16.dcm"} <= set(compared)
 

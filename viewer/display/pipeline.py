@@ -341,7 +341,7 @@ class Renderer:
     def _render_colour(self, stored: np.ndarray, meta: ImageMeta,
                        window: Window | None) -> np.ndarray:
         if stored.dtype == np.uint8 and window is None:
-            return np.ascontiguousarray(stored)
+            return np.array(stored, order="C")   # a copy: never hand out the cache
         return self._render_lookup(stored, meta, ("colour", window),
                                    lambda v: _colour_table(meta, window, v))
 
