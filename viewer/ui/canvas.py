@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QObject, QPointF, QRectF, QRunnable, Qt, QThreadPool, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
 from PySide6.QtWidgets import QWidget
 
@@ -45,6 +45,30 @@ def array_to_qimage(arr: np.ndarray) -> QImage:
     img = QImage(arr.data, cols, rows, arr.strides[0], fmt)
     img._buf = arr  # type: ignore[attr-defined]  # keep the buffer alive
     return img
+
+
+class _DecodeSignals(QObject):
+    sig_done = Signal(object, object, object, object)  # ref, stored, meta, error
+
+
+class _DecodeJob(QRunnable):
+    """Decode one image off the GUI thread (PixelStore caches it)."""
+
+    def __init__(self, signals: _DecodeSignals, pixels: Any, ref: Any) -> None:
+        super().__init__()
+        self.signals, self.pixels, self.ref = signals, pixels, ref
+
+    def run(self) -> None:  # noqa: D102 - QRunnable entry point
+        try:
+            stored = self.pixels.get(self.ref)
+            meta = self.pixels.meta(self.ref)
+            result: tuple[Any, Any, Any] = (stored, meta, None)
+        except Exception as exc:  # crosses the thread as a value (STYLE.md pattern 6)
+            result = (None, None, exc)
+        try:
+            self.signals.sig_done.emit(self.ref, *result)
+        except RuntimeError:  # canvas deleted meanwhile
+            pass
 
 
 @dataclass
@@ -84,6 +108,11 @@ class ImageCanvas(QWidget):
         self._overlays: dict[str, _Overlay] = {}
         self._rulers: dict[Any, list[tuple[QPointF, QPointF]]] = {}
         self._drag: dict[str, Any] | None = None
+        self._pending: set[Any] = set()
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(1)
+        self._decoded = _DecodeSignals(self)
+        self._decoded.sig_done.connect(self._on_decoded)
         state.sig_series_changed.connect(lambda _s: self.refresh())
         state.sig_slice_changed.connect(lambda _i: self.refresh())
         state.sig_window_changed.connect(lambda _w: self.refresh())
@@ -109,30 +138,69 @@ class ImageCanvas(QWidget):
             return self.state.window
         return self.default_window()
 
+    def loading(self) -> bool:
+        """True while the image the state points at is still being decoded."""
+        return self.state.ref() is not None and self.state.ref() != self.ref
+
     def refresh(self) -> None:
-        """Decode (cached by PixelStore) and render the current slice."""
+        """Show the current slice: render at once when decoded, else decode it
+        in the background (the previous image stays up meanwhile)."""
         ref = self.state.ref()
-        self.error = None
-        if ref is None or self.state.pixels is None:
+        pixels = self.state.pixels
+        if ref is None or pixels is None:
             self.ref = self.stored = self.meta = self.rendered = self._qimage = None
+            self.error = None
             self.update()
             return
-        try:
-            if ref != self.ref or self.stored is None:
-                self.stored = self.state.pixels.get(ref)
-                self.meta = self.state.pixels.meta(ref)
-                self.ref = ref
-            win = self.effective_window()
-            grey = self.renderer.render(self.stored, self.meta, win)
-            self.rendered = np.ascontiguousarray(grey)
-            self._qimage = array_to_qimage(self.rendered)
-        except Exception as exc:
+        if ref != self.ref or (self.stored is None and self.error is None):
+            try:
+                cached = ref in pixels
+            except TypeError:
+                cached = False
+            if not cached:
+                if ref not in self._pending:
+                    self._pending.add(ref)
+                    self._pool.start(_DecodeJob(self._decoded, pixels, ref))
+                self.update()  # the corner text follows the state at once
+                return
+            try:
+                self._set_image(ref, pixels.get(ref), pixels.meta(ref), None)
+            except Exception as exc:
+                self._set_image(ref, None, None, exc)
+        self._render()
+
+    def _on_decoded(self, ref: Any, stored: Any, meta: Any, error: Any) -> None:
+        self._pending.discard(ref)
+        if ref != self.state.ref():
+            return  # stale: the user moved on (STYLE.md pattern 5)
+        self._set_image(ref, stored, meta, error)
+        self._render()
+
+    def _set_image(self, ref: Any, stored: Any, meta: Any, error: Any) -> None:
+        self.ref, self.stored, self.meta = ref, stored, meta
+        self.error = None
+        if error is not None:
             from viewer.errors import MedviewerError
 
-            if not isinstance(exc, MedviewerError):
-                log.exception("render failed")
-            self.ref, self.stored, self.rendered, self._qimage = ref, None, None, None
-            self.error = str(exc) or type(exc).__name__
+            if not isinstance(error, MedviewerError):
+                log.error("decode failed: %s: %s", type(error).__name__, error)
+            self.error = str(error) or type(error).__name__
+
+    def _render(self) -> None:
+        if self.stored is None:
+            self.rendered = self._qimage = None
+        else:
+            try:
+                grey = self.renderer.render(self.stored, self.meta, self.effective_window())
+                self.rendered = np.ascontiguousarray(grey)
+                self._qimage = array_to_qimage(self.rendered)
+            except Exception as exc:
+                from viewer.errors import MedviewerError
+
+                if not isinstance(exc, MedviewerError):
+                    log.exception("render failed")
+                self.rendered = self._qimage = None
+                self.error = str(exc) or type(exc).__name__
         self._update_cursor_value()
         self.update()
         self.sig_rendered.emit()
@@ -278,7 +346,7 @@ class ImageCanvas(QWidget):
                     p.drawImage(rect, ov.image)
             p.setOpacity(1.0)
             self._paint_rulers(p)
-        elif self.error:
+        elif self.error and self.ref == self.state.ref():
             p.setPen(QColor(255, 120, 120))
             p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
                        f"Cannot display this image:\n{self.error}")

@@ -113,7 +113,7 @@ def corner_texts(state: Any, header: Any, window: Any, scale: float,
         bl.append(line)
         loc = slice_location(header)
         if loc is not None:
-            bl.append(f"Loc: {loc:.2f} mm")
+            bl.append(f"Loc: {loc + 0.0:.2f} mm")  # no "-0.00"
     if window is not None:
         label = f"W: {window.width:g}  L: {window.center:g}"
         wname = getattr(window, "name", "")

@@ -53,6 +53,7 @@ class ViewState(QObject):
         self.pan: tuple[float, float] = (0.0, 0.0)  # screen pixels from centre
         self.show_text: bool = True
         self.ruler_mode: bool = False
+        self._moved = False  # the user chose a slice in this series
 
     # -- series / slice ------------------------------------------------------
     def study_uid_of(self, series: Any) -> str:
@@ -79,6 +80,7 @@ class ViewState(QObject):
                 and series.series_uid == self.series.series_uid)
         self.series = series
         if not same:
+            self._moved = False
             self.index = 0
             self.window = None
             self.zoom = None
@@ -90,12 +92,16 @@ class ViewState(QObject):
         self.sig_window_changed.emit(self.window)
 
     def update_series(self, series: Any) -> None:
-        """The same series gained slices (scan snapshot): keep the slice shown."""
+        """The same series gained slices (scan snapshot).
+
+        Once the user has moved, the image on screen stays on screen; before
+        that the view stays on the first slice in display order.
+        """
         if self.series is None or series.series_uid != self.series.series_uid:
             return
         ref = self.ref()
         self.series = series
-        if ref is not None and ref in series.items:
+        if self._moved and ref is not None and ref in series.items:
             self.index = series.items.index(ref)
         self.index = min(self.index, max(0, self.count() - 1))
         self.sig_slice_changed.emit(self.index)
@@ -109,6 +115,7 @@ class ViewState(QObject):
         if n == 0:
             return
         index = max(0, min(int(index), n - 1))
+        self._moved = True
         if index != self.index:
             self.index = index
             self.sig_slice_changed.emit(index)

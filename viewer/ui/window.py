@@ -24,11 +24,12 @@ from viewer.ui.settings import Settings
 from viewer.ui.state import ViewState
 from viewer.ui.tags import TagBrowser
 from viewer.ui.welcome import WelcomeWidget
-from viewer.ui.workers import ScanWorker, ThumbnailJob, thumb_signals
+from viewer.ui.workers import ScanWorker, ThumbnailJob, thumb_signals, warm_up
 
 log = logging.getLogger("medviewer.ui")
 
 PREFETCH_RADIUS = 3
+TAGS_DELAY_MS = 150
 
 
 class MainWindow(QMainWindow):
@@ -38,6 +39,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         from viewer.io.pixels import PixelStore
 
+        warm_up()
         self.setWindowTitle("medviewer")
         self.setObjectName("medviewer_main")
         self.setAcceptDrops(True)
@@ -50,7 +52,7 @@ class MainWindow(QMainWindow):
         self._old_workers: list[ScanWorker] = []
         self._thumbs_requested: set[str] = set()
         self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(2)
+        self._pool.setMaxThreadCount(1)
         self._thumb_signals = thumb_signals()
         self._thumb_signals.sig_done.connect(self._on_thumbnail)
         self._menus: dict[str, QMenu] = {}
@@ -119,16 +121,21 @@ class MainWindow(QMainWindow):
         self.menu("Help")
 
         # bindings
-        self.welcome.sig_open_folder.connect(self.choose_folder)
-        self.welcome.sig_open_demo.connect(self.open_demo)
-        self.welcome.sig_open_recent.connect(self.open_path)
+        self.welcome.sig_open_folder.connect(lambda: self.choose_folder())
+        self.welcome.sig_open_demo.connect(lambda: self.open_demo())
+        self.welcome.sig_open_recent.connect(lambda p: self.open_path(p))
         self.browser.sig_series_selected.connect(self.state.set_series)
         self.slider.valueChanged.connect(self.state.set_slice)
         self.state.sig_series_changed.connect(self._on_series_changed)
         self.state.sig_slice_changed.connect(self._on_slice_changed)
         self.canvas.sig_cursor.connect(self._on_cursor)
         self.canvas.sig_rendered.connect(self._on_rendered)
-        self.tags_dock.visibilityChanged.connect(lambda _v: self._update_tags())
+        # the tag tree is rebuilt once the slice settles, not on every wheel step
+        self._tags_timer = QTimer(self)
+        self._tags_timer.setSingleShot(True)
+        self._tags_timer.setInterval(TAGS_DELAY_MS)
+        self._tags_timer.timeout.connect(self._update_tags)
+        self.tags_dock.visibilityChanged.connect(lambda _v: self._tags_timer.start())
 
         self.welcome.set_recent(self.settings.recent_folders())
         self.resize(1280, 820)
@@ -173,6 +180,7 @@ class MainWindow(QMainWindow):
         self._strip = widget
         if widget is not None:
             self._strip_holder.addWidget(widget)
+            widget.show()
 
     def show_message(self, text: str, msecs: int = 5000) -> None:
         self.statusBar().showMessage(text, msecs)
@@ -291,6 +299,10 @@ class MainWindow(QMainWindow):
         self.scan_result = result
         self.state.scan_result = result
         all_series = result.all_series()
+        add_headers = getattr(self.pixels, "add_headers", None)
+        if add_headers is not None:
+            for s in all_series:
+                add_headers(s.headers)
         self.browser.update_series(all_series)
         for s in all_series:
             if s.items and s.series_uid not in self._thumbs_requested:
@@ -332,7 +344,7 @@ class MainWindow(QMainWindow):
         self.slider.setValue(index)
         self.slider.blockSignals(False)
         self.slice_label.setText(f"{index + 1}/{n}" if n else "")
-        self._update_tags()
+        self._tags_timer.start()
         series = self.state.series
         if series is not None and n:
             lo, hi = max(0, index - PREFETCH_RADIUS), min(n, index + PREFETCH_RADIUS + 1)
@@ -415,6 +427,7 @@ class MainWindow(QMainWindow):
         for w in self._old_workers:
             w.wait(3000)
         self._pool.waitForDone(3000)
+        self.canvas._pool.waitForDone(3000)
         try:
             self.pixels.close()
         except Exception:

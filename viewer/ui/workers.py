@@ -114,6 +114,26 @@ class ThumbnailJob(QRunnable):
             pass
 
 
+def warm_up() -> None:
+    """Import, on the GUI thread and before any worker starts, the modules that
+    scanning, decoding and rendering load lazily (numpy.ma for percentiles,
+    pydicom's pixel back-ends).  Otherwise the GUI thread can block on the
+    import lock while a worker imports them.  The GIL switch interval is also
+    shortened to 1 ms so Python work in workers cannot hold the GUI thread
+    for long between two Qt calls (each one releases and re-takes the GIL)."""
+    import importlib
+    import sys
+
+    for name in ("numpy.ma", "viewer.io.scan", "viewer.io.pixels", "viewer.display",
+                 "pydicom.pixels", "pydicom.pixels.decoders", "pydicom.pixels.processing"):
+        try:
+            importlib.import_module(name)
+        except Exception:  # optional: a missing back-end is reported when used
+            log.debug("warm-up import %s failed", name)
+    if sys.getswitchinterval() > 0.001:
+        sys.setswitchinterval(0.001)
+
+
 def downsample(img: np.ndarray, size: int) -> np.ndarray:
     """Nearest-neighbour shrink so that the longer side is at most `size`."""
     rows, cols = img.shape[:2]

@@ -1,0 +1,127 @@
+"""Start-up, welcome screen, settings persistence and the crash hook fallback."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import pytest
+from PySide6.QtCore import Qt
+
+from viewer.ui import app as ui_app
+from viewer.ui.settings import Settings
+from viewer.ui.window import MainWindow
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDVIEWER_SETTINGS_DIR", str(tmp_path / "settings"))
+    return tmp_path / "settings"
+
+
+def test_settings_round_trip(tmp_path, isolated_settings):
+    s = Settings()
+    assert s.recent_folders() == [] and s.device() == "auto" and s.overlay_opacity() == 0.5
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    s.add_recent(a)
+    s.add_recent(b)
+    s.add_recent(a)  # moves to the front, no duplicate
+    s.set_overlay_opacity(0.7)
+    s.set_model("/models/demo.safetensors")
+    s.set_device("cpu")
+    s.set_default_preset("lung")
+    s.set_cine_fps(24)
+    s.sync()
+    assert (isolated_settings / "medviewer.ini").exists()
+    t = Settings()
+    assert t.recent_folders() == [str(a.resolve()), str(b.resolve())]
+    assert t.overlay_opacity() == pytest.approx(0.7)
+    assert (t.model(), t.device(), t.default_preset(), t.cine_fps()) == (
+        "/models/demo.safetensors", "cpu", "lung", 24)
+    t.set_overlay_opacity(3.0)  # clamped
+    assert t.overlay_opacity() == 1.0
+
+
+def test_window_layout_persists(qtbot):
+    w = MainWindow()
+    qtbot.addWidget(w)
+    w.resize(777, 555)
+    w.show()
+    qtbot.waitExposed(w)
+    w.tags_dock.hide()
+    w.close()
+    w2 = MainWindow()
+    qtbot.addWidget(w2)
+    w2.show()
+    qtbot.waitExposed(w2)
+    assert (w2.width(), w2.height()) == (777, 555)
+    assert not w2.tags_dock.isVisible()
+    w2.shutdown()
+
+
+def test_welcome_screen_buttons(qtbot, tmp_path, monkeypatch):
+    Settings().add_recent(tmp_path)
+    w = ui_app.create_window(ui_app.parse_args([]), plugins=False)
+    qtbot.addWidget(w)
+    w.show()
+    assert w.stack.currentWidget() is w.welcome
+    assert w.welcome.recent.count() == 1
+    assert w.welcome.recent.item(0).text() == str(tmp_path.resolve())
+    assert [a.text() for a in w.recent_menu.actions()] == [str(tmp_path.resolve())]
+
+    opened: list[str] = []
+    monkeypatch.setattr(MainWindow, "open_path", lambda self, p, remember=True: opened.append(str(p)))
+    monkeypatch.setattr(MainWindow, "open_demo", lambda self: opened.append("demo"))
+    monkeypatch.setattr("viewer.ui.window.QFileDialog.getExistingDirectory",
+                        lambda *a, **k: str(tmp_path))
+    qtbot.mouseClick(w.welcome.open_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(w.welcome.demo_button, Qt.MouseButton.LeftButton)
+    w.welcome.recent.itemActivated.emit(w.welcome.recent.item(0))
+    assert opened == [str(tmp_path), "demo", str(tmp_path.resolve())]
+    w.shutdown()
+
+
+def test_bad_path_is_one_line_error(capsys):
+    from viewer.cli import main
+
+    assert main(["/no/such/study"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "/no/such/study" in err[0] and "no such" in err[0]
+
+
+def test_fallback_excepthook_logs_and_keeps_running(qtbot, monkeypatch, caplog):
+    shown = []
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    monkeypatch.setattr("PySide6.QtWidgets.QMessageBox.critical",
+                        lambda *a, **k: shown.append(a[2]))
+    ui_app._fallback_excepthook(None)
+    with caplog.at_level(logging.ERROR, logger="medviewer.ui"):
+        try:
+            raise ValueError("boom in a slot")
+        except ValueError:
+            sys.excepthook(*sys.exc_info())
+    assert shown and "ValueError: boom in a slot" in shown[0]
+    assert "boom in a slot" in caplog.text
+
+
+def test_plugins_failure_does_not_stop_the_viewer(qtbot, monkeypatch, caplog):
+    import types
+
+    broken = types.ModuleType("viewer.ui.ai")
+
+    def install(window):
+        raise RuntimeError("plugin exploded")
+
+    broken.install = install
+    monkeypatch.setitem(sys.modules, "viewer.ui.ai", broken)
+    import viewer.ui
+
+    monkeypatch.setattr(viewer.ui, "ai", broken, raising=False)
+    w = MainWindow()
+    qtbot.addWidget(w)
+    with caplog.at_level(logging.ERROR, logger="medviewer.ui"):
+        ui_app.install_plugins(w)
+    assert "failed to install" in caplog.text
+    w.shutdown()
