@@ -1,0 +1,212 @@
+"""`medviewer predict` and `medviewer convert-model` (headless).
+
+    medviewer predict PATH --model FILE [--series N|UID] [--json OUT] [--cam-dir DIR]
+                      [--cam-method gradcam|gradcampp] [--device cpu|cuda] [--batch-size N]
+                      [--aggregate mean|max|topk_mean] [--top-k K]
+    medviewer convert-model IN.pt OUT.safetensors --card card.json
+
+The predict JSON is exactly {"model": {...}, "device", "series": [{"series_uid",
+"aggregate": {"method", "probabilities"}, "items": [{"path", "frame",
+"probabilities", "top", "cam"}]}]}; "cam" is a .npy path relative to --cam-dir
+(float32 [0, 1], the source image's rows x cols) with an overlay PNG beside it.
+Exit codes as for `info`: 0 ok, 1 ok but files skipped / slices undecodable,
+2 nothing usable or bad arguments (one-line errors via viewer.cli).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from viewer.cli_study import EXIT_FAIL, EXIT_OK, EXIT_PARTIAL, _Parser, _pick_series, write_png
+from viewer.errors import ModelFileError, NothingToShowError, UsageError
+
+
+def _rel(root: Path, path: Path) -> str:
+    base = root if root.is_dir() else root.parent
+    try:
+        return path.relative_to(base).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _safe(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in ".-_" else "_" for ch in text)[:64] or "series"
+
+
+def _write_cam(cam_dir: Path, rel: str, cam: np.ndarray, grey: np.ndarray) -> None:
+    from engine.overlay import blend
+
+    npy = cam_dir / rel
+    npy.parent.mkdir(parents=True, exist_ok=True)
+    np.save(npy, cam.astype(np.float32, copy=False))
+    write_png(npy.with_suffix(".png"), blend(grey, cam))
+
+
+def main_predict(argv: list[str]) -> int:
+    """Classify every slice of the chosen series; optional Grad-CAM maps and JSON report."""
+    from engine.device import describe
+    from engine.infer import AGGREGATIONS, aggregate, aggregation_name
+    from engine.modelfile import load_model
+    from engine.series import predict_series
+    from viewer.display import render
+    from viewer.io.pixels import PixelStore
+    from viewer.io.scan import open_path
+
+    p = _Parser(prog="medviewer predict", description="Run an AI model over a study's series.")
+    p.add_argument("path", help="a study folder or a single file")
+    p.add_argument("--model", required=True, metavar="FILE", help="a .safetensors model file")
+    p.add_argument("--series", metavar="N|UID", help="Series Number or UID (default: every series)")
+    p.add_argument("--json", metavar="OUT", help="write the JSON report here ('-' for stdout)")
+    p.add_argument("--cam-dir", metavar="DIR", help="write Grad-CAM .npy maps and overlay PNGs here")
+    p.add_argument("--cam-method", choices=("gradcam", "gradcampp"), default="gradcam")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    p.add_argument("--batch-size", type=int, default=16, metavar="N")
+    p.add_argument("--aggregate", choices=AGGREGATIONS, default="mean",
+                   help="series-level aggregation of slice probabilities (default mean)")
+    p.add_argument("--top-k", type=int, default=3, metavar="K", help="k for --aggregate topk_mean")
+    args = p.parse_args(argv)
+    if args.batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    if args.top_k < 1:
+        raise UsageError("--top-k must be at least 1")
+    json_out = None if args.json in (None, "-") else Path(args.json)
+    if json_out is not None and not json_out.parent.exists():
+        raise UsageError(f"{json_out}: folder {json_out.parent} does not exist")
+    cam_dir = Path(args.cam_dir) if args.cam_dir else None
+    if cam_dir is not None:
+        try:
+            cam_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"{cam_dir}: cannot create the folder ({exc.strerror})") from None
+
+    model = load_model(args.model, device=None if args.device == "auto" else args.device)
+    result = open_path(args.path)
+    if not result.all_series():
+        why = f": {result.skipped[0].reason}" if len(result.skipped) == 1 else \
+            f" ({len(result.skipped)} file(s) skipped, {len(result.non_image)} non-image)"
+        raise NothingToShowError(f"{args.path}: no displayable image{why}")
+    chosen = [_pick_series(result, args.series)] if args.series else [s for s in result.all_series() if s.items]
+
+    root = Path(result.root)
+    doc: dict[str, Any] = {
+        "model": {"name": model.card.name, "version": model.card.version,
+                  "architecture": model.card.architecture, "classes": list(model.classes)},
+        "device": describe(model.device),
+        "series": [],
+    }
+    failures = 0
+    store = PixelStore(workers=1)
+    try:
+        for s_idx, series in enumerate(chosen):
+            store.add_headers(series.headers)
+            pred = predict_series(model, store, series.items, (max(series.rows, 1), max(series.columns, 1)),
+                                  cam_method=args.cam_method if cam_dir else None, batch_size=args.batch_size)
+            keep = [i for i in range(len(series.items)) if i not in pred.failed]
+            failures += len(pred.failed)
+            for i, reason in sorted(pred.failed.items()):
+                print(f"medviewer predict: skipped {_rel(root, series.items[i].path)}: {reason}", file=sys.stderr)
+            items = []
+            for i in keep:
+                ref = series.items[i]
+                pr = pred.probs[i]
+                cam_rel = None
+                if cam_dir is not None and pred.cams is not None:
+                    cam_rel = f"{s_idx:02d}_{_safe(series.series_uid)}/{i:04d}.npy"
+                    _write_cam(cam_dir, cam_rel, pred.cams[i], render(store.get(ref), store.meta(ref)))
+                items.append({
+                    "path": _rel(root, ref.path), "frame": ref.frame,
+                    "probabilities": {c: float(v) for c, v in zip(model.classes, pr)},
+                    "top": model.classes[int(np.argmax(pr))], "cam": cam_rel,
+                })
+            agg = aggregate(pred.probs[keep], args.aggregate, args.top_k) if keep else None
+            doc["series"].append({
+                "series_uid": series.series_uid,
+                "aggregate": {"method": aggregation_name(args.aggregate, args.top_k),
+                              "probabilities": ({c: float(v) for c, v in zip(model.classes, agg)}
+                                                if agg is not None else {})},
+                "items": items,
+            })
+    finally:
+        store.close()
+
+    text = json.dumps(doc, indent=2)
+    if args.json == "-":
+        print(text)
+    elif json_out is not None:
+        try:
+            json_out.write_text(text + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"{json_out}: cannot write ({exc.strerror})") from None
+    if args.json != "-":
+        for s in doc["series"]:
+            agg = s["aggregate"]["probabilities"]
+            best = max(agg, key=agg.get) if agg else "-"
+            print(f"series {s['series_uid']}: {len(s['items'])} image(s), "
+                  f"{s['aggregate']['method']} -> {best} {agg.get(best, 0.0):.3f}")
+    if not any(s["items"] for s in doc["series"]):
+        return EXIT_FAIL
+    return EXIT_PARTIAL if (failures or result.skipped) else EXIT_OK
+
+
+def _state_dict_from_checkpoint(obj: Any, where: str) -> dict[str, Any]:
+    """A state dict, or a checkpoint holding one under a usual key; 'module.' prefixes dropped."""
+    import torch
+
+    if isinstance(obj, dict):
+        for key in ("model", "state_dict", "model_state_dict", "model_state"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ModelFileError(f"{where}: no state dict of tensors found (save model.state_dict(), not the module)")
+    if all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return obj
+
+
+def main_convert(argv: list[str]) -> int:
+    """Convert a PyTorch state-dict file to a medviewer .safetensors model (no unpickling of code)."""
+    import pickle
+
+    import torch
+
+    from engine.card import ModelCard
+    from engine.modelfile import save_model
+    from engine.registry import build_from_card
+
+    p = _Parser(prog="medviewer convert-model",
+                description="Convert IN.pt (a state dict) to OUT.safetensors with a model card.")
+    p.add_argument("input", help="a .pt/.pth file holding a state dict")
+    p.add_argument("output", help="the .safetensors file to write")
+    p.add_argument("--card", required=True, metavar="card.json", help="the model card (JSON)")
+    args = p.parse_args(argv)
+    src, out, card_path = Path(args.input), Path(args.output), Path(args.card)
+    if out.suffix.lower() != ".safetensors":
+        raise UsageError(f"{out}: the output must be a .safetensors file")
+    if not out.parent.exists():
+        raise UsageError(f"{out}: folder {out.parent} does not exist")
+    try:
+        card = ModelCard.from_json(card_path.read_text(encoding="utf-8"), where=card_path.name)
+    except OSError as exc:
+        raise ModelFileError(f"{card_path}: cannot read the card ({exc.strerror})") from None
+    if not src.is_file():
+        raise ModelFileError(f"{src}: file not found")
+    try:
+        obj = torch.load(src, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"{src.name}: cannot read as weights only ({first[:160]})") from None
+    state = _state_dict_from_checkpoint(obj, src.name)
+    module = build_from_card(card)
+    from engine.modelfile import check_fits
+
+    check_fits(state, card, src.name)
+    module.load_state_dict(state, strict=True)
+    save_model(out, module, card)
+    print(f"wrote {out} ({card.summary()})", file=sys.stderr)
+    return EXIT_OK

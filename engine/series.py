@@ -1,0 +1,83 @@
+"""Run a model over a whole series read through viewer.io's PixelStore (Qt-free).
+
+Shared by `medviewer predict` and the viewer's AI worker.  Decoding happens
+lazily inside the inference pipeline's preparation thread; a slice that fails
+to decode is reported in `failed` instead of aborting the series.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from viewer.errors import MedviewerError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from engine.modelfile import LoadedModel
+    from viewer.io.model import ImageRef
+    from viewer.io.pixels import PixelStore
+
+
+class SeriesImages(Sequence):
+    """Lazy (stored pixels, ImageMeta) per ImageRef; failures become blank images."""
+
+    def __init__(self, store: "PixelStore", refs: Sequence["ImageRef"], shape: tuple[int, int] = (8, 8)) -> None:
+        self.store = store
+        self.refs = list(refs)
+        self.shape = shape
+        self.failed: dict[int, str] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, Any]:  # type: ignore[override]
+        ref = self.refs[i]
+        try:
+            return self.store.get(ref), self.store.meta(ref)
+        except MedviewerError as exc:
+            with self._lock:
+                self.failed[i] = str(exc)
+            return np.zeros(self.shape, dtype=np.uint8), None
+
+
+@dataclass
+class SeriesPrediction:
+    probs: np.ndarray                               # (N, C) float32
+    cams: list[np.ndarray] | None = None            # per item, float32 [0, 1] at source shape
+    failed: dict[int, str] = field(default_factory=dict)   # index -> one-line reason
+
+
+def predict_series(model: "LoadedModel", store: "PixelStore", refs: Sequence["ImageRef"],
+                   shape: tuple[int, int] = (8, 8), cam_method: str | None = None,
+                   batch_size: int = 16, progress: Callable[[int, int], None] | None = None,
+                   should_stop: Callable[[], bool] | None = None,
+                   on_batch: Callable[[int, np.ndarray, list[np.ndarray] | None], None] | None = None,
+                   ) -> SeriesPrediction:
+    """Probabilities (and Grad-CAMs of each slice's top class when `cam_method`) for `refs`.
+
+    `on_batch(start, probs, cams_or_None)` streams results as batches finish.
+    """
+    from engine.gradcam import gradcam_images
+    from engine.infer import predict
+
+    images = SeriesImages(store, refs, shape)
+    n = len(images)
+    if cam_method:
+        probs = np.zeros((n, len(model.classes)), dtype=np.float32)
+
+        def got(start: int, maps: list[np.ndarray], p: np.ndarray) -> None:
+            probs[start:start + len(p)] = p
+            if on_batch:
+                on_batch(start, p, maps)
+
+        cams = gradcam_images(model, images, class_index=None, method=cam_method, batch_size=batch_size,
+                              progress=progress, should_stop=should_stop, on_batch=got)
+        return SeriesPrediction(probs, cams, dict(images.failed))
+    probs = predict(model, images, batch_size=batch_size, progress=progress, should_stop=should_stop,
+                    on_batch=(lambda s, p: on_batch(s, p, None)) if on_batch else None)
+    return SeriesPrediction(probs, None, dict(images.failed))
