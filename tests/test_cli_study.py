@@ -177,3 +177,22 @@ def test_export_undecodable_pixels_one_line(capsys, tmp_path: Path) -> None:
     assert code == 2, err
     assert err.startswith("medviewer: error: mr.dcm: cannot decode pixel data")
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_study_io_and_cli_work_without_qt(tmp_path: Path) -> None:
+    """viewer.io and the headless CLI never import PySide6 (STYLE.md pattern 2)."""
+    import subprocess
+    import sys
+
+    g.ct_series(tmp_path, 3)
+    code = (
+        "import sys, json; sys.modules['PySide6'] = None\n"
+        "import viewer.io.scan, viewer.io.pixels, viewer.io.demo, viewer.cli_study\n"
+        "from viewer.cli import main\n"
+        f"rc = main(['export', {str(tmp_path)!r}, {str(tmp_path / 'o.png')!r}])\n"
+        "assert not any(m.startswith('PySide6') for m in sys.modules if sys.modules[m]), 'Qt'\n"
+        "sys.exit(rc)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "o.png").exists()

@@ -210,3 +210,12 @@ def test_thousand_files_with_corrupt_ones(tmp_path: Path) -> None:
     assert all(s.reason for s in res.skipped)
     z = [float(series.headers[r.path].ImagePositionPatient[2]) for r in series.items]
     assert z == sorted(z)
+
+
+def test_content_beats_extension(tmp_path: Path) -> None:
+    paths, _ = g.ct_series(tmp_path, 2, suffix=".png")  # DICOM named like PNG
+    (tmp_path / "fake.jpg").write_bytes(b"not an image at all")
+    res = scan(tmp_path)
+    (series,) = res.all_series()
+    assert series.kind == "dicom" and [r.path for r in series.items] == paths
+    assert [(s.path.name, s.reason) for s in res.skipped] == [("fake.jpg", "not a valid JPG image")]

@@ -87,15 +87,17 @@ class ScanResult:
                 return series, series.items[0]
         return None
 
-    def _rel(self, path: Path) -> str:
-        base = self.root if self.root.is_dir() else self.root.parent
-        try:
-            return path.relative_to(base).as_posix()
-        except ValueError:
-            return path.as_posix()
-
     def to_json(self) -> dict[str, Any]:
-        """The `medviewer info --json` document; paths are relative to `root`."""
+        """The `medviewer info --json` document; paths are relative to `root`
+        (to its folder when `root` is a single file), with '/' separators."""
+        base = self.root if self.root.is_dir() else self.root.parent
+
+        def rel(path: Path) -> str:
+            try:
+                return path.relative_to(base).as_posix()
+            except ValueError:
+                return path.as_posix()
+
         return {
             "root": str(self.root),
             "studies": [
@@ -114,7 +116,7 @@ class ScanResult:
                             "columns": se.columns,
                             "images": len(se.items),
                             "items": [
-                                {"path": self._rel(r.path), "frame": r.frame} for r in se.items
+                                {"path": rel(r.path), "frame": r.frame} for r in se.items
                             ],
                         }
                         for se in st.series
@@ -123,7 +125,7 @@ class ScanResult:
                 for st in self.studies
             ],
             "non_image": [
-                {"path": self._rel(n.path), "sop_class": n.sop_class} for n in self.non_image
+                {"path": rel(n.path), "sop_class": n.sop_class} for n in self.non_image
             ],
-            "skipped": [{"path": self._rel(s.path), "reason": s.reason} for s in self.skipped],
+            "skipped": [{"path": rel(s.path), "reason": s.reason} for s in self.skipped],
         }

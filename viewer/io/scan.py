@@ -257,18 +257,17 @@ def scan(root: str | Path, progress: Progress | None = None, should_stop: StopFl
     for done, path in enumerate(files, 1):
         if should_stop is not None and should_stop():
             return col.result(complete=False)
-        if path.suffix.lower() in IMAGE_SUFFIXES:
-            if _image_ok(path):
-                col.add_image(path)
-            else:
-                col.skipped.append(Skipped(path, f"not a valid {path.suffix.lower()[1:].upper()} image"))
-        else:
+        if path.suffix.lower() in IMAGE_SUFFIXES and _image_ok(path):
+            col.add_image(path)
+        else:  # DICOM by content, whatever the name ("x.png" holding DICOM included)
             kind, value = read_header(path)
             if kind == "dicom":
                 ds, frames = value  # type: ignore[misc]
                 col.add_dicom(path, ds, frames)
             elif kind == "non_image":
                 col.non_image.append(NonImage(path, str(value)))
+            elif path.suffix.lower() in IMAGE_SUFFIXES:
+                col.skipped.append(Skipped(path, f"not a valid {path.suffix.lower()[1:].upper()} image"))
             else:
                 col.skipped.append(Skipped(path, str(value)))
         if progress:
