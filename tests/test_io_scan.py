@@ -218,4 +218,7 @@ def test_content_beats_extension(tmp_path: Path) -> None:
     res = scan(tmp_path)
     (series,) = res.all_series()
     assert series.kind == "dicom" and [r.path for r in series.items] == paths
+    with PixelStore() as store:  # decoded as DICOM, not handed to OpenCV
+        assert store.get(series.items[1])[1, 1] == g.slice_value(1)
+        assert store.meta(series.items[1]).modality == "CT"
     assert [(s.path.name, s.reason) for s in res.skipped] == [("fake.jpg", "not a valid JPG image")]

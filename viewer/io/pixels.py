@@ -24,6 +24,20 @@ from viewer.errors import DecodeError
 from viewer.io.model import ImageRef
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+MAX_HEADERS = 20000  # headers kept for meta(); pixel-free, a few KB each
+_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM")
+
+
+def is_plain_image(path: Path) -> bool:
+    """A PNG/JPEG/TIFF/BMP by extension AND by its magic bytes (DICOM may hide as .png)."""
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        return False
+    try:
+        with open(path, "rb") as fp:
+            head = fp.read(8)
+    except OSError:
+        return False
+    return any(head.startswith(m) for m in _IMAGE_MAGIC)
 
 
 def _reason(exc: BaseException) -> str:
@@ -104,11 +118,13 @@ class PixelStore:
     def __init__(self, max_bytes: int = 512 * 2**20, headers: Mapping[Path, Dataset] | None = None,
                  workers: int = 2) -> None:
         self.max_bytes = int(max_bytes)
+        self.max_headers = MAX_HEADERS
         self._cache: OrderedDict[ImageRef, np.ndarray] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
-        self._headers: dict[Path, Dataset] = dict(headers or {})
+        self._headers: OrderedDict[Path, Dataset] = OrderedDict(headers or {})
         self._inflight: dict[ImageRef, Future] = {}
+        self._plain_cache: dict[Path, bool] = {}
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="prefetch")
         self._closed = False
 
@@ -117,10 +133,28 @@ class PixelStore:
         """Register headers from a scan (e.g. `Series.headers`) to avoid re-reading."""
         with self._lock:
             self._headers.update(headers)
+            self._trim_headers()
+
+    def _trim_headers(self) -> None:
+        while len(self._headers) > self.max_headers:  # oldest first; re-read on demand
+            self._headers.popitem(last=False)
+
+    def _plain(self, path: Path) -> bool:
+        with self._lock:
+            if path in self._headers:
+                return False
+            known = self._plain_cache.get(path)
+        if known is None:
+            known = is_plain_image(path)
+            with self._lock:
+                if len(self._plain_cache) > MAX_HEADERS:
+                    self._plain_cache.clear()
+                self._plain_cache[path] = known
+        return known
 
     def header(self, ref: ImageRef) -> Dataset | None:
         """The DICOM header of the file holding `ref` (None for plain images)."""
-        if ref.path.suffix.lower() in IMAGE_SUFFIXES:
+        if self._plain(ref.path):
             return None
         with self._lock:
             ds = self._headers.get(ref.path)
@@ -131,6 +165,7 @@ class PixelStore:
                 raise DecodeError(f"{ref.path.name}: cannot read header: {_reason(exc)}") from None
             with self._lock:
                 self._headers[ref.path] = ds
+                self._trim_headers()
         return ds
 
     # -- cache ---------------------------------------------------------------
@@ -155,7 +190,7 @@ class PixelStore:
             self._bytes += size
 
     def _decode(self, ref: ImageRef) -> np.ndarray:
-        if ref.path.suffix.lower() in IMAGE_SUFFIXES:
+        if self._plain(ref.path):
             arr = read_plain_image(ref.path)
         else:
             arr = decode_dicom(ref.path, ref.frame, self.header(ref))

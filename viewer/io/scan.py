@@ -25,10 +25,9 @@ from viewer.errors import NothingToShowError
 from viewer.io import tags
 from viewer.io.group import Collector
 from viewer.io.model import NonImage, ScanResult, Skipped
+from viewer.io.pixels import IMAGE_SUFFIXES, is_plain_image
 from viewer.io.sort import natural_key
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
-_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM")
 _IGNORED = {"thumbs.db", "desktop.ini"}
 SNAPSHOT_INTERVAL = 0.25  # seconds between partial snapshots
 # SOP classes without displayable pixels even when Rows/Columns might be present
@@ -155,15 +154,6 @@ def read_header(path: Path) -> tuple[str, object]:
     return "dicom", (ds, frames)
 
 
-def _image_ok(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fp:
-            head = fp.read(8)
-    except OSError:
-        return False
-    return any(head.startswith(m) for m in _IMAGE_MAGIC)
-
-
 def _find_ci(folder: Path, parts: list[str]) -> Path | None:
     """Resolve a Referenced File ID (PS3.3 F.5, upper-case on media) case-insensitively."""
     current = folder
@@ -257,7 +247,7 @@ def scan(root: str | Path, progress: Progress | None = None, should_stop: StopFl
     for done, path in enumerate(files, 1):
         if should_stop is not None and should_stop():
             return col.result(complete=False)
-        if path.suffix.lower() in IMAGE_SUFFIXES and _image_ok(path):
+        if is_plain_image(path):
             col.add_image(path)
         else:  # DICOM by content, whatever the name ("x.png" holding DICOM included)
             kind, value = read_header(path)
