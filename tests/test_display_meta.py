@@ -230,3 +230,20 @@ def test_meta_for_plain_image(arr, photometric, bits, window) -> None:
 def test_meta_for_plain_image_rejects_odd_shapes() -> None:
     with pytest.raises(DecodeError, match="not displayable"):
         meta_for_plain_image(np.zeros((2, 2, 2), np.uint8))
+
+
+def test_malformed_elements_give_a_one_line_decode_error() -> None:
+    """pydicom converts raw elements lazily; in strict reading mode a malformed
+    value raises on access.  That becomes a DecodeError naming the file."""
+
+    class StrictDataset(Dataset):
+        def get(self, key, default=None):
+            if key == "WindowCenter":
+                raise ValueError("Invalid value for VR DS: 'abc'")
+            return super().get(key, default)
+
+    ds = StrictDataset(mono(WindowCenter=1, WindowWidth=2))
+    ds.filename = "broken.dcm"
+    with pytest.raises(DecodeError, match=r"^broken.dcm: unreadable display attributes "
+                                          r"\(ValueError: Invalid value"):
+        meta_from_dataset(ds)

@@ -154,7 +154,7 @@ def _name(ds: Any) -> str:
 
 
 def _floats(value: Any) -> list[float]:
-    """DS / FD values (single or multi-valued) as finite floats; bad ones dropped."""
+    """DS / FD values (single or multi-valued) as floats; unreadable ones NaN."""
     if value is None:
         return []
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
@@ -323,6 +323,17 @@ def meta_from_dataset(ds: Any, frame: int | None = None) -> ImageMeta:
     image (0-based); classic multi-frame images share one set of values.
     Raises `DecodeError` naming the file when the header cannot be displayed.
     """
+    try:
+        return _meta_from_dataset(ds, frame)
+    except DecodeError:
+        raise
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError,
+            OverflowError) as exc:   # malformed elements deep in a header
+        raise DecodeError(f"{_name(ds)}: unreadable display attributes "
+                          f"({type(exc).__name__}: {exc})") from None
+
+
+def _meta_from_dataset(ds: Any, frame: int | None) -> ImageMeta:
     rows, columns = _int(ds, "Rows", 0), _int(ds, "Columns", 0)
     if rows <= 0 or columns <= 0:
         raise DecodeError(f"{_name(ds)}: no image (Rows/Columns missing or zero)")
