@@ -271,3 +271,11 @@ def test_big_endian_arrays(dtype) -> None:
     window = Window(100, 500)
     assert np.array_equal(render(big, CT, window), render(native, CT, window))
     assert np.array_equal(modality_values(big, CT), modality_values(native, CT))
+
+
+def test_non_finite_window_falls_back_to_the_file_window() -> None:
+    meta = ImageMeta(windows=(Window(100, 50, "LINEAR", "H"),))
+    stored = np.arange(0, 200, dtype=np.uint16).reshape(10, 20)
+    expected = render(stored, meta, meta.windows[0])
+    assert np.array_equal(render(stored, meta, Window(float("nan"), 10)), expected)
+    assert np.array_equal(render(stored, meta, Window(0, float("inf"))), expected)

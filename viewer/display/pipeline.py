@@ -42,8 +42,8 @@ PRESET_KEYS: dict[str, str] = {
 RESET_KEY = "0"
 
 AUTO_PERCENTILES = (0.5, 99.5)
-_AUTO_SAMPLES = 1 << 18      # pixels looked at by auto_window
-_MAX_RANGE_LUT = 1 << 22     # largest min..max span given a table (non 8/16-bit)
+_AUTO_SAMPLES = 1 << 16      # pixels looked at by auto_window (regular sub-grid)
+_MAX_RANGE_LUT = 1 << 20     # largest min..max span given a table (non 8/16-bit)
 
 
 # --------------------------------------------------------------------------
@@ -208,7 +208,7 @@ def default_window(meta: ImageMeta, stored: np.ndarray | None = None) -> Window:
 
 def _resolve(meta: ImageMeta, stored: np.ndarray, window: Window | None,
              voi_lut: int | None) -> Window:
-    if window is not None:
+    if window is not None and math.isfinite(window.center) and math.isfinite(window.width):
         return window
     if voi_lut is not None:
         if not 0 <= voi_lut < len(meta.voi_luts):
@@ -322,7 +322,13 @@ class Renderer:
 
     def render(self, stored: np.ndarray, meta: ImageMeta, window: Window | None = None,
                voi_lut: int | None = None) -> np.ndarray:
-        """uint8 (rows, cols) grey, or (rows, cols, 3) RGB for colour and palette."""
+        """uint8 (rows, cols) grey, or (rows, cols, 3) RGB for colour and palette.
+
+        `window` None (or not finite) means the file's own window
+        (`default_window`); `voi_lut` picks a VOI LUT Sequence item instead.
+        RGB images are passed through (16-bit scaled to 8) unless a window is
+        given, which is then applied to each channel; palette images ignore it.
+        """
         stored = _native(stored)
         if meta.is_color:
             return self._render_colour(stored[..., :3], meta, window)
