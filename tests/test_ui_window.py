@@ -103,7 +103,8 @@ def open_and_wait(qtbot, w: MainWindow, path: Path) -> None:
     w.open_path(path)
     qtbot.waitUntil(lambda: not w.is_scanning() and w.scan_result is not None
                     and w.scan_result.complete, timeout=20000)
-    qtbot.waitUntil(lambda: w.canvas.rendered is not None, timeout=5000)
+    qtbot.waitUntil(lambda: w.canvas.rendered is not None and not w.canvas.loading(),
+                    timeout=5000)
 
 
 @pytest.fixture

@@ -25,17 +25,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def _setup_logging() -> None:
+    """The redacting rotating log file of viewer.logs, else plain stderr logging."""
     try:
-        import viewer.logs as logs  # written by the packaging engineer
-
-        for name in ("setup_logging", "setup", "configure", "init"):
-            fn = getattr(logs, name, None)
-            if callable(fn):
-                fn()
-                return
-    except Exception:
-        pass
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        from viewer.logs import setup_logging
+    except ImportError:
+        logging.basicConfig(level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return
+    try:
+        setup_logging()
+    except Exception as exc:  # an unwritable log folder must not stop the viewer
+        logging.basicConfig(level=logging.INFO)
+        log.warning("log file unavailable: %s", exc)
 
 
 def _fallback_excepthook(parent: Any) -> None:

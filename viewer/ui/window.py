@@ -32,6 +32,19 @@ PREFETCH_RADIUS = 3
 TAGS_DELAY_MS = 150
 
 
+def _remember_identifiers(series: Any) -> None:
+    """Tell the log redactor this patient's identifiers (viewer.logs, no PHI in logs)."""
+    try:
+        from viewer.logs import remember_identifiers
+    except ImportError:
+        return
+    for ds in list(series.headers.values())[:1]:
+        try:
+            remember_identifiers(ds)
+        except Exception:
+            log.debug("remember_identifiers failed", exc_info=True)
+
+
 class MainWindow(QMainWindow):
     """The medviewer window.  See ARCHITECTURE.md 'UI extension points'."""
 
@@ -201,16 +214,14 @@ class MainWindow(QMainWindow):
             self.open_path(f)
 
     def open_demo(self) -> None:
-        """Generate (once) and open the demo study plus pydicom's real files."""
-        try:
+        """Open the demo study (generated once, in the worker) plus pydicom's real files."""
+
+        def make() -> Path:
             from viewer.io.demo import demo_root
 
-            root = demo_root()
-        except Exception as exc:
-            log.exception("demo study")
-            self.show_message(f"Cannot create the demo study: {exc}", 10000)
-            return
-        self.open_path(root, remember=False)
+            return demo_root()
+
+        self._start_scan(make, "demo study")
 
     def open_path(self, path: str | Path, remember: bool = True) -> None:
         """Start a background scan of a folder or a single file."""
@@ -218,6 +229,12 @@ class MainWindow(QMainWindow):
         if not path.exists():
             self.show_message(f"{path}: no such file or folder", 10000)
             return
+        if remember:
+            self.welcome.set_recent(self.settings.add_recent(path))
+            self._rebuild_recent_menu()
+        self._start_scan(path, path.name)
+
+    def _start_scan(self, path: Path | Any, label: str) -> None:
         self.cancel_scan()
         self._gen += 1
         self.scan_result = None
@@ -229,14 +246,11 @@ class MainWindow(QMainWindow):
         self.state.set_series(None)
         self.skipped_button.setVisible(False)
         self.stack.setCurrentWidget(self.viewer_page)
-        self.setWindowTitle(f"medviewer - {path.name}")
-        if remember:
-            self.welcome.set_recent(self.settings.add_recent(path))
-            self._rebuild_recent_menu()
+        self.setWindowTitle(f"medviewer - {label}")
         self.progress.setRange(0, 0)
         self.progress.setVisible(True)
         self.cancel_button.setVisible(True)
-        self.show_message(f"Scanning {path.name}...", 0)
+        self.show_message(f"Scanning {label}...", 0)
         w = ScanWorker(path, self._gen, self)
         w.sig_progress.connect(self._on_progress)
         w.sig_snapshot.connect(self._on_snapshot)
@@ -303,7 +317,8 @@ class MainWindow(QMainWindow):
         if add_headers is not None:
             for s in all_series:
                 add_headers(s.headers)
-        self.browser.update_series(all_series)
+        for s in self.browser.update_series(all_series):
+            _remember_identifiers(s)
         for s in all_series:
             if s.items and s.series_uid not in self._thumbs_requested:
                 self._thumbs_requested.add(s.series_uid)

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -34,9 +35,12 @@ class ScanWorker(QThread):
     sig_snapshot = Signal(int, object)
     sig_finished = Signal(int, object, object)
 
-    def __init__(self, path: str | Path, generation: int, parent: QObject | None = None) -> None:
+    def __init__(self, path: str | Path | Callable[[], Path], generation: int,
+                 parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.path = Path(path)
+        # a callable is resolved in the thread (e.g. generating the demo study)
+        self._make_path = path if callable(path) else None
+        self.path = None if callable(path) else Path(path)
         self.generation = generation
         self._stop = threading.Event()
         self._last_progress = 0.0
@@ -63,15 +67,14 @@ class ScanWorker(QThread):
         try:
             from viewer.io import scan as scan_mod
 
-            if self.path.is_dir():
-                result = scan_mod.scan(
-                    self.path,
-                    progress=self._progress,
-                    should_stop=self._stop.is_set,
-                    on_snapshot=self._snapshot,
-                )
-            else:
-                result = scan_mod.open_path(self.path)
+            if self._make_path is not None:
+                self.path = Path(self._make_path())
+            result = scan_mod.scan(
+                self.path,
+                progress=self._progress,
+                should_stop=self._stop.is_set,
+                on_snapshot=self._snapshot,
+            )
             self.sig_finished.emit(self.generation, result, None)
         except MedviewerError as err:
             self.sig_finished.emit(self.generation, None, str(err))

@@ -1,0 +1,288 @@
+"""AI dock widgets: model picker, probability panel, Grad-CAM controls with a colour bar.
+
+Widgets only display what the controller hands them; no engine work here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QStandardPaths, Qt, Signal
+from PySide6.QtGui import QColor, QLinearGradient, QPainter, QPaintEvent
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel,
+                               QListWidget, QListWidgetItem, QProgressBar, QPushButton, QSlider,
+                               QVBoxLayout, QWidget)
+
+from engine.overlay import COLORMAPS, colormap_lut
+
+NOT_VALIDATED = ("Not validated for clinical use (intended use: {use}). "
+                 "Results are for research/demo only and must not guide diagnosis.")
+
+
+def user_models_dir() -> Path:
+    """$MEDVIEWER_MODELS_DIR, else <app data>/models."""
+    env = os.environ.get("MEDVIEWER_MODELS_DIR")
+    if env:
+        return Path(env)
+    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
+    return Path(base or Path.home() / ".medviewer") / "models"
+
+
+def model_folders() -> list[Path]:
+    from viewer.resources import resource
+
+    return [resource("models"), user_models_dir()]
+
+
+def list_models(folders: list[Path] | None = None) -> list[tuple[Path, Any, str | None]]:
+    """(path, ModelCard | None, error | None) for every .safetensors in the folders (cards only)."""
+    from engine.modelfile import read_card
+    from viewer.errors import MedviewerError
+
+    out = []
+    for folder in folders if folders is not None else model_folders():
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("*.safetensors")):
+            try:
+                out.append((path, read_card(path), None))
+            except MedviewerError as exc:
+                out.append((path, None, str(exc)))
+    return out
+
+
+def card_html(card: Any) -> str:
+    metrics = ", ".join(f"{k} {v:.3g}" if isinstance(v, (int, float)) else f"{k} {v}"
+                        for k, v in (card.metrics or {}).items()) or "none reported"
+    data = card.training_data.get("summary", "") if isinstance(card.training_data, dict) else ""
+    win = card.window if isinstance(card.window, str) else f"C {card.window['center']} / W {card.window['width']}"
+    return (f"<b>{card.name}</b> {card.version}<br>{card.architecture}, input {card.input_size}px, "
+            f"window {win}<br>classes: {', '.join(card.classes)}<br>intended use: <b>{card.intended_use}</b>"
+            f"<br>metrics: {metrics}" + (f"<br>training data: {data}" if data else ""))
+
+
+class ModelPicker(QWidget):
+    """Lists bundled and user models with their cards; sig_model_chosen(path)."""
+
+    sig_model_chosen = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("ai_model_picker")
+        self.list = QListWidget()
+        self.details = QLabel("No model selected.")
+        self.details.setWordWrap(True)
+        self.details.setTextFormat(Qt.TextFormat.RichText)
+        self.use_button = QPushButton("Use this model")
+        self.refresh_button = QPushButton("Refresh")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addWidget(self.list, 1)
+        lay.addWidget(self.details)
+        row = QHBoxLayout()
+        row.addWidget(self.use_button)
+        row.addWidget(self.refresh_button)
+        lay.addLayout(row)
+        self.list.currentItemChanged.connect(self._show)
+        self.list.itemDoubleClicked.connect(lambda _i: self._choose())
+        self.use_button.clicked.connect(self._choose)
+        self.refresh_button.clicked.connect(lambda: self.refresh())
+        self.folders: list[Path] | None = None
+
+    def refresh(self, folders: list[Path] | None = None) -> int:
+        if folders is not None:
+            self.folders = folders
+        self.list.clear()
+        for path, card, err in list_models(self.folders):
+            label = card.summary() if card else f"{path.name} (unusable)"
+            item = QListWidgetItem(label)
+            item.setData(Qt.ItemDataRole.UserRole, (str(path), card, err))
+            item.setToolTip(str(path))
+            self.list.addItem(item)
+        if self.list.count() == 0:
+            shown = ", ".join(str(f) for f in (self.folders or model_folders()))
+            self.details.setText(f"No models found. Put .safetensors model files in: {shown}")
+        return self.list.count()
+
+    def _show(self, item: QListWidgetItem | None, _prev: Any = None) -> None:
+        if item is None:
+            return
+        path, card, err = item.data(Qt.ItemDataRole.UserRole)
+        self.details.setText(card_html(card) if card else f"<span style='color:#c33'>{err}</span>")
+        self.use_button.setEnabled(card is not None)
+
+    def _choose(self) -> None:
+        item = self.list.currentItem()
+        if item is not None and item.data(Qt.ItemDataRole.UserRole)[1] is not None:
+            self.sig_model_chosen.emit(item.data(Qt.ItemDataRole.UserRole)[0])
+
+
+class ProbabilityPanel(QWidget):
+    """Bar per class (top highlighted), model name/version, device, time, notices."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("ai_probabilities")
+        self.header = QLabel("No model loaded.")
+        self.header.setWordWrap(True)
+        self.notice = QLabel("")
+        self.notice.setObjectName("ai_notice")
+        self.notice.setWordWrap(True)
+        self.notice.setStyleSheet("background:#fff3b0; color:#5a4500; padding:4px; border:1px solid #d8b400;")
+        self.notice.setVisible(False)
+        self.grid = QGridLayout()
+        self.series_label = QLabel("")
+        self.series_label.setObjectName("ai_series_result")
+        self.series_label.setWordWrap(True)
+        self.status = QLabel("")
+        self.status.setObjectName("ai_status")
+        self.status.setWordWrap(True)
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setVisible(False)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(self.header)
+        lay.addWidget(self.notice)
+        lay.addLayout(self.grid)
+        lay.addWidget(self.series_label)
+        row = QHBoxLayout()
+        row.addWidget(self.progress, 1)
+        row.addWidget(self.cancel_button)
+        lay.addLayout(row)
+        lay.addWidget(self.status)
+        lay.addStretch(1)
+        self.bars: list[tuple[QLabel, QProgressBar, QLabel]] = []
+        self.top_index: int | None = None
+
+    def set_model(self, card: Any, device: str) -> None:
+        self.header.setText(f"<b>{card.name}</b> {card.version} on {device}")
+        validated = card.intended_use == "validated"
+        self.notice.setText("" if validated else NOT_VALIDATED.format(use=card.intended_use))
+        self.notice.setVisible(not validated)
+        while self.bars:
+            for w in self.bars.pop():
+                self.grid.removeWidget(w)
+                w.deleteLater()
+        for i, name in enumerate(card.classes):
+            name_l, bar, val = QLabel(name), QProgressBar(), QLabel("-")
+            bar.setRange(0, 1000)
+            bar.setTextVisible(False)
+            bar.setValue(0)
+            self.grid.addWidget(name_l, i, 0)
+            self.grid.addWidget(bar, i, 1)
+            self.grid.addWidget(val, i, 2)
+            self.bars.append((name_l, bar, val))
+        self.series_label.setText("")
+        self.top_index = None
+
+    def set_probabilities(self, probs: np.ndarray | None, where: str = "", seconds: float | None = None) -> None:
+        """Fill the bars (None clears them); the top class is shown bold and coloured."""
+        if probs is None or len(probs) != len(self.bars):
+            for name_l, bar, val in self.bars:
+                bar.setValue(0)
+                val.setText("-")
+                name_l.setStyleSheet("")
+            self.top_index = None
+            return
+        self.top_index = int(np.argmax(probs))
+        for i, ((name_l, bar, val), p) in enumerate(zip(self.bars, probs)):
+            bar.setValue(int(round(float(p) * 1000)))
+            val.setText(f"{float(p):.3f}")
+            top = i == self.top_index
+            name_l.setStyleSheet("font-weight:bold; color:#0a6ebd;" if top else "")
+            bar.setStyleSheet("QProgressBar::chunk{background:#0a6ebd;}" if top else "")
+        if where or seconds is not None:
+            t = f" in {seconds * 1000:.0f} ms" if seconds is not None else ""
+            self.status.setText(f"{where}{t}")
+
+    def set_series_result(self, text: str) -> None:
+        self.series_label.setText(text)
+
+
+class ColorBar(QWidget):
+    """Vertical-free horizontal colour bar 0 .. 1 for the heat-map colormap."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("ai_colorbar")
+        self.setMinimumHeight(22)
+        self.colormap = "jet"
+
+    def set_colormap(self, name: str) -> None:
+        self.colormap = name
+        self.update()
+
+    def paintEvent(self, _e: QPaintEvent) -> None:  # noqa: N802 - Qt override
+        p = QPainter(self)
+        lut = colormap_lut(self.colormap)
+        grad = QLinearGradient(0, 0, self.width(), 0)
+        for k in range(0, 256, 17):
+            r, g, b = lut[k]
+            grad.setColorAt(k / 255, QColor(int(r), int(g), int(b)))
+        bar_h = max(6, self.height() - 12)
+        p.fillRect(0, 0, self.width(), bar_h, grad)
+        p.setPen(QColor(200, 200, 200))
+        p.drawText(0, self.height() - 1, "0")
+        p.drawText(self.width() - 8, self.height() - 1, "1")
+        p.end()
+
+
+class CamControls(QWidget):
+    """Grad-CAM on/off, opacity, colormap, method, class; emits sig_changed()."""
+
+    sig_changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("ai_cam_controls")
+        self.enabled = QCheckBox("Show Grad-CAM")
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(45)
+        self.colormap = QComboBox()
+        self.colormap.addItems(list(COLORMAPS))
+        self.method = QComboBox()
+        self.method.addItem("Grad-CAM", "gradcam")
+        self.method.addItem("Grad-CAM++", "gradcampp")
+        self.target = QComboBox()
+        self.colorbar = ColorBar()
+        form = QFormLayout(self)
+        form.setContentsMargins(4, 4, 4, 4)
+        form.addRow(self.enabled)
+        form.addRow("Opacity", self.opacity)
+        form.addRow("Colormap", self.colormap)
+        form.addRow("Method", self.method)
+        form.addRow("Class", self.target)
+        form.addRow(self.colorbar)
+        self.set_classes([])
+        self.enabled.toggled.connect(lambda _v: self.sig_changed.emit())
+        self.opacity.valueChanged.connect(lambda _v: self.sig_changed.emit())
+        self.colormap.currentTextChanged.connect(self._colormap_changed)
+        self.method.currentIndexChanged.connect(lambda _v: self.sig_changed.emit())
+        self.target.currentIndexChanged.connect(lambda _v: self.sig_changed.emit())
+
+    def _colormap_changed(self, name: str) -> None:
+        self.colorbar.set_colormap(name)
+        self.sig_changed.emit()
+
+    def set_classes(self, classes: list[str]) -> None:
+        self.target.blockSignals(True)
+        self.target.clear()
+        self.target.addItem("Top class", None)
+        for i, c in enumerate(classes):
+            self.target.addItem(c, i)
+        self.target.blockSignals(False)
+
+    def class_index(self) -> int | None:
+        return self.target.currentData()
+
+    def cam_method(self) -> str:
+        return str(self.method.currentData())
+
+    def alpha(self) -> float:
+        return self.opacity.value() / 100.0
