@@ -247,3 +247,15 @@ def test_malformed_elements_give_a_one_line_decode_error() -> None:
     with pytest.raises(DecodeError, match=r"^broken.dcm: unreadable display attributes "
                                           r"\(ValueError: Invalid value"):
         meta_from_dataset(ds)
+
+
+@pytest.mark.parametrize("photometric, shape, inverted", [
+    ("MONOCHROME2", None, False), ("MONOCHROME2", "IDENTITY", False),
+    ("MONOCHROME2", "INVERSE", True), ("MONOCHROME1", None, True),
+    ("MONOCHROME1", "INVERSE", True),   # DX: MONOCHROME1 comes with INVERSE; invert once
+])
+def test_presentation_lut_shape(photometric, shape, inverted) -> None:
+    ds = mono(PhotometricInterpretation=photometric)
+    if shape:
+        ds.PresentationLUTShape = shape
+    assert meta_from_dataset(ds).inverted is inverted

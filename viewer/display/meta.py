@@ -123,6 +123,7 @@ class ImageMeta:
     units: str = ""                                    # e.g. "HU"
     padding: tuple[int, int] | None = None             # Pixel Padding Value range
     float_pixels: bool = False
+    presentation_inverse: bool = False                 # Presentation LUT Shape INVERSE
 
     @property
     def is_color(self) -> bool:
@@ -135,14 +136,17 @@ class ImageMeta:
 
     @property
     def inverted(self) -> bool:
-        """MONOCHROME1: minimum value is white (PS3.3 C.7.6.3.1.2)."""
-        return self.photometric == "MONOCHROME1"
+        """Minimum value shown white: MONOCHROME1 (PS3.3 C.7.6.3.1.2), or a
+        MONOCHROME2 image with Presentation LUT Shape INVERSE (C.11.6.1).
+        MONOCHROME1 with INVERSE (as DX requires) is inverted once, not twice."""
+        return self.photometric == "MONOCHROME1" or self.presentation_inverse
 
     def display_key(self) -> tuple:
         """The fields that decide the stored-value -> grey-level mapping."""
         return (self.photometric, self.bits_stored, self.pixel_representation,
                 self.samples_per_pixel, self.rescale_slope, self.rescale_intercept,
-                self.modality_lut, self.voi_luts, self.palette, self.float_pixels)
+                self.modality_lut, self.voi_luts, self.palette, self.float_pixels,
+                self.presentation_inverse)
 
 
 # --------------------------------------------------------------------------
@@ -396,7 +400,9 @@ def _meta_from_dataset(ds: Any, frame: int | None) -> ImageMeta:
         voi_luts=voi_luts, palette=palette, pixel_spacing=_spacing(measures, ds),
         modality=modality, rows=rows, columns=columns, bits_allocated=bits_allocated,
         units=units, padding=padding, float_pixels=bits_allocated >= 32 and (
-            "FloatPixelData" in ds or "DoubleFloatPixelData" in ds))
+            "FloatPixelData" in ds or "DoubleFloatPixelData" in ds),
+        presentation_inverse=photometric == "MONOCHROME2" and str(
+            ds.get("PresentationLUTShape", "") or "").strip().upper() == "INVERSE")
 
 
 def meta_for_plain_image(arr: np.ndarray) -> ImageMeta:
