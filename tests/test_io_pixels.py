@@ -104,6 +104,17 @@ def test_palette_returns_indices_and_palette_meta(store: PixelStore) -> None:
     assert store.meta(ref).is_palette
 
 
+def test_palette_file_without_file_meta_decodes(store: PixelStore) -> None:
+    ref = ImageRef(real("OT-PAL-8-face.dcm"))  # no preamble, no File Meta, implicit VR
+    arr = store.get(ref)
+    assert arr.shape == (480, 640) and arr.dtype == np.uint8
+    ds = pydicom.dcmread(ref.path, force=True)
+    assert ds.original_encoding == (True, True)  # implicit VR little endian
+    expected = np.frombuffer(ds.PixelData, np.uint8).reshape(480, 640)  # 8-bit native
+    np.testing.assert_array_equal(arr, expected)
+    assert store.meta(ref).is_palette
+
+
 def test_overlay_example_meta_has_several_windows(store: PixelStore) -> None:
     meta = store.meta(ImageRef(real("examples_overlay.dcm")))
     assert len(meta.windows) >= 2

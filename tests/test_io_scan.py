@@ -222,3 +222,31 @@ def test_content_beats_extension(tmp_path: Path) -> None:
         assert store.get(series.items[1])[1, 1] == g.slice_value(1)
         assert store.meta(series.items[1]).modality == "CT"
     assert [(s.path.name, s.reason) for s in res.skipped] == [("fake.jpg", "not a valid JPG image")]
+
+
+def test_every_pydicom_test_file_is_classified_and_decodes_or_errors_cleanly() -> None:
+    """pydicom's own test files (odd, broken and exotic ones included): each file is an
+    image, a non-image or skipped with a reason, and each series' first image either
+    decodes or raises DecodeError -- never another exception."""
+    from viewer.errors import DecodeError
+
+    root = Path(get_testdata_file("CT_small.dcm")).parent
+    res = scan(root)
+    listed = {r.path for s in res.all_series() for r in s.items}
+    listed |= {n.path for n in res.non_image} | {s.path for s in res.skipped}
+    on_disk = {p for p in root.rglob("*") if p.is_file() and p.name.upper() != "DICOMDIR"
+               and not p.name.startswith(".")}
+    assert on_disk <= listed
+    assert all(s.reason for s in res.skipped)
+    assert {"MR_truncated.dcm", "README.txt"} <= {s.path.name for s in res.skipped}
+    decoded = failed = 0
+    with PixelStore() as store:
+        for series in res.all_series():
+            try:
+                arr = store.get(series.items[0])
+                assert arr.ndim in (2, 3) and arr.dtype != np.float64
+                decoded += 1
+            except DecodeError as err:
+                assert str(err).startswith(series.items[0].path.name) and "\n" not in str(err)
+                failed += 1
+    assert decoded >= 25 and failed <= 2  # JPEG-lossy (libjpeg) and badVR.dcm

@@ -79,6 +79,25 @@ def _to_rgb8(arr: np.ndarray, ds: Dataset) -> np.ndarray:
     return (arr.astype(np.uint32) >> max(bits - 8, 0)).clip(0, 255).astype(np.uint8)
 
 
+def _set_transfer_syntax(ds: Dataset) -> None:
+    """Give a data set read without File Meta (PS3.10 7.1) the transfer syntax it was
+    read with, so that pydicom can decode it (native syntaxes only: PS3.5 A.1-A.3)."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and meta.get("TransferSyntaxUID"):
+        return
+    implicit, little = getattr(ds, "original_encoding", (None, None))
+    if implicit is None:
+        return
+    syntax = ImplicitVRLittleEndian if implicit else (
+        ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+    if meta is None:
+        ds.file_meta = meta = FileMetaDataset()
+    meta.TransferSyntaxUID = syntax
+
+
 def decode_dicom(path: Path, frame: int | None, header: Dataset | None = None) -> np.ndarray:
     """One frame of stored values (pydicom.pixels.pixel_array with `index`)."""
     from pydicom.pixels import pixel_array
@@ -86,8 +105,9 @@ def decode_dicom(path: Path, frame: int | None, header: Dataset | None = None) -
     try:
         arr = pixel_array(str(path), index=frame)
     except Exception as first:
-        try:  # files without a File Meta header need a forced read
+        try:  # files without a File Meta header: forced read, syntax from the encoding
             ds = pydicom.dcmread(path, force=True)
+            _set_transfer_syntax(ds)
             arr = pixel_array(ds, index=frame)
         except Exception:
             where = "" if frame is None else f" frame {frame}"
