@@ -54,6 +54,7 @@ def test_window_layout_persists(qtbot):
     w.close()
     w2 = MainWindow()
     qtbot.addWidget(w2)
+    w2.restore_layout()
     w2.show()
     qtbot.waitExposed(w2)
     assert (w2.width(), w2.height()) == (777, 555)

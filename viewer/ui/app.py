@@ -91,6 +91,7 @@ def create_window(args: argparse.Namespace | None = None, plugins: bool = True) 
     window = MainWindow()
     if plugins:
         install_plugins(window)
+    window.restore_layout()
     if args is not None:
         if args.demo:
             window.open_demo()

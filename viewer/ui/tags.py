@@ -43,6 +43,10 @@ class TagBrowser(QWidget):
         self.tree.setColumnCount(4)
         self.tree.setHeaderLabels(["Tag", "Name", "VR", "Value"])
         self.tree.setUniformRowHeights(True)
+        self.tree.setColumnWidth(0, 96)
+        self.tree.setColumnWidth(1, 170)
+        self.tree.setColumnWidth(2, 32)
+        self.tree.setIndentation(12)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addWidget(self.filter)
@@ -64,8 +68,6 @@ class TagBrowser(QWidget):
             self._add(self.tree.invisibleRootItem(), ds)
         self.tree.setUpdatesEnabled(True)
         self.apply_filter(self.filter.text())
-        for c in range(3):
-            self.tree.resizeColumnToContents(c)
 
     def _add(self, parent: QTreeWidgetItem, ds: Any, depth: int = 0) -> None:
         for elem in ds:

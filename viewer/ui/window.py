@@ -152,11 +152,25 @@ class MainWindow(QMainWindow):
 
         self.welcome.set_recent(self.settings.recent_folders())
         self.resize(1280, 820)
+
+    def restore_layout(self) -> None:
+        """Restore the saved geometry and dock layout (call after plug-ins added
+        their docks, so theirs are restored too); on a first start, give the
+        right-hand area to plug-in panels with the tag browser as a tab."""
         geo, st = self.settings.geometry(), self.settings.window_state()
         if geo is not None:
             self.restoreGeometry(geo)
-        if st is not None:
-            self.restoreState(st)
+        if st is not None and self.restoreState(st):
+            return
+        right = [d for d in self.findChildren(QDockWidget)
+                 if d is not self.tags_dock
+                 and self.dockWidgetArea(d) == Qt.DockWidgetArea.RightDockWidgetArea]
+        if right:
+            self.tabifyDockWidget(right[0], self.tags_dock)
+            right[0].raise_()
+        # needs the shown layout
+        QTimer.singleShot(0, lambda: self.resizeDocks(
+            [self.browser_dock, self.tags_dock], [230, 440], Qt.Orientation.Horizontal))
 
     # -- extension points ---------------------------------------------------------
     def add_dock(self, widget: QWidget, area: Any = Qt.DockWidgetArea.RightDockWidgetArea,
