@@ -196,3 +196,20 @@ def test_study_io_and_cli_work_without_qt(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "o.png").exists()
+
+
+def test_info_empty_folder_exit_2(capsys, tmp_path: Path) -> None:
+    g.text_file(tmp_path / "notes.txt")
+    code, out, _ = run(capsys, "info", str(tmp_path))
+    assert code == 2 and "No displayable images." in out and "notes.txt" in out
+
+
+def test_export_plain_png_matches_render(capsys, tmp_path: Path) -> None:
+    from viewer.display import meta_for_plain_image
+
+    (src,) = g.plain_images(tmp_path / "pics", 1, ".png")
+    grad = np.tile(np.arange(20, dtype=np.uint8) * 12, (12, 1))
+    cv2.imwrite(str(src), grad)
+    out = tmp_path / "o.png"
+    assert run(capsys, "export", str(tmp_path / "pics"), str(out))[0] == 0
+    np.testing.assert_array_equal(_png(out), render(grad, meta_for_plain_image(grad)))

@@ -194,11 +194,16 @@ def dicomdir_files(path: Path) -> tuple[list[Path], list[Skipped]]:
     return files, missing
 
 
-def _walk(root: Path) -> Iterator[Path]:
+def _walk(root: Path, unreadable: list[Skipped]) -> Iterator[Path]:
     if root.is_file():
         yield root
         return
-    for folder, dirs, files in os.walk(root):
+
+    def report(err: OSError) -> None:
+        where = Path(err.filename) if err.filename else root
+        unreadable.append(Skipped(where, f"cannot read folder ({err.strerror or type(err).__name__})"))
+
+    for folder, dirs, files in os.walk(root, onerror=report):
         dirs[:] = sorted((d for d in dirs if not d.startswith(".")), key=natural_key)
         base = Path(folder)
         for name in sorted(files, key=natural_key):
@@ -208,9 +213,9 @@ def _walk(root: Path) -> Iterator[Path]:
 
 def _candidates(root: Path) -> tuple[list[Path], list[Skipped]]:
     """Every file to look at, DICOMDIR references first; DICOMDIRs themselves dropped."""
-    walked = list(_walk(root))
-    ordered: dict[Path, None] = {}
     missing: list[Skipped] = []
+    walked = list(_walk(root, missing))
+    ordered: dict[Path, None] = {}
     for path in walked:
         if path.name.upper() == "DICOMDIR":
             files, miss = dicomdir_files(path)
