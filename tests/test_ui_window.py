@@ -405,3 +405,20 @@ def test_empty_folder_says_so(qtbot, window, tmp_path):
     assert window.browser.count() == 0
     assert "No displayable images" in window.statusBar().currentMessage()
     assert window.canvas.rendered is None
+
+
+def test_default_ct_preset_and_overlay_opacity_are_saved(qtbot, window, tmp_path):
+    window.settings.set_default_preset("lung")
+    open_and_wait(qtbot, window, make_study(tmp_path / "study"))
+    assert window.state.series.modality == "CT"
+    assert window.state.window == PRESETS["lung"]
+    np.testing.assert_array_equal(window.canvas.rendered, expected_grey(window, PRESETS["lung"]))
+    mr = [window.browser.series(u) for u in window.browser.series_uids()
+          if window.browser.series(u).modality == "MR"][0]
+    window.state.set_series(mr)
+    settle(qtbot, window)
+    assert window.state.window is None  # presets are for CT only
+    window.canvas.set_overlay("x", np.zeros((24, 32, 4), np.uint8), opacity=0.3)
+    assert Settings(tmp_path / "settings").overlay_opacity() == pytest.approx(0.3)
+    window.canvas.set_overlay("y", np.zeros((24, 32, 4), np.uint8))
+    assert window.canvas._overlays["y"].opacity == pytest.approx(0.3)

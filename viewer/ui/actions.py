@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QLabel, QMenu, QSpinBox, QToolBar
 
 PRESET_ORDER = ("lung", "mediastinum", "abdomen", "bone", "brain")
@@ -121,6 +121,17 @@ def build_actions(w: Any) -> dict[str, QAction]:
     w.header_windows_menu = QMenu("Header windows", w)
     win.addMenu(w.header_windows_menu)
     w._header_windows_key = None
+    win.addSeparator()
+    default_menu = win.addMenu("Default window for CT")
+    group = QActionGroup(w)
+    current = w.settings.default_preset()
+    for name in ["", *[n for _k, n, _p in preset_hotkeys()]]:
+        a = default_menu.addAction(name.capitalize() if name else "File's own window")
+        a.setCheckable(True)
+        a.setChecked(name == current)
+        a.setActionGroup(group)
+        a.triggered.connect(lambda _c=False, n=name: w.settings.set_default_preset(n))
+        acts[f"default_{name or 'file'}"] = a
 
     h = w.menu("Help")
     acts["shortcuts"] = _act(w, "Keyboard shortcuts", w.show_shortcuts, QKeySequence.StandardKey.HelpContents)

@@ -21,9 +21,11 @@ UID_ROLE = Qt.ItemDataRole.UserRole
 
 def series_label(series: Any) -> str:
     """'description\\nmodality - N images' as shown under each thumbnail."""
-    desc = (getattr(series, "description", "") or "").strip() or "(no description)"
+    desc = (getattr(series, "description", "") or "").strip()
     num = getattr(series, "number", None)
-    if num is not None:
+    if not desc:
+        desc = f"Series {num}" if num is not None else "Series"
+    elif num is not None:
         desc = f"{num}: {desc}"
     n = len(series.items)
     return f"{desc}\n{series.modality} - {n} image{'s' if n != 1 else ''}"

@@ -85,6 +85,7 @@ class ImageCanvas(QWidget):
 
     sig_cursor = Signal(object)  # CursorValue | None
     sig_rendered = Signal()
+    sig_overlay_opacity = Signal(float)  # last opacity a plug-in chose (saved in settings)
 
     def __init__(self, state: ViewState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -97,6 +98,7 @@ class ImageCanvas(QWidget):
         self.setMinimumSize(200, 200)
         self.setAcceptDrops(False)  # the main window handles drops
         self.text_opacity = 1.0
+        self.default_overlay_opacity = 0.5
         self.rendered: np.ndarray | None = None  # uint8 grey levels on screen
         self.stored: np.ndarray | None = None
         self.meta: Any = None
@@ -254,9 +256,11 @@ class ImageCanvas(QWidget):
         self.state.set_pan(px, py)
 
     # -- overlays (extension point) ------------------------------------------
-    def set_overlay(self, name: str, rgba: np.ndarray | None, opacity: float = 0.5,
+    def set_overlay(self, name: str, rgba: np.ndarray | None, opacity: float | None = None,
                     ref: Any = None) -> None:
-        """Register an RGBA image on the pixel grid of `ref` (default: current)."""
+        """Register an RGBA image on the pixel grid of `ref` (default: current).
+
+        `opacity` None uses `default_overlay_opacity` (the saved setting)."""
         if rgba is None:
             self._overlays.pop(name, None)
             self.update()
@@ -272,6 +276,11 @@ class ImageCanvas(QWidget):
         if rgba.dtype != np.uint8:
             rgba = np.clip(rgba, 0, 255).astype(np.uint8)
         visible = self._overlays[name].visible if name in self._overlays else True
+        if opacity is None:
+            opacity = self.default_overlay_opacity
+        elif opacity != self.default_overlay_opacity:
+            self.default_overlay_opacity = float(min(1.0, max(0.0, opacity)))
+            self.sig_overlay_opacity.emit(self.default_overlay_opacity)
         self._overlays[name] = _Overlay(rgba, array_to_qimage(rgba),
                                         float(min(1.0, max(0.0, opacity))), target, visible)
         self.update()

@@ -74,7 +74,8 @@ class MainWindow(QMainWindow):
         self.stack = QStackedWidget(self)
         self.welcome = WelcomeWidget()
         self.canvas = ImageCanvas(self.state)
-        self.canvas.text_opacity = max(0.2, self.settings.overlay_opacity() * 2)
+        self.canvas.default_overlay_opacity = self.settings.overlay_opacity()
+        self.canvas.sig_overlay_opacity.connect(self.settings.set_overlay_opacity)
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setObjectName("slice_slider")
         self.slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -357,6 +358,13 @@ class MainWindow(QMainWindow):
     # -- state -> widgets -----------------------------------------------------------
     def _on_series_changed(self, series: Any) -> None:
         self.cine_timer.stop()
+        preset = self.settings.default_preset()
+        if (series is not None and series.modality == "CT" and preset
+                and self.state.window is None):
+            from viewer.display import PRESETS
+
+            if preset in PRESETS:  # the user's default window for CT (View settings)
+                self.state.window = PRESETS[preset]
         n = len(series.items) if series is not None else 0
         self.slider.blockSignals(True)
         self.slider.setRange(0, max(0, n - 1))
