@@ -321,3 +321,29 @@ def big_folder(folder: Path, n: int = 1000, corrupt: Sequence[int] = (3, 250, 77
             p.write_bytes(data[:200])
         bad.append(p)
     return bad
+
+
+def two_series(folder: Path, n1: int = 4, n2: int = 6) -> tuple[list[Path], list[Path]]:
+    """Two series of one study in the same folder (Series Number 1 and 2), names interleaved."""
+    study = generate_uid()
+    a, _ = ct_series(folder, n1, series_number=1, study_uid=study, prefix="S1_", shuffle_names=True,
+                     description="Series one")
+    b, _ = ct_series(folder, n2, series_number=2, study_uid=study, prefix="S2_", shuffle_names=True,
+                     seed=11, description="Series two")
+    return a, b
+
+
+def mixed_study(folder: Path) -> dict[str, object]:
+    """A realistic messy folder for UI/CLI tests: a shuffled CT series, a multi-frame,
+    a MONOCHROME1 CR, an SR, a PNG folder, a truncated file, a garbage file and a text file.
+    Returns what a test needs: {"ct": paths, "skipped": names, "non_image": names}."""
+    ct, uid = ct_series(folder / "ct", 12, shuffle_names=True, scramble_instances=True)
+    multiframe(folder / "mf" / "enhanced.dcm")
+    monochrome1(folder / "cr" / "chest.dcm")
+    structured_report(folder / "report.dcm")
+    plain_images(folder / "photos", 2)
+    truncated(folder / "cut.dcm", ct[0], keep=0.8)
+    garbage(folder / "garbage.dcm")
+    text_file(folder / "README.txt")
+    return {"ct": ct, "ct_uid": uid, "skipped": {"cut.dcm", "garbage.dcm", "README.txt"},
+            "non_image": {"report.dcm"}}

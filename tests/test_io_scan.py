@@ -250,3 +250,16 @@ def test_every_pydicom_test_file_is_classified_and_decodes_or_errors_cleanly() -
                 assert str(err).startswith(series.items[0].path.name) and "\n" not in str(err)
                 failed += 1
     assert decoded >= 25 and failed <= 2  # JPEG-lossy (libjpeg) and badVR.dcm
+
+
+def test_mixed_study_generator(tmp_path: Path) -> None:
+    info = g.mixed_study(tmp_path)
+    res = scan(tmp_path)
+    assert {s.path.name for s in res.skipped} == info["skipped"]
+    assert {n.path.name for n in res.non_image} == info["non_image"]
+    ct = next(s for s in res.all_series() if s.series_uid == info["ct_uid"])
+    assert [r.path for r in ct.items] == info["ct"]
+    assert sorted(s.modality for s in res.all_series()) == ["CR", "CT", "CT", "OT"]
+    a, b = g.two_series(tmp_path / "two")
+    two = scan(tmp_path / "two").all_series()
+    assert [[r.path for r in s.items] for s in two] == [a, b]
