@@ -42,6 +42,7 @@ class Collector:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._base = root if root.is_dir() else root.parent
         self.studies: dict[str, Study] = {}
         self.series: dict[str, _SeriesAcc] = {}
         self.non_image: list[NonImage] = []
@@ -89,7 +90,7 @@ class Collector:
         """Add a PNG/JPEG/TIFF/BMP file: one series per folder, modality OT."""
         folder = path.parent
         try:
-            rel = folder.relative_to(self.root if self.root.is_dir() else self.root.parent)
+            rel = folder.relative_to(self._base)
             label = rel.as_posix() if rel.parts else folder.name
         except ValueError:
             label = folder.as_posix()

@@ -114,9 +114,13 @@ def decode_dicom(path: Path, frame: int | None, header: Dataset | None = None) -
             raise DecodeError(f"{path.name}: cannot decode pixel data{where}: {_reason(first)}") from None
     if header is None:
         header = pydicom.dcmread(path, stop_before_pixels=True, force=True)
-    if arr.ndim == 3 and frame is None and int(header.get("SamplesPerPixel", 1) or 1) == 1:
-        arr = arr[0]  # a 1-frame multi-frame object
-    if arr.ndim == 3 and arr.shape[-1] == 3:
+    try:
+        samples = int(header.get("SamplesPerPixel", 1) or 1)
+    except (TypeError, ValueError):
+        samples = 1
+    if arr.ndim == 3 + (samples > 1):
+        arr = arr[0]  # frame=None on a multi-frame object: its first frame
+    if samples == 3 and arr.ndim == 3:
         arr = _to_rgb8(arr, header)
     if arr.dtype == np.float64:
         arr = arr.astype(np.float32)
