@@ -50,6 +50,7 @@ class AIController(QObject):
         self._probs_key: tuple[str, str, str] | None = None
         self._job_started = 0.0
         self._job_count = 0
+        self._per_image: float | None = None
         self.dropped = 0                          # stale batches dropped (for tests and logs)
         self.cams: OrderedDict[tuple[Any, ...], tuple[int, np.ndarray]] = OrderedDict()
         self._cam_shown: tuple[Any, ...] | None = None
@@ -182,6 +183,7 @@ class AIController(QObject):
         self.strip.set_current(self.state.index)
         self._job_started = _now()
         self._job_count = len(refs)
+        self._per_image = None
         self.panel.progress.setRange(0, len(refs))
         self.panel.progress.setValue(0)
         self.panel.progress.setVisible(True)
@@ -241,6 +243,8 @@ class AIController(QObject):
             self.window.show_message(f"AI: {error}", 8000)
         else:
             n = self._job_count
+            self._per_image = seconds / max(n, 1)
+            self._show_slice_probs()
             self.panel.status.setText(f"Analyzed {n} image(s) in {seconds:.2f} s "
                                       f"({seconds / max(n, 1) * 1000:.0f} ms per image)")
         self._show_series_result()
@@ -251,7 +255,9 @@ class AIController(QObject):
                 or self._probs_key is None or self._view_key() != self._probs_key[:2]:
             self.panel.set_probabilities(None)
             return
-        per = (_now() - self._job_started) / max(1, self._job_count)
+        per = self._per_image
+        if per is None:  # job still running: elapsed time over results so far
+            per = (_now() - self._job_started) / max(1, self.strip.filled())
         self.panel.set_probabilities(self.probs[i], where=f"slice {i + 1}", seconds=per)
 
     def _show_series_result(self) -> None:

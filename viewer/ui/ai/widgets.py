@@ -134,6 +134,8 @@ class ProbabilityPanel(QWidget):
         self.notice.setStyleSheet("background:#fff3b0; color:#5a4500; padding:4px; border:1px solid #d8b400;")
         self.notice.setVisible(False)
         self.grid = QGridLayout()
+        self.timing = QLabel("")
+        self.timing.setObjectName("ai_timing")
         self.series_label = QLabel("")
         self.series_label.setObjectName("ai_series_result")
         self.series_label.setWordWrap(True)
@@ -149,6 +151,7 @@ class ProbabilityPanel(QWidget):
         lay.addWidget(self.header)
         lay.addWidget(self.notice)
         lay.addLayout(self.grid)
+        lay.addWidget(self.timing)
         lay.addWidget(self.series_label)
         row = QHBoxLayout()
         row.addWidget(self.progress, 1)
@@ -188,6 +191,7 @@ class ProbabilityPanel(QWidget):
                 val.setText("-")
                 name_l.setStyleSheet("")
             self.top_index = None
+            self.timing.setText("")
             return
         self.top_index = int(np.argmax(probs))
         for i, ((name_l, bar, val), p) in enumerate(zip(self.bars, probs)):
@@ -197,8 +201,8 @@ class ProbabilityPanel(QWidget):
             name_l.setStyleSheet("font-weight:bold; color:#0a6ebd;" if top else "")
             bar.setStyleSheet("QProgressBar::chunk{background:#0a6ebd;}" if top else "")
         if where or seconds is not None:
-            t = f" in {seconds * 1000:.0f} ms" if seconds is not None else ""
-            self.status.setText(f"{where}{t}")
+            t = f", {seconds * 1000:.0f} ms per image" if seconds is not None else ""
+            self.timing.setText(f"{where}{t}")
 
     def set_series_result(self, text: str) -> None:
         self.series_label.setText(text)

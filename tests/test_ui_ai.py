@@ -1,0 +1,208 @@
+"""viewer.ui.ai with pytest-qt (offscreen): picker, analysis worker, strip, stale results,
+cancel, Grad-CAM overlay, export, and the GUI heartbeat while 300 slices are classified."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPointF, Qt, QTimer
+from PySide6.QtGui import QImage
+
+import dicomgen
+from test_engine_modelfile import make_model_file
+from viewer.ui.settings import Settings
+from viewer.ui.window import MainWindow
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("aistudy")
+    study_uid = "1.2.826.0.1.3680043.8.498.4242"
+    _, uid_a = dicomgen.ct_series(root / "a", n=300, rows=32, cols=32, series_number=1, study_uid=study_uid)
+    _, uid_b = dicomgen.ct_series(root / "b", n=12, rows=40, cols=24, series_number=2, study_uid=study_uid)
+    return root, uid_a, uid_b
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("models")
+    make_model_file(d / "tiny.safetensors", arch="resnet18", classes=("normal", "lesion"), size=32,
+                    intended_use="research", metrics={"auc": 0.75})
+    (d / "broken.safetensors").write_bytes(b"not a model")
+    return d
+
+
+@pytest.fixture()
+def win(qtbot, tmp_path, monkeypatch, models_dir, study):
+    monkeypatch.setenv("MEDVIEWER_SETTINGS_DIR", str(tmp_path / "settings"))
+    monkeypatch.setenv("MEDVIEWER_MODELS_DIR", str(models_dir))
+    from viewer.ui.ai import install
+
+    w = MainWindow(settings=Settings(tmp_path / "settings"))
+    qtbot.addWidget(w)
+    w.show()
+    ai = install(w)
+    root, uid_a, uid_b = study
+    w.open_path(root)
+    qtbot.waitUntil(lambda: w.scan_result is not None and not w.is_scanning(), timeout=30000)
+    yield w, ai
+    ai.shutdown()
+    w.shutdown()
+
+
+def _series(w, uid):
+    return next(s for s in w.scan_result.all_series() if s.series_uid == uid)
+
+
+def _load(qtbot, ai, models_dir):
+    ai.load_model(str(models_dir / "tiny.safetensors"))
+    qtbot.waitUntil(lambda: ai.model is not None, timeout=30000)
+
+
+def test_picker_lists_models_with_card_and_errors(win, models_dir):
+    w, ai = win
+    items = [ai.picker.list.item(i) for i in range(ai.picker.list.count())]
+    labels = [it.text() for it in items]
+    assert any(lbl.startswith("tiny 1.0 (resnet18, 2 classes") for lbl in labels)
+    assert any("broken.safetensors (unusable)" in lbl for lbl in labels)
+    tiny = next(it for it in items if it.text().startswith("tiny"))
+    ai.picker.list.setCurrentItem(tiny)
+    text = ai.picker.details.text()
+    assert "normal, lesion" in text and "research" in text and "auc" in text
+    broken = next(it for it in items if "broken" in it.text())
+    ai.picker.list.setCurrentItem(broken)
+    assert "not a safetensors model file" in ai.picker.details.text()
+    assert not ai.picker.use_button.isEnabled()
+
+
+def test_analyze_series_heartbeat_strip_and_panel(qtbot, win, models_dir, study):
+    w, ai = win
+    root, uid_a, _ = study
+    _load(qtbot, ai, models_dir)
+    assert ai.panel.notice.isVisible() and "Not validated" in ai.panel.notice.text()
+    assert "tiny" in ai.panel.header.text() and "cpu" in ai.panel.header.text()
+    w.state.set_series(_series(w, uid_a))
+    qtbot.waitUntil(lambda: w.state.series is not None)
+
+    # heartbeat: the GUI thread must keep ticking while 300 slices are classified
+    # Wall-clock gaps also count time the OS gave other processes (CI boxes are shared), so
+    # the hard limits are on the GUI thread's own CPU time between ticks and per result slot;
+    # wall-clock gaps must stay under 50 ms for the vast majority of ticks.
+    ticks: list[float] = []
+    cpu: list[float] = []
+    hb = QTimer()
+    hb.setInterval(10)
+    hb.timeout.connect(lambda: (ticks.append(time.perf_counter()), cpu.append(time.thread_time())))
+    slots: list[float] = []
+    orig = ai.on_batch
+
+    def timed(*a):
+        t0 = time.thread_time()
+        orig(*a)
+        slots.append(time.thread_time() - t0)
+
+    ai.signals.sig_batch.disconnect(ai.on_batch)
+    ai.signals.sig_batch.connect(timed)
+    hb.start()
+    gen = ai.analyze_series()
+    assert gen is not None
+    qtbot.waitUntil(lambda: ai.strip.filled() == 300 and not ai.panel.progress.isVisible(), timeout=120000)
+    hb.stop()
+    gaps, cpu_gaps = np.diff(ticks), np.diff(cpu)
+    print(f"heartbeat: {len(ticks)} ticks, wall max gap {gaps.max() * 1000:.1f} ms, "
+          f"p90 {np.percentile(gaps, 90) * 1000:.1f} ms; GUI-thread CPU max between ticks "
+          f"{cpu_gaps.max() * 1000:.1f} ms; slowest result slot {max(slots) * 1000:.1f} ms CPU")
+    assert len(ticks) > 20
+    assert max(slots) < 0.05                      # our own GUI-thread work per batch
+    assert cpu_gaps.max() < 0.05, f"GUI thread busy {cpu_gaps.max() * 1000:.0f} ms in one go"
+    assert np.percentile(gaps, 90) < 0.05, f"GUI ticks late: p90 gap {np.percentile(gaps, 90) * 1000:.0f} ms"
+
+    # strip, panel and series result agree with the engine
+    probs = ai.probs
+    assert probs.shape == (300, 2) and not np.isnan(probs).any()
+    np.testing.assert_allclose(ai.strip.values, probs[:, 1])
+    assert "mean over 300/300 slices" in ai.panel.series_label.text()
+    assert "Analyzed 300 image(s)" in ai.panel.status.text()
+    w.state.set_slice(7)
+    assert ai.panel.bars[ai.panel.top_index][2].text() == f"{probs[7].max():.3f}"
+    # clicking a cell jumps to that slice
+    rect = ai.strip.cell_rect(123)
+    qtbot.mouseClick(ai.strip, Qt.MouseButton.LeftButton, pos=rect.center().toPoint())
+    assert w.state.index == 123 and ai.strip.current == 123
+
+
+def test_stale_results_dropped_when_series_changes(qtbot, win, models_dir, study):
+    w, ai = win
+    _, uid_a, uid_b = study
+    _load(qtbot, ai, models_dir)
+    w.state.set_series(_series(w, uid_a))
+    gen = ai.analyze_series()
+    w.state.set_series(_series(w, uid_b))     # the user moves on at once
+    qtbot.waitUntil(lambda: ai.pool.activeThreadCount() == 0, timeout=60000)
+    qtbot.wait(50)
+    assert not ai.router.is_current(gen)
+    assert ai.probs is None and ai.strip.filled() == 0 and not ai.strip.isVisible()
+    assert ai.panel.top_index is None
+    # analysing B now works and only B's cells fill
+    ai.analyze_series()
+    qtbot.waitUntil(lambda: ai.strip.filled() == 12 and not ai.panel.progress.isVisible(), timeout=60000)
+    assert ai.probs.shape == (12, 2)
+
+
+def test_cancel_stops_between_batches(qtbot, win, models_dir, study):
+    w, ai = win
+    _, uid_a, _ = study
+    _load(qtbot, ai, models_dir)
+    w.state.set_series(_series(w, uid_a))
+    ai.analyze_series()
+    qtbot.waitUntil(lambda: ai.strip.filled() > 0, timeout=60000)
+    ai.cancel()
+    qtbot.waitUntil(lambda: not ai.panel.progress.isVisible(), timeout=60000)
+    assert "cancelled" in ai.panel.status.text()
+    assert 0 < ai.strip.filled() < 300
+
+
+def test_gradcam_overlay_on_image_grid_and_export(qtbot, win, models_dir, study, tmp_path):
+    w, ai = win
+    _, _, uid_b = study
+    _load(qtbot, ai, models_dir)
+    w.state.set_series(_series(w, uid_b))
+    w.state.set_slice(5)
+    qtbot.waitUntil(lambda: w.canvas.image_size() == (24, 40), timeout=10000)
+    plain = tmp_path / "plain.png"
+    ai.export_png(plain)
+    ai.cam.enabled.setChecked(True)
+    qtbot.waitUntil(lambda: ai._cam_shown is not None, timeout=60000)
+    assert "gradcam" in w.canvas.overlay_names()
+    ov = w.canvas._overlays["gradcam"]
+    assert ov.rgba.shape == (40, 24, 4) and ov.ref == w.state.ref()
+    # class selector recomputes for that class; opacity/colormap only recolour
+    ai.cam.target.setCurrentIndex(1)   # "normal"
+    qtbot.waitUntil(lambda: ai._cam_shown is not None and ai._cam_shown[2] == 0, timeout=60000)
+    ai.cam.opacity.setValue(80)
+    assert abs(w.canvas._overlays["gradcam"].opacity - 0.8) < 1e-6
+    w.state.set_zoom(3.0)
+    w.state.set_pan(15, -10)
+    out = ai.export_png(tmp_path / "view.png")
+    a, b = QImage(str(plain)), QImage(str(out))
+    assert not b.isNull() and a.size() == b.size() and a != b
+    ai.cam.enabled.setChecked(False)
+    assert "gradcam" not in w.canvas.overlay_names()
+    # a CAM for another slice never paints on this one
+    w.state.set_slice(6)
+    assert "gradcam" not in w.canvas.overlay_names()
+
+
+def test_analyze_image_single_slice(qtbot, win, models_dir, study):
+    w, ai = win
+    _, _, uid_b = study
+    _load(qtbot, ai, models_dir)
+    w.state.set_series(_series(w, uid_b))
+    w.state.set_slice(3)
+    ai.analyze_image()
+    qtbot.waitUntil(lambda: ai.strip.filled() == 1 and not ai.panel.progress.isVisible(), timeout=60000)
+    assert not np.isnan(ai.probs[3]).any() and np.isnan(ai.probs[2]).all()
+    assert ai.panel.top_index is not None and "slice 4" in ai.panel.timing.text()
+    assert "Analyzed 1 image(s)" in ai.panel.status.text()
