@@ -113,3 +113,21 @@ def test_main_thread_never_stalls_while_loading_1000_files(qtbot, tmp_path):
           f"without OS run-queue wait {own.max():.0f} ms; load {os.getloadavg()[0]:.1f}")
     assert own.max() < 100, (
         f"GUI thread stalled {own.max():.0f} ms (raw gap {gaps[np.argmax(own)]:.0f} ms)")
+
+
+def test_cancel_keeps_partial_results_and_close_mid_scan_is_clean(qtbot, tmp_path):
+    root = make_big_folder(tmp_path / "big", n=300, n_series=2)
+    w = MainWindow(settings=Settings(tmp_path / "settings"))
+    qtbot.addWidget(w)
+    w.show()
+    w.open_path(root)
+    qtbot.waitUntil(lambda: w.scan_result is not None, timeout=20000)  # first snapshot
+    w.cancel_button.click()
+    qtbot.waitUntil(lambda: not w.is_scanning() and not w.progress.isVisible(), timeout=20000)
+    assert "cancelled" in w.statusBar().currentMessage() or w.scan_result.complete
+    assert w.browser.count() >= 1 and w.canvas.state.series is not None
+    # open again and close the window while the worker is still reading
+    w.open_path(root)
+    w.close()
+    assert not w.is_scanning()
+    assert all(not t.isRunning() for t in w._old_workers)

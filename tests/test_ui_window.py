@@ -422,3 +422,41 @@ def test_default_ct_preset_and_overlay_opacity_are_saved(qtbot, window, tmp_path
     assert Settings(tmp_path / "settings").overlay_opacity() == pytest.approx(0.3)
     window.canvas.set_overlay("y", np.zeros((24, 32, 4), np.uint8))
     assert window.canvas._overlays["y"].opacity == pytest.approx(0.3)
+
+
+def test_keys_go_to_the_viewer_except_in_the_tag_filter(qtbot, opened):
+    w = opened
+    w.activateWindow()
+    w.browser.setFocus()
+    qtbot.keyClick(w.browser, Qt.Key.Key_Down)  # the series list does not eat slice keys
+    assert w.state.index == 1
+    w.tags_dock.show()
+    w.tags_dock.raise_()
+    w.tags.filter.setFocus()
+    qtbot.keyClicks(w.tags.filter, "10")  # typing a filter does not switch presets
+    assert w.tags.filter.text() == "10"
+    assert w.state.window is None
+
+
+def test_labels_and_header_text_helpers(tmp_path):
+    from viewer.io.model import ImageRef, Series
+    from viewer.ui.browser import series_label
+    from viewer.ui.overlays import format_date, format_person_name, slice_location
+
+    s = Series("1.2", 3, "CT", "", 8, 8, items=[ImageRef(tmp_path / "CT_small.dcm")])
+    assert series_label(s) == "CT_small.dcm\nCT - 1 image"
+    s.items = [ImageRef(tmp_path / "f", k) for k in range(4)]
+    assert series_label(s) == "Series 3\nCT - 4 images"
+    s.description = "Axial"
+    assert series_label(s) == "3: Axial\nCT - 4 images"
+    assert format_date("20240102") == "2024-01-02" and format_date("2024") == "2024"
+    assert format_person_name("Doe^John^M") == "Doe, John M"
+    assert format_person_name("Doe") == "Doe"
+    ds = Dataset()
+    ds.ImagePositionPatient = [0, 0, 7.5]
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]  # coronal: normal is +y
+    assert slice_location(ds) == pytest.approx(0.0)
+    ds.ImagePositionPatient = [0, -12, 7.5]
+    assert slice_location(ds) == pytest.approx(-12.0)  # position . (row x col)
+    ds.SliceLocation = 3.25
+    assert slice_location(ds) == 3.25

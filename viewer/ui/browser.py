@@ -24,7 +24,10 @@ def series_label(series: Any) -> str:
     desc = (getattr(series, "description", "") or "").strip()
     num = getattr(series, "number", None)
     if not desc:
-        desc = f"Series {num}" if num is not None else "Series"
+        if len(series.items) == 1:  # a lone file says more by its name
+            desc = series.items[0].path.name
+        else:
+            desc = f"Series {num}" if num is not None else "Series"
     elif num is not None:
         desc = f"{num}: {desc}"
     n = len(series.items)

@@ -171,7 +171,7 @@ class MainWindow(QMainWindow):
             right[0].raise_()
         # needs the shown layout
         QTimer.singleShot(0, lambda: self.resizeDocks(
-            [self.browser_dock, self.tags_dock], [230, 440], Qt.Orientation.Horizontal))
+            [self.browser_dock, self.tags_dock], [270, 440], Qt.Orientation.Horizontal))
 
     # -- extension points ---------------------------------------------------------
     def add_dock(self, widget: QWidget, area: Any = Qt.DockWidgetArea.RightDockWidgetArea,
