@@ -3,7 +3,10 @@
 The chain follows PS3.3 C.11 (Modality LUT C.11.1, VOI LUT C.11.2) and
 C.7.6.3.1.2 (MONOCHROME1 inversion); the result is uint8 for the screen.
 
-For 8- and 16-bit integer pixels the whole chain is evaluated once over every
+The common case, a LINEAR / LINEAR_EXACT window over a linear rescale, is one
+affine map with saturation, evaluated by OpenCV without any table
+(`_affine_render`, about 0.07 ms for 512x512).  Otherwise, for 8- and 16-bit
+integer pixels the whole chain is evaluated once over every
 possible stored value and kept as one lookup table (65,536 entries at most);
 rendering a frame is then a single `np.take`.  Other integer data get a table
 over the frame's own min..max when that range is small; float data (Float
@@ -21,6 +24,7 @@ import threading
 from collections import OrderedDict
 from functools import lru_cache
 
+import cv2
 import numpy as np
 
 from viewer.display.meta import ImageMeta, LutTable, Window
@@ -336,8 +340,11 @@ class Renderer:
             return self._render_lookup(stored, meta, ("palette",),
                                        lambda v: _palette_table(meta, v))
         window = _resolve(meta, stored, window, voi_lut)
+        fast = _affine_render(stored, meta, window)
+        if fast is not None:
+            return fast
         dtype = _lut_dtype(stored)
-        if dtype is not None:   # fast path: one table over the whole dtype
+        if dtype is not None:   # table path: one table over the whole dtype
             key = (meta.display_key(), "grey", window, dtype.str)
             table = self._table(key, lambda: _full_grey_table(meta, window, dtype))
             return np.take(table, _as_index(stored, dtype))
@@ -367,6 +374,52 @@ class Renderer:
                 return np.take(table, (stored.astype(np.int64) - lo), axis=0)
         values = np.nan_to_num(stored.astype(np.float64), nan=0.0)
         return build(values)
+
+
+_CV_DTYPES = (np.dtype(np.uint8), np.dtype(np.int16), np.dtype(np.uint16))
+
+
+def _affine_render(stored: np.ndarray, meta: ImageMeta, window: Window) -> np.ndarray | None:
+    """LINEAR / LINEAR_EXACT window over a linear rescale, in four SIMD passes.
+
+    With a rescale (no Modality LUT) and a LINEAR or LINEAR_EXACT window the
+    whole chain is grey = clip(rint(alpha * stored + beta), 0, 255) (PS3.3
+    C.11.2.1.2.1 / C.11.2.1.3.2: the ramp meets 0 and 1 exactly at its
+    edges).  OpenCV's saturating `convertScaleAbs` evaluates it without a
+    table; values below the ramp's zero are clamped first (so the absolute
+    value never folds a negative back) and then forced to 0 by a mask.
+    Returns None when the image does not qualify (the table path handles it).
+    """
+    function = window.function.upper()
+    if (window.voi_lut is not None or function not in ("LINEAR", "LINEAR_EXACT")
+            or meta.modality_lut is not None or stored.ndim != 2
+            or stored.dtype not in _CV_DTYPES or not stored.size):
+        return None
+    c, w = float(window.center), float(window.width)
+    if function == "LINEAR":
+        c, w = c - 0.5, max(w, 1.0) - 1.0
+    if w <= 0.0 or meta.rescale_slope == 0.0:
+        return None
+    alpha = 255.0 / w * meta.rescale_slope
+    beta = 255.0 * ((meta.rescale_intercept - c) / w + 0.5)
+    if meta.inverted:                       # MONOCHROME1: 255 - grey, exactly
+        alpha, beta = -alpha, 255.0 - beta
+    info = np.iinfo(stored.dtype)
+    zero = -beta / alpha                    # stored value where the ramp is 0
+    if alpha > 0:
+        edge = math.ceil(zero)              # first value with alpha*x+beta >= 0
+        if edge > info.max:
+            return np.zeros(stored.shape, np.uint8)
+        edge = max(edge, info.min)
+        clamped, outside = cv2.max(stored, edge), cv2.compare(stored, edge, cv2.CMP_LT)
+    else:
+        edge = math.floor(zero)
+        if edge < info.min:
+            return np.zeros(stored.shape, np.uint8)
+        edge = min(edge, info.max)
+        clamped, outside = cv2.min(stored, edge), cv2.compare(stored, edge, cv2.CMP_GT)
+    grey = cv2.convertScaleAbs(clamped, alpha=alpha, beta=beta)
+    return cv2.subtract(grey, outside)
 
 
 _DEFAULT_RENDERER = Renderer()
