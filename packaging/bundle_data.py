@@ -26,7 +26,8 @@ _UNWANTED_QT = (
     "*Qt6SpatialAudio*", "*Qt6Charts*", "*Qt6DataVisualization*", "*Qt6Graphs*", "*Qt6Pdf*",
     "*Qt6Designer*", "*Qt6Location*", "*Qt6Bluetooth*", "*Qt6Nfc*", "*Qt6Sensors*",
     "*Qt6TextToSpeech*", "*Qt6RemoteObjects*", "*Qt6Scxml*", "*Qt6SerialBus*",
-    "*/qml/*", "*/resources/qtwebengine*", "*/translations/qtwebengine*",
+    "*Qt6Qml*", "*Qt6Quick*", "*Qt6VirtualKeyboard*", "*/platforminputcontexts/*virtualkeyboard*",
+    "*/imageformats/libqpdf*", "*/qml/*", "*/resources/qtwebengine*", "*/translations/qtwebengine*",
     "*/plugins/multimedia/*", "*/plugins/sceneparsers/*", "*/plugins/geometryloaders/*",
     "*/plugins/renderers/*", "*/plugins/position/*", "*/plugins/sensors/*",
     "*/plugins/texttospeech/*", "*/plugins/designer/*", "*/plugins/sqldrivers/*",
@@ -43,6 +44,23 @@ def is_unwanted_data(dest: str) -> bool:
     """True for headers, test suites and caches that a hook collected as data."""
     d = _posix(dest)
     return any(fnmatch.fnmatch(d, p) or fnmatch.fnmatch("/" + d, p) for p in _UNWANTED_DATA)
+
+
+def drop_dangling_symlinks(*tocs: list) -> list[list]:
+    """Remove SYMLINK entries (dest, relative target, 'SYMLINK') whose target was excluded.
+
+    PyInstaller puts the links to libraries in sub-folders into the *datas* TOC,
+    so pass every TOC (binaries, datas); they are returned in the same order.
+    """
+    dests = {_posix(t[0]) for toc in tocs for t in toc if t[2] != "SYMLINK"}
+
+    def alive(t: tuple) -> bool:
+        if t[2] != "SYMLINK":
+            return True
+        target = os.path.normpath(os.path.join(os.path.dirname(_posix(t[0])), _posix(t[1])))
+        return _posix(target) in dests
+
+    return [[t for t in toc if alive(t)] for toc in tocs]
 
 
 def is_unwanted_binary(dest: str, src: str = "") -> bool:
@@ -94,16 +112,17 @@ def cpu_only_binaries(binaries: list, bindepend) -> list:
     machine without a GPU; the cuDNN engines, cusolver, cupti and the like are only
     dlopen()ed for GPU work and are dropped here.
     """
-    nvidia = {os.path.basename(t[0]): t[1] for t in binaries if _is_nvidia(t[0], t[1])}
+    nvidia = {os.path.basename(t[0]): t[1] for t in binaries
+              if t[2] != "SYMLINK" and _is_nvidia(t[0], t[1])}
     if not nvidia:
         return [t for t in binaries if _posix(t[0]) not in _CUDA_LAZY]
     roots = [t[1] for t in binaries
-             if not _is_nvidia(t[0], t[1]) and _posix(t[0]) not in _CUDA_LAZY
+             if t[2] != "SYMLINK" and not _is_nvidia(t[0], t[1]) and _posix(t[0]) not in _CUDA_LAZY
              and (_posix(t[0]).startswith(("torch/", "torchvision")))]
     keep = needed_closure(roots, nvidia, bindepend.get_imports)
     return [t for t in binaries
             if _posix(t[0]) not in _CUDA_LAZY
-            and (not _is_nvidia(t[0], t[1]) or os.path.basename(t[0]) in keep)]
+            and (t[2] == "SYMLINK" or not _is_nvidia(t[0], t[1]) or os.path.basename(t[0]) in keep)]
 
 
 def resource_datas(root: Path) -> list[tuple[str, str]]:

@@ -14,7 +14,7 @@ COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
     ("OpenCV", ("cv2/", "opencv_python_headless")),
     ("numpy/scipy/sklearn", ("numpy/", "numpy.libs/", "scipy/", "scipy.libs/", "sklearn/", "scikit_learn")),
     ("pydicom + decoders", ("pydicom/", "pylibjpeg", "libjpeg/", "openjpeg/", "rle/", "_libjpeg", "_openjpeg")),
-    ("matplotlib", ("matplotlib/", "PIL/", "pillow", "fontTools/", "kiwisolver")),
+    ("matplotlib + Pillow", ("matplotlib/", "PIL/", "pillow", "fontTools/", "kiwisolver", "contourpy")),
     ("optuna + sqlalchemy", ("optuna/", "sqlalchemy/", "alembic/")),
     ("medviewer resources", ("resources/", "selftest_data/")),
     ("Python runtime + stdlib", ("base_library.zip", "libpython", "lib-dynload/", "python3")),
