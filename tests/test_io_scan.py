@@ -263,3 +263,24 @@ def test_mixed_study_generator(tmp_path: Path) -> None:
     a, b = g.two_series(tmp_path / "two")
     two = scan(tmp_path / "two").all_series()
     assert [[r.path for r in s.items] for s in two] == [a, b]
+
+
+def test_header_longer_than_first_read_chunk(tmp_path: Path) -> None:
+    import pydicom
+
+    from viewer.io.scan import HEAD_CHUNK
+
+    (path,), _ = g.ct_series(tmp_path / "big", 1)
+    ds = pydicom.dcmread(path)
+    ds.add_new(0x00090010, "LO", "GENERATED")  # private creator
+    ds.add_new(0x00091010, "OB", bytes(HEAD_CHUNK + 5000))  # header beyond the first read
+    ds.save_as(path)
+    g.truncated(tmp_path / "big" / "cut.dcm", path, keep=0.7)  # cut inside that element
+    res = scan(tmp_path / "big")
+    (series,) = res.all_series()
+    assert [r.path for r in series.items] == [path]
+    header = series.headers[path]
+    assert 0x00091010 in header
+    assert header.filename == str(path) and getattr(header, "buffer", None) is None  # no chunk kept
+    assert [s.path.name for s in res.skipped] == ["cut.dcm"]
+    assert _values(series.items) == [g.slice_value(0)]

@@ -11,11 +11,13 @@ checked so that truncated files are reported at scan time.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import pydicom
 from pydicom import Dataset
@@ -30,6 +32,7 @@ from viewer.io.sort import natural_key
 
 _IGNORED = {"thumbs.db", "desktop.ini"}
 SNAPSHOT_INTERVAL = 0.25  # seconds between partial snapshots
+HEAD_CHUNK = 64 * 1024  # first read of each file; holds nearly every header
 # SOP classes without displayable pixels even when Rows/Columns might be present
 _NON_IMAGE_WORDS = ("SR Storage", "Presentation State", "Key Object Selection",
                     "Structure Set", "RT Plan", "Waveform", "Encapsulated", "Raw Data",
@@ -71,7 +74,7 @@ def _frames(ds: Dataset) -> int | None:
     return n if n is not None and n > 1 else None
 
 
-def _pixel_check(ds: Dataset, fp, size: int, frames: int | None) -> str | None:
+def _pixel_check(ds: Dataset, fp: BinaryIO, size: int, frames: int | None) -> str | None:
     """Reason why the pixel data element is missing or short, else None.
 
     After `stop_before_pixels` the file position is at the pixel data element
@@ -122,28 +125,44 @@ def _looks_like_dataset(head: bytes) -> bool:
     return head[:2] in (b"\x02\x00", b"\x08\x00", b"\x00\x08", b"\x00\x02")
 
 
+def _parse(path: Path, fp: BinaryIO, buf: bytes, size: int, force: bool) -> tuple[Dataset, BinaryIO]:
+    """dcmread(stop_before_pixels) from the first HEAD_CHUNK bytes already in memory
+    (one read call, cheaper parsing); from the file when the header is longer."""
+    bio = io.BytesIO(buf)
+    if len(buf) >= size:  # the whole file is in memory: errors are the file's own
+        return pydicom.dcmread(bio, stop_before_pixels=True, force=force), bio
+    try:
+        ds = pydicom.dcmread(bio, stop_before_pixels=True, force=force)
+        if bio.tell() + 12 <= len(buf):  # stopped at pixel data inside the chunk
+            return ds, bio
+    except Exception:
+        pass  # header longer than the chunk (or deflated): read it from the file
+    fp.seek(0)
+    return pydicom.dcmread(fp, stop_before_pixels=True, force=force), fp
+
+
 def read_header(path: Path) -> tuple[str, object]:
     """Classify one file: ("dicom", (ds, frames)) / ("non_image", name) / ("skip", reason)."""
     try:
         with open(path, "rb") as fp:
             size = os.fstat(fp.fileno()).st_size
-            head = fp.read(132)
-            fp.seek(0)
-            if head[128:132] == b"DICM":
-                ds = pydicom.dcmread(fp, stop_before_pixels=True)
-            elif _looks_like_dataset(head):
-                ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
+            buf = fp.read(HEAD_CHUNK)
+            if buf[128:132] == b"DICM":
+                ds, src = _parse(path, fp, buf, size, force=False)
+            elif _looks_like_dataset(buf):
+                ds, src = _parse(path, fp, buf, size, force=True)
                 if not any(k in ds for k in ("SOPClassUID", "Rows", "SeriesInstanceUID")):
                     return "skip", "not a DICOM file"
             else:
                 return "skip", "not a DICOM or image file" if size else "empty file"
+            ds.filename, ds.buffer, ds.fileobj_type = str(path), None, open  # as if read by path
             kind = _classify(ds)
             if kind == "non_image":
                 return "non_image", sop_class_name(ds)
             if kind != "image":
                 return "skip", kind
             frames = _frames(ds)
-            reason = _pixel_check(ds, fp, size, frames)
+            reason = _pixel_check(ds, src, size, frames)
     except OSError as exc:
         return "skip", f"cannot read file ({exc.strerror or type(exc).__name__})"
     except Exception as exc:  # pydicom raises many types on corrupt input
