@@ -137,6 +137,13 @@ def test_dicomdir_records_used_and_not_listed(tmp_path: Path) -> None:
     assert not res.skipped and not res.non_image  # DICOMDIR itself is not listed
 
 
+def test_dicomdir_given_as_the_path(tmp_path: Path) -> None:
+    dicomdir, files = g.with_dicomdir(tmp_path / "cd", 3)
+    res = scan(dicomdir)
+    assert sorted(r.path for r in res.all_series()[0].items) == sorted(files)
+    assert res.to_json()["studies"][0]["series"][0]["items"][0]["path"].startswith("PT000000/")
+
+
 def test_dicomdir_missing_reference_reported(tmp_path: Path) -> None:
     dicomdir, files = g.with_dicomdir(tmp_path / "cd", 3)
     files[0].unlink()
