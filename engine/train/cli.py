@@ -1,0 +1,160 @@
+"""``medviewer --train`` and ``medviewer make-dataset`` argument parsing.
+
+Shaped like torchvision's references/classification/train.py: ``get_args_parser``
+then ``engine.train.run.main(args)``.  Examples::
+
+    medviewer --train --data chest_ct --arch resnet50 --weights imagenet --freeze staged \\
+        --hidden 256 --dropout 0.3 --weight-decay 1e-4 --scheduler plateau --patience 5 --out run1
+    medviewer --train --data xray --label-from-name "bacteria|virus" --val-fraction .16 \\
+        --test-fraction .2 --arch densenet201 --optimizer sgd --momentum .9 --augment medium --out run2
+    medviewer make-dataset synth --classes normal,nodule,cavity --n 200 --size 96
+    torchrun --nproc_per_node 2 -m engine.train --data DIR --out OUT   # DDP (see engine.train.ddp)
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from viewer.errors import UsageError
+
+
+def _fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= v < 1:
+        raise argparse.ArgumentTypeError("must be in [0, 1)")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return v
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="medviewer --train", add_help=add_help,
+                                description="Train a classifier on a labelled image folder.")
+    d = p.add_argument_group("data")
+    d.add_argument("--data", type=Path, help="folder with one sub-folder per class (and optional split folders)")
+    d.add_argument("--labels", type=Path, help="CSV path,label[,split] overriding folder labels")
+    d.add_argument("--label-from-name", metavar="REGEX", help="class = first regex match in the file name")
+    d.add_argument("--val-fraction", type=_fraction, default=0.15)
+    d.add_argument("--test-fraction", type=_fraction, default=0.15)
+    d.add_argument("--out", type=Path, default=Path("medviewer-train"), help="output folder")
+    d.add_argument("--workers", type=_positive_int, default=2, help="decoding threads")
+    m = p.add_argument_group("model")
+    m.add_argument("--arch", default="resnet18")
+    m.add_argument("--weights", default="none", help="imagenet | none | PATH (.safetensors or state dict)")
+    m.add_argument("--freeze", choices=("none", "backbone", "staged"), default="none")
+    m.add_argument("--stage-epochs", type=int, default=None, help="head-only epochs for --freeze staged")
+    m.add_argument("--unfreeze-lr-factor", type=float, default=0.1)
+    m.add_argument("--dropout", type=float, default=0.0)
+    m.add_argument("--hidden", default="", help="head widths, e.g. 256,128")
+    m.add_argument("--head-batchnorm", action="store_true")
+    m.add_argument("--image-size", type=_positive_int, default=224)
+    m.add_argument("--resize", choices=("letterbox", "stretch", "center_crop"), default="letterbox")
+    m.add_argument("--window", default="auto", help="auto | header | CENTER,WIDTH (modality units)")
+    m.add_argument("--cam-layer", default="", help="Grad-CAM layer (default: the registry's)")
+    m.add_argument("--name", default="", help="model name in the card")
+    m.add_argument("--intended-use", choices=("research", "demo", "validated"), default="research")
+    m.add_argument("--half", action="store_true", help="store the weights as float16")
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--optimizer", choices=("adam", "adamw", "sgd", "adamax"), default="adamw")
+    o.add_argument("--lr", type=float, default=1e-3)
+    o.add_argument("--momentum", type=float, default=0.9)
+    o.add_argument("--nesterov", action="store_true")
+    o.add_argument("--weight-decay", type=float, default=0.0, help="L2 regularisation")
+    o.add_argument("--scheduler", choices=("none", "step", "plateau", "cosine", "onecycle"), default="none")
+    o.add_argument("--step-size", type=_positive_int, default=7, help="StepLR period (epochs)")
+    o.add_argument("--gamma", type=float, default=0.1, help="StepLR / plateau factor")
+    o.add_argument("--plateau-patience", type=int, default=2)
+    o.add_argument("--min-lr", type=float, default=0.0)
+    o.add_argument("--pct-start", type=float, default=0.3, help="OneCycle warm-up fraction")
+    o.add_argument("--epochs", type=_positive_int, default=10)
+    o.add_argument("--batch-size", type=_positive_int, default=32)
+    o.add_argument("--patience", type=int, default=0, help="early stopping on val loss (0 = off)")
+    o.add_argument("--no-restore-best", dest="restore_best", action="store_false",
+                   help="keep the last epoch's weights instead of the best")
+    o.add_argument("--class-weights", default="none", help="auto | none | w1,w2,...")
+    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    o.add_argument("--no-amp", dest="amp", action="store_false", help="disable mixed precision on CUDA")
+    a = p.add_argument_group("augmentation")
+    a.add_argument("--augment", choices=("none", "light", "medium", "strong"), default="none")
+    a.add_argument("--hflip", type=float, help="horizontal flip probability")
+    a.add_argument("--vflip", type=float, help="vertical flip probability")
+    a.add_argument("--rotation", type=float, help="max rotation in degrees")
+    a.add_argument("--zoom", type=float, help="max zoom fraction")
+    a.add_argument("--translation", type=float, help="max shift, fraction of the size")
+    a.add_argument("--contrast", type=float, help="max contrast change fraction")
+    r = p.add_argument_group("run")
+    r.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    r.add_argument("--test-only", action="store_true", help="evaluate OUT/model.safetensors on the test split")
+    r.add_argument("--search", type=int, default=0, metavar="N", help="Optuna trials before the final run")
+    r.add_argument("--search-epochs", type=int, default=0, help="epochs per trial (default --epochs)")
+    r.add_argument("--no-report", dest="report", action="store_false", help="skip report.html and plots")
+    r.add_argument("--gallery", type=int, default=12, help="misclassified images shown with Grad-CAM")
+    return p
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    from engine.train.augment import make_spec
+    from engine.train.model import parse_hidden
+
+    args = get_args_parser().parse_args(argv)
+    if args.data is None and args.labels is None:
+        raise UsageError("--train needs --data DIR (or --labels FILE.csv)")
+    args.aug = make_spec(args.augment, hflip=args.hflip, vflip=args.vflip, rotation=args.rotation,
+                         zoom=args.zoom, translation=args.translation, contrast=args.contrast)
+    parse_hidden(args.hidden)
+    if args.stage_epochs is None:
+        args.stage_epochs = max(1, args.epochs // 3)
+    if not 0 <= args.dropout < 1:
+        raise UsageError("--dropout must be in [0, 1)")
+    if args.val_fraction + args.test_fraction >= 1:
+        raise UsageError("--val-fraction + --test-fraction must be below 1")
+    if args.window not in ("auto", "header"):
+        try:
+            c, w = (float(t) for t in args.window.split(","))
+        except ValueError:
+            raise UsageError(f"--window: expected auto, header or CENTER,WIDTH, got {args.window!r}") from None
+        if w < 1:
+            raise UsageError("--window: width must be >= 1")
+        args.window = {"center": c, "width": w}
+    from engine.device import pick_device
+
+    args.device = str(pick_device(args.device))
+    return args
+
+
+def main_train(argv: list[str]) -> int:
+    """``medviewer --train ...``: returns 0 ok, 1 ok with skipped images, 130 interrupted."""
+    from engine.train.run import main
+
+    return main(parse(argv))
+
+
+def main_make_dataset(argv: list[str]) -> int:
+    """``medviewer make-dataset OUT [--classes a,b,c] [--n N] [--size S] [--seed K]``."""
+    from engine.train.synth import DEFAULT_CLASSES, make_dataset
+
+    p = argparse.ArgumentParser(prog="medviewer make-dataset",
+                                description="Write a synthetic labelled dataset with lesion masks.")
+    p.add_argument("out", type=Path)
+    p.add_argument("--classes", default=",".join(DEFAULT_CLASSES))
+    p.add_argument("--n", type=_positive_int, default=100, help="images per class")
+    p.add_argument("--size", type=_positive_int, default=96)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--style", choices=("ct", "xray"), default="ct")
+    a = p.parse_args(argv)
+    out = make_dataset(a.out, a.classes.split(","), a.n, a.size, a.seed, style=a.style)
+    print(f"wrote {a.n} images per class for {a.classes} to {out} (masks in {out / 'masks'})")
+    return 0

@@ -1,0 +1,141 @@
+"""Decode training images and run them through ``engine.preprocess`` once.
+
+DICOM files are read with pydicom (first frame of multi-frame objects, PS3.3
+C.7.6.6) and described by ``viewer.display.meta_from_dataset`` so that the
+model sees the same modality LUT / VOI window / MONOCHROME1 handling as the
+viewer (train/serve parity).  PNG/JPEG/TIFF/BMP are read with OpenCV (grey or
+RGB, 8 or 16 bit).  Unreadable files are returned in ``skipped`` with a reason,
+never raised.  The preprocessed tensors are kept in memory as float16, so an
+epoch costs no decoding and data loading is not the bottleneck.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from engine.preprocess import PreprocessSpec, preprocess
+from engine.train.data import IMAGE_EXTS, Sample
+
+
+def read_stored(path: Path) -> tuple[np.ndarray, Any]:
+    """(stored pixels, ImageMeta or None for plain images); raises ValueError/OSError."""
+    data = path.read_bytes()
+    if path.suffix.lower() in IMAGE_EXTS and data[128:132] != b"DICM":
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if arr is None:
+            raise ValueError("not a readable PNG/JPEG/TIFF/BMP image")
+        if arr.ndim == 3:
+            arr = arr[..., :3]
+            arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB) if arr.shape[2] == 3 else arr[..., 0]
+        return np.ascontiguousarray(arr), None
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+    from pydicom.pixels import pixel_array
+
+    from viewer.display import meta_from_dataset
+
+    try:
+        ds = pydicom.dcmread(path, force=path.suffix.lower() not in (".dcm", ".dicom"))
+    except InvalidDicomError:
+        raise ValueError("not a DICOM file (no DICM preamble) nor a known image format") from None
+    if "PixelData" not in ds and "FloatPixelData" not in ds:
+        raise ValueError("DICOM file has no pixel data")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    frame = 0 if frames > 1 else None
+    arr = pixel_array(ds, index=frame) if frame is not None else ds.pixel_array
+    return arr, meta_from_dataset(ds, frame)
+
+
+@dataclass
+class ImageSet:
+    """Preprocessed images of one dataset, in the order of ``samples``."""
+
+    samples: list[Sample]
+    x: torch.Tensor                    # (N, 3, S, S) float16
+    y: torch.Tensor                    # (N,) int64 class index
+    sizes: list[tuple[int, int]]       # source (rows, cols)
+    hashes: list[str]                  # sha256 of the file bytes
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    def split_indices(self, split: str) -> list[int]:
+        return [i for i, s in enumerate(self.samples) if s.split == split]
+
+
+def _load_one(sample: Sample, spec: PreprocessSpec):
+    try:
+        stored, meta = read_stored(sample.path)
+        if stored.size == 0 or min(stored.shape[:2]) < 1:
+            raise ValueError("empty image")
+        tensor, _ = preprocess(stored, meta, spec)
+        digest = hashlib.sha256(sample.path.read_bytes()).hexdigest()
+        return tensor.to(torch.float16), (int(stored.shape[0]), int(stored.shape[1])), digest
+    except Exception as exc:   # any decoder failure: listed and skipped, never fatal
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return f"{type(exc).__name__}: {msg}"[:200]
+
+
+def load_images(samples: Sequence[Sample], classes: Sequence[str], spec: PreprocessSpec,
+                progress: Callable[[int, int], None] | None = None, workers: int = 2) -> ImageSet:
+    """Decode + preprocess every sample (threads); unreadable ones go to ``skipped``."""
+    index = {c: i for i, c in enumerate(classes)}
+    kept: list[Sample] = []
+    xs: list[torch.Tensor] = []
+    sizes: list[tuple[int, int]] = []
+    hashes: list[str] = []
+    skipped: list[tuple[Path, str]] = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for k, (s, res) in enumerate(zip(samples, pool.map(lambda s: _load_one(s, spec), samples))):
+            if isinstance(res, str):
+                skipped.append((s.path, res))
+            else:
+                kept.append(s)
+                xs.append(res[0])
+                sizes.append(res[1])
+                hashes.append(res[2])
+            if progress:
+                progress(k + 1, len(samples))
+    size = spec.input_size
+    x = torch.stack(xs) if xs else torch.zeros((0, 3, size, size), dtype=torch.float16)
+    y = torch.tensor([index[s.label] for s in kept], dtype=torch.long)
+    return ImageSet(kept, x, y, sizes, hashes, skipped)
+
+
+def duplicates_across_splits(images: ImageSet) -> list[dict[str, Any]]:
+    """Groups of identical files (same sha256) found in more than one split: leakage."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, h in enumerate(images.hashes):
+        groups[h].append(i)
+    out = []
+    for h, idx in groups.items():
+        splits = sorted({images.samples[i].split for i in idx})
+        if len(splits) > 1:
+            out.append({"sha256": h, "splits": splits,
+                        "paths": [str(images.samples[i].path) for i in idx]})
+    return out
+
+
+def summary(images: ImageSet, classes: Sequence[str]) -> dict[str, Any]:
+    """Dataset summary: counts per split/class, image sizes, leakage, skipped files."""
+    counts = {sp: {c: 0 for c in classes} for sp in ("train", "val", "test")}
+    for s in images.samples:
+        counts[s.split][s.label] += 1
+    rows = [r for r, _ in images.sizes] or [0]
+    cols = [c for _, c in images.sizes] or [0]
+    return {
+        "counts": counts,
+        "image_sizes": {"min": [min(rows), min(cols)], "max": [max(rows), max(cols)],
+                        "median": [float(np.median(rows)), float(np.median(cols))],
+                        "distinct": len(set(images.sizes))},
+        "duplicates_across_splits": duplicates_across_splits(images),
+        "skipped": [{"path": str(p), "reason": r} for p, r in images.skipped],
+    }

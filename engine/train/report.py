@@ -1,0 +1,105 @@
+"""Training outputs: report.json (exact schema of issue 4), predictions.csv, report.html.
+
+``report.json`` holds exactly the keys classes, class_map, splits,
+hyperparameters, history, test, search.  The dataset summary (image sizes,
+skipped files, duplicates across splits) goes to ``dataset.json`` and the
+HTML report, never patient data: only file paths chosen by the user.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.train.loop import args_dict
+from engine.train.metrics import classification_metrics, classification_text
+
+
+def test_metrics(y_true: Sequence[int], probs: np.ndarray | None, classes: Sequence[str]) -> dict:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return classification_metrics(list(y_true), probs if probs is not None else np.zeros((0, len(classes))),
+                                      classes)
+
+
+def _clean(obj: Any) -> Any:
+    """NaN/inf -> null so that report.json is strict JSON."""
+    if isinstance(obj, float):
+        return None if math.isnan(obj) or math.isinf(obj) else obj
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+HYPER_KEYS = ("arch", "weights", "freeze", "stage_epochs", "unfreeze_lr_factor", "dropout", "hidden",
+              "head_batchnorm", "image_size", "resize", "window", "optimizer", "lr", "momentum", "nesterov",
+              "weight_decay", "scheduler", "step_size", "gamma", "plateau_patience", "min_lr", "pct_start",
+              "epochs", "batch_size", "patience", "restore_best", "class_weights", "seed", "augment", "aug",
+              "val_fraction", "test_fraction", "label_from_name", "device", "amp")
+
+
+def build_report(args: Any, classes: list[str], class_map: dict[str, str], counts: dict,
+                 history: list[dict], metrics: dict, search: dict | None) -> dict:
+    hp = {k: v for k, v in args_dict(args).items() if k in HYPER_KEYS}
+    return _clean({"classes": list(classes), "class_map": dict(class_map),
+                   "splits": {s: dict(counts[s]) for s in ("train", "val", "test")},
+                   "hyperparameters": hp, "history": history, "test": metrics, "search": search})
+
+
+def write_predictions(path: Path, samples: Sequence[Any], y_idx: Sequence[int], probs: np.ndarray | None,
+                      classes: Sequence[str]) -> None:
+    """path, split, true, pred, p_<class>... for the test split (full float precision)."""
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "split", "true", "pred"] + [f"p_{c}" for c in classes])
+        if probs is None:
+            return
+        for s, p in zip(samples, probs):
+            w.writerow([str(s.path), s.split, s.label, classes[int(np.argmax(p))]] + [repr(float(v)) for v in p])
+
+
+def write_all(out: Path, *, args: Any, index: Any, images: Any, summ: dict, history: list[dict],
+              test_idx: Sequence[int], probs: np.ndarray | None, metrics: dict, search: dict | None,
+              card: Any, model: Any, log: Callable[[str], None] = print) -> dict:
+    classes = index.classes
+    rep = build_report(args, classes, index.class_map, summ["counts"], history, metrics, search)
+    (out / "report.json").write_text(json.dumps(rep, indent=2), encoding="utf-8")
+    (out / "dataset.json").write_text(json.dumps(_clean(summ), indent=2), encoding="utf-8")
+    test_samples = [images.samples[i] for i in test_idx]
+    y_test = [int(images.y[i]) for i in test_idx]
+    write_predictions(out / "predictions.csv", test_samples, y_test, probs, classes)
+    log(f"wrote {out / 'report.json'}, {out / 'predictions.csv'}")
+    if getattr(args, "report", True):
+        try:
+            from engine.train.plots import write_html
+
+            write_html(out, rep, summ, images, test_idx, probs, classes, card, model,
+                       classification_text(y_test, probs, classes) if probs is not None else "",
+                       n_gallery=getattr(args, "gallery", 12))
+            log(f"wrote {out / 'report.html'}")
+        except Exception as exc:  # plots are a convenience: never lose the model over them
+            log(f"warning: report.html not written ({type(exc).__name__}: {exc})")
+    return rep
+
+
+def html_table(rows: list[list[Any]], header: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "" if v is None else str(v)

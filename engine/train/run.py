@@ -1,0 +1,162 @@
+"""``main(args)``: discover -> decode/preprocess -> (search) -> fit -> test -> outputs.
+
+Outputs in ``--out``: model.safetensors (card filled in), report.json,
+predictions.csv, report.html with PNG plots, checkpoint.pt (resumable),
+search.db (Optuna, with ``--search``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine import registry
+from engine.card import ModelCard
+from engine.preprocess import PreprocessSpec
+from engine.train import ddp
+from engine.train.data import counts_table, discover
+from engine.train.images import ImageSet, load_images, summary
+from engine.train.loop import FitResult, evaluate, fit
+from viewer.errors import DatasetError
+
+MODEL_FILE = "model.safetensors"
+
+
+def make_card(args: Any, classes: list[str]) -> ModelCard:
+    from engine.train.model import parse_hidden
+
+    card = ModelCard(
+        name=args.name or f"{args.arch}-{len(classes)}cls",
+        architecture=args.arch, classes=list(classes),
+        head=registry.head_spec(parse_hidden(args.hidden), args.dropout, args.head_batchnorm),
+        input_size=int(args.image_size), resize=args.resize, window=args.window,
+        cam_layer=args.cam_layer or registry.default_cam_layer(args.arch),
+        intended_use=args.intended_use,
+        description=f"trained by medviewer --train ({args.arch}, weights {args.weights})")
+    return card.validate("--train")
+
+
+def _log(dist: ddp.DistInfo) -> Callable[[str], None]:
+    return (lambda msg: print(msg, flush=True)) if dist.is_main else (lambda msg: None)
+
+
+def prepare(args: Any, log: Callable[[str], None]) -> tuple[Any, ImageSet, ModelCard, dict]:
+    """Discovery, decoding and the dataset summary (printed)."""
+    index = discover(args.data, label_regex=args.label_from_name, labels_csv=args.labels,
+                     val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed)
+    card = make_card(args, index.classes)
+    t0 = time.perf_counter()
+    images = load_images(index.samples, index.classes, PreprocessSpec.from_card(card), workers=args.workers)
+    summ = summary(images, index.classes)
+    for note in index.notes:
+        log(note)
+    log(f"{len(images.samples)} images decoded in {time.perf_counter() - t0:.1f}s "
+        f"(sizes {summ['image_sizes']['min']}..{summ['image_sizes']['max']})")
+    for p, reason in images.skipped:
+        log(f"skipped {p}: {reason}")
+    for dup in summ["duplicates_across_splits"]:
+        log(f"warning: leakage: identical file in {'+'.join(dup['splits'])}: {', '.join(dup['paths'][:3])}")
+    index.samples = images.samples
+    log(counts_table(index))
+    if not images.split_indices("train"):
+        raise DatasetError(f"{index.root}: no readable training images "
+                           f"({len(images.skipped)} unreadable)")
+    return index, images, card, summ
+
+
+def data_digest(images: ImageSet) -> str:
+    h = hashlib.sha256()
+    for digest, s in sorted(zip(images.hashes, (s.label + s.split for s in images.samples))):
+        h.update(digest.encode() + s.encode())
+    return h.hexdigest()
+
+
+def main(args: Any, should_stop: Callable[[], bool] | None = None) -> int:
+    dist = ddp.init_from_env(args.device)
+    args.device = ddp.device_for(dist, args.device)
+    log = _log(dist)
+    try:
+        return _main(args, dist, log, should_stop)
+    finally:
+        ddp.cleanup(dist)
+
+
+def _main(args: Any, dist: ddp.DistInfo, log: Callable[[str], None],
+          should_stop: Callable[[], bool] | None) -> int:
+    from engine.train import report
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    index, images, card, summ = prepare(args, log)
+    classes = index.classes
+    tr, va, te = (images.split_indices(s) for s in ("train", "val", "test"))
+    search_block = None
+    if args.test_only:
+        from engine import load_model
+
+        loaded = load_model(out / MODEL_FILE, device=args.device, cache=False)
+        if loaded.classes != classes:
+            raise DatasetError(f"{out / MODEL_FILE}: model classes {loaded.classes} differ from the data's {classes}")
+        result = FitResult(loaded.module, [], -1)
+        card = loaded.card
+    else:
+        if args.search and args.search > 0:
+            from engine.train.search import run_search
+
+            search_block = run_search(args, images, tr, va, len(classes), out, log)
+            for k, v in search_block["best_params"].items():
+                setattr(args, k, v)
+            log("final training with the best parameters: " +
+                ", ".join(f"{k}={v}" for k, v in search_block["best_params"].items()))
+            card = make_card(args, classes)
+        log(f"training {args.arch} on {args.device} for {args.epochs} epoch(s)")
+        result = fit(args, images.x, images.y, tr, va, len(classes), out, dist=dist,
+                     should_stop=should_stop, log=log)
+        if result.interrupted:
+            return 130
+    if not dist.is_main:
+        return 0
+    device = torch.device(args.device)
+    model = result.model.to(device)
+    test_loss, test_acc, probs = evaluate(model, images.x[te], images.y[te], args.batch_size, device)
+    y_test = images.y[te].tolist()
+    metrics = report.test_metrics(y_test, probs.numpy() if len(te) else None, classes)
+    if len(te):
+        log(f"test: accuracy {metrics['accuracy']:.3f}  macro F1 {metrics['macro_f1']:.3f}  "
+            f"loss {test_loss:.4f} ({len(te)} images)")
+    else:
+        log("no test images: test metrics are empty")
+    if not args.test_only:
+        card.metrics = {k: float(v) for k, v in metrics.items()
+                        if isinstance(v, float) and not math.isnan(v)}
+        card.training_data = {
+            "summary": f"{len(images.samples)} images, {len(classes)} classes "
+                       f"(train {len(tr)}, val {len(va)}, test {len(te)})",
+            "counts": summ["counts"], "sha256": data_digest(images), "best_epoch": result.best_epoch}
+        from engine.modelfile import save_model
+
+        to_save = result.model
+        if args.half:
+            import copy
+
+            to_save = copy.deepcopy(result.model).half()
+        save_model(out / MODEL_FILE, to_save.cpu(), card)
+        result.model.to(device)
+        log(f"wrote {out / MODEL_FILE}")
+    report.write_all(out, args=args, index=index, images=images, summ=summ, history=result.history,
+                     test_idx=te, probs=probs.numpy() if len(te) else None, metrics=metrics,
+                     search=search_block, card=card, model=model, log=log)
+    return 1 if images.skipped else 0
+
+
+if __name__ == "__main__":  # pragma: no cover - use `python -m engine.train`
+    from engine.train.cli import main_train
+
+    sys.exit(main_train(sys.argv[1:]))
