@@ -130,4 +130,4 @@ def test_cancel_keeps_partial_results_and_close_mid_scan_is_clean(qtbot, tmp_pat
     w.open_path(root)
     w.close()
     assert not w.is_scanning()
-    assert all(not t.isRunning() for t in w._old_workers)
+    assert w.loader.running_threads() == 0

@@ -14,61 +14,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, QPointF, QRectF, QRunnable, Qt, QThreadPool, Signal
-from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
+from PySide6.QtCore import QPointF, QRectF, Qt, QThreadPool, Signal
+from PySide6.QtGui import QColor, QImage, QPainter, QPen
 from PySide6.QtWidgets import QWidget
 
-from viewer.ui.overlays import CursorValue, corner_texts, pixel_value_text
-from viewer.ui.state import ViewState
+from viewer.ui.overlays import CursorValue, corner_texts, paint_corner_texts, pixel_value_text
+from viewer.ui.qimage import array_to_qimage
+from viewer.ui.state import ViewState, dragged_window
+from viewer.ui.workers import DecodeJob, DecodeSignals
 
 log = logging.getLogger("medviewer.ui")
 
 ZOOM_STEP = 1.25
-
-
-def array_to_qimage(arr: np.ndarray) -> QImage:
-    """uint8 (rows, cols) grey, (rows, cols, 3) RGB or (rows, cols, 4) RGBA -> QImage.
-
-    bytesPerLine comes from the array's row stride; the QImage keeps a Python
-    reference to the buffer (`img._buf`) so the memory outlives the call.
-    """
-    arr = np.ascontiguousarray(arr, dtype=np.uint8)
-    rows, cols = arr.shape[:2]
-    if arr.ndim == 2:
-        fmt = QImage.Format.Format_Grayscale8
-    elif arr.shape[2] == 3:
-        fmt = QImage.Format.Format_RGB888
-    elif arr.shape[2] == 4:
-        fmt = QImage.Format.Format_RGBA8888
-    else:
-        raise ValueError(f"cannot display an array of shape {arr.shape}")
-    img = QImage(arr.data, cols, rows, arr.strides[0], fmt)
-    img._buf = arr  # type: ignore[attr-defined]  # keep the buffer alive
-    return img
-
-
-class _DecodeSignals(QObject):
-    sig_done = Signal(object, object, object, object)  # ref, stored, meta, error
-
-
-class _DecodeJob(QRunnable):
-    """Decode one image off the GUI thread (PixelStore caches it)."""
-
-    def __init__(self, signals: _DecodeSignals, pixels: Any, ref: Any) -> None:
-        super().__init__()
-        self.signals, self.pixels, self.ref = signals, pixels, ref
-
-    def run(self) -> None:  # noqa: D102 - QRunnable entry point
-        try:
-            stored = self.pixels.get(self.ref)
-            meta = self.pixels.meta(self.ref)
-            result: tuple[Any, Any, Any] = (stored, meta, None)
-        except Exception as exc:  # crosses the thread as a value (STYLE.md pattern 6)
-            result = (None, None, exc)
-        try:
-            self.signals.sig_done.emit(self.ref, *result)
-        except RuntimeError:  # canvas deleted meanwhile
-            pass
 
 
 @dataclass
@@ -113,7 +70,7 @@ class ImageCanvas(QWidget):
         self._pending: set[Any] = set()
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(1)
-        self._decoded = _DecodeSignals(self)
+        self._decoded = DecodeSignals(self)
         self._decoded.sig_done.connect(self._on_decoded)
         state.sig_series_changed.connect(lambda _s: self.refresh())
         state.sig_slice_changed.connect(lambda _i: self.refresh())
@@ -162,7 +119,7 @@ class ImageCanvas(QWidget):
             if not cached:
                 if ref not in self._pending:
                     self._pending.add(ref)
-                    self._pool.start(_DecodeJob(self._decoded, pixels, ref))
+                    self._pool.start(DecodeJob(self._decoded, pixels, ref))
                 self.update()  # the corner text follows the state at once
                 return
             try:
@@ -206,6 +163,10 @@ class ImageCanvas(QWidget):
         self._update_cursor_value()
         self.update()
         self.sig_rendered.emit()
+
+    def shutdown(self, msecs: int = 3000) -> None:
+        """Wait for a decode in flight (the window is closing)."""
+        self._pool.waitForDone(msecs)
 
     # -- geometry ----------------------------------------------------------------
     def image_size(self) -> tuple[int, int]:
@@ -360,7 +321,9 @@ class ImageCanvas(QWidget):
             p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
                        f"Cannot display this image:\n{self.error}")
         if self.state.show_text and self.state.series is not None:
-            self._paint_text(p)
+            texts = corner_texts(self.state, self.state.header(), self.effective_window(),
+                                 self.scale(), self.cursor_value)
+            paint_corner_texts(p, self.width(), self.height(), texts, self.text_opacity)
         p.end()
 
     def _paint_rulers(self, p: QPainter) -> None:
@@ -376,30 +339,6 @@ class ImageCanvas(QWidget):
                 p.drawEllipse(pt, 3, 3)
             length, unit = self.ruler_length(a, b)
             p.drawText(sb + QPointF(6, -6), f"{length:.1f} {unit}")
-
-    def _paint_text(self, p: QPainter) -> None:
-        texts = corner_texts(self.state, self.state.header(), self.effective_window(),
-                             self.scale(), self.cursor_value)
-        font = QFont(self.font())
-        font.setPointSize(max(8, font.pointSize()))
-        p.setFont(font)
-        fm = p.fontMetrics()
-        lh = fm.height()
-        m = 6
-        p.setOpacity(self.text_opacity)
-        for corner, lines in texts.items():
-            for i, line in enumerate(lines):
-                w = fm.horizontalAdvance(line)
-                x = m if corner in ("tl", "bl") else self.width() - m - w
-                if corner in ("tl", "tr"):
-                    y = m + fm.ascent() + i * lh
-                else:
-                    y = self.height() - m - fm.descent() - (len(lines) - 1 - i) * lh
-                p.setPen(QColor(0, 0, 0))
-                p.drawText(QPointF(x + 1, y + 1), line)
-                p.setPen(QColor(235, 235, 160))
-                p.drawText(QPointF(x, y), line)
-        p.setOpacity(1.0)
 
     # -- mouse -------------------------------------------------------------------
     def wheelEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
@@ -464,19 +403,3 @@ class ImageCanvas(QWidget):
         self._last_pos = None
         self._update_cursor_value(None)
         self.update()
-
-
-def dragged_window(start: Any, dx: float, dy: float) -> Any:
-    """Window after a right-drag of (dx, dy) screen pixels from `start`.
-
-    Right widens, left narrows the width; down raises, up lowers the centre.
-    Sensitivity scales with the starting width so CT and 8-bit images both feel
-    natural.  Width stays >= 1 (PS3.3 C.11.2.1.2).
-    """
-    from viewer.display import Window
-
-    k = max(float(start.width), 2.0) / 256.0
-    width = max(1.0, float(start.width) + dx * k)
-    center = float(start.center) + dy * k
-    return Window(center=round(center, 2), width=round(width, 2),
-                  function=getattr(start, "function", "LINEAR"), name="")

@@ -1,7 +1,7 @@
 """Text for the four corner overlays (what a reading radiologist expects).
 
 Pure functions over the view state and the header, so they are easy to test;
-the canvas only paints the lines.  Attributes follow PS3.3: Patient (C.7.1.1),
+`paint_corner_texts` draws them.  Attributes follow PS3.3: Patient (C.7.1.1),
 General Study (C.7.2.1), General Series (C.7.3.1), Image Plane (C.7.6.2).
 """
 
@@ -124,3 +124,32 @@ def corner_texts(state: Any, header: Any, window: Any, scale: float,
     if cursor is not None:
         br.append(f"({cursor.col}, {cursor.row})  {cursor.text}")
     return {"tl": tl, "tr": tr, "bl": bl, "br": br}
+
+
+def paint_corner_texts(p: Any, width: int, height: int, texts: dict[str, list[str]],
+                       opacity: float = 1.0) -> None:
+    """Draw the corner lines (QPainter `p`) with a dark shadow so they read on any grey."""
+    from PySide6.QtCore import QPointF
+    from PySide6.QtGui import QColor, QFont
+
+    font = QFont(p.font())
+    font.setPointSize(max(8, font.pointSize()))
+    p.setFont(font)
+    fm = p.fontMetrics()
+    lh = fm.height()
+    m = 6
+    p.setOpacity(opacity)
+    shadow, ink = QColor(0, 0, 0), QColor(235, 235, 160)
+    for corner, lines in texts.items():
+        for i, line in enumerate(lines):
+            w = fm.horizontalAdvance(line)
+            x = m if corner in ("tl", "bl") else width - m - w
+            if corner in ("tl", "tr"):
+                y = m + fm.ascent() + i * lh
+            else:
+                y = height - m - fm.descent() - (len(lines) - 1 - i) * lh
+            p.setPen(shadow)
+            p.drawText(QPointF(x + 1, y + 1), line)
+            p.setPen(ink)
+            p.drawText(QPointF(x, y), line)
+    p.setOpacity(1.0)

@@ -176,3 +176,19 @@ class ViewState(QObject):
             meta=meta,
             header=self.header(),
         )
+
+
+def dragged_window(start: Any, dx: float, dy: float) -> Any:
+    """Window after a right-drag of (dx, dy) screen pixels from `start`.
+
+    Right widens, left narrows the width; down raises, up lowers the centre.
+    Sensitivity scales with the starting width so CT and 8-bit images both feel
+    natural.  Width stays >= 1 (PS3.3 C.11.2.1.2).
+    """
+    from viewer.display import Window
+
+    k = max(float(start.width), 2.0) / 256.0
+    width = max(1.0, float(start.width) + dx * k)
+    center = float(start.center) + dy * k
+    return Window(center=round(center, 2), width=round(width, 2),
+                  function=getattr(start, "function", "LINEAR"), name="")

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QThreadPool, Qt, QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHBoxLayout, QLabel, QMainWindow,
                                QMenu, QProgressBar, QPushButton, QSlider, QStackedWidget,
                                QVBoxLayout, QWidget)
@@ -24,7 +24,8 @@ from viewer.ui.settings import Settings
 from viewer.ui.state import ViewState
 from viewer.ui.tags import TagBrowser
 from viewer.ui.welcome import WelcomeWidget
-from viewer.ui.workers import ScanWorker, ThumbnailJob, thumb_signals, warm_up
+from viewer.ui.loader import StudyLoader
+from viewer.ui.workers import warm_up
 
 log = logging.getLogger("medviewer.ui")
 
@@ -60,14 +61,7 @@ class MainWindow(QMainWindow):
         self.pixels = pixels if pixels is not None else PixelStore()
         self.state = ViewState(self.pixels, self)
         self.scan_result: Any = None
-        self._gen = 0
-        self._worker: ScanWorker | None = None
-        self._old_workers: list[ScanWorker] = []
-        self._thumbs_requested: set[str] = set()
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(1)
-        self._thumb_signals = thumb_signals()
-        self._thumb_signals.sig_done.connect(self._on_thumbnail)
+        self.loader = StudyLoader(self.pixels, self)
         self._menus: dict[str, QMenu] = {}
 
         # central: welcome page / viewer page
@@ -139,6 +133,10 @@ class MainWindow(QMainWindow):
         self.welcome.sig_open_demo.connect(lambda: self.open_demo())
         self.welcome.sig_open_recent.connect(lambda p: self.open_path(p))
         self.browser.sig_series_selected.connect(self.state.set_series)
+        self.loader.sig_progress.connect(self._on_progress)
+        self.loader.sig_result.connect(self._on_result)
+        self.loader.sig_failed.connect(self._on_failed)
+        self.loader.sig_thumbnail.connect(self.browser.set_thumbnail)
         self.slider.valueChanged.connect(self.state.set_slice)
         self.state.sig_series_changed.connect(self._on_series_changed)
         self.state.sig_slice_changed.connect(self._on_slice_changed)
@@ -250,11 +248,8 @@ class MainWindow(QMainWindow):
         self._start_scan(path, path.name)
 
     def _start_scan(self, path: Path | Any, label: str) -> None:
-        self.cancel_scan()
-        self._gen += 1
         self.scan_result = None
         self.state.scan_result = None
-        self._thumbs_requested.clear()
         self.browser.clear_all()
         self.canvas.clear_overlays()
         self.canvas.clear_rulers()
@@ -266,44 +261,30 @@ class MainWindow(QMainWindow):
         self.progress.setVisible(True)
         self.cancel_button.setVisible(True)
         self.show_message(f"Scanning {label}...", 0)
-        w = ScanWorker(path, self._gen, self)
-        w.sig_progress.connect(self._on_progress)
-        w.sig_snapshot.connect(self._on_snapshot)
-        w.sig_finished.connect(self._on_finished)
-        self._worker = w
-        w.start()
+        self.loader.start(path)
 
     def cancel_scan(self) -> None:
-        if self._worker is not None and self._worker.isRunning():
-            self._worker.cancel()
-            self._old_workers.append(self._worker)
-        self._worker = None
-        self._old_workers = [w for w in self._old_workers if w.isRunning()]
+        self.loader.cancel()
 
     def is_scanning(self) -> bool:
-        return self._worker is not None and self._worker.isRunning()
+        return self.loader.is_running()
 
-    def _on_progress(self, gen: int, done: int, total: int) -> None:
-        if gen != self._gen:
-            return
+    def _on_progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
         self.progress.setFormat(f"{done}/{total}")
 
-    def _on_snapshot(self, gen: int, result: Any) -> None:
-        if gen == self._gen:
-            self._apply_result(result)
-
-    def _on_finished(self, gen: int, result: Any, error: str | None) -> None:
-        if gen != self._gen:
-            return
-        self._worker = None
+    def _on_failed(self, error: str) -> None:
         self.progress.setVisible(False)
         self.cancel_button.setVisible(False)
-        if error:
-            self.show_message(error, 15000)
-            return
+        self.show_message(error, 15000)
+
+    def _on_result(self, result: Any, final: bool) -> None:
         self._apply_result(result)
+        if not final:
+            return
+        self.progress.setVisible(False)
+        self.cancel_button.setVisible(False)
         n_series = len(result.all_series())
         n_img = sum(len(s.items) for s in result.all_series())
         n_skip = len(result.skipped) + len(result.non_image)
@@ -328,18 +309,8 @@ class MainWindow(QMainWindow):
         self.scan_result = result
         self.state.scan_result = result
         all_series = result.all_series()
-        add_headers = getattr(self.pixels, "add_headers", None)
-        if add_headers is not None:
-            for s in all_series:
-                add_headers(s.headers)
         for s in self.browser.update_series(all_series):
             _remember_identifiers(s)
-        for s in all_series:
-            if s.items and s.series_uid not in self._thumbs_requested:
-                self._thumbs_requested.add(s.series_uid)
-                job = ThumbnailJob(self._thumb_signals, self._gen, s.series_uid,
-                                   s.items[len(s.items) // 2], self.pixels)
-                self._pool.start(job)
         cur = self.state.series
         if cur is None:
             first = next((s for s in all_series if s.items), None)
@@ -350,10 +321,6 @@ class MainWindow(QMainWindow):
             if same is not None and same is not cur:
                 self.state.update_series(same)
         self.state.sig_scan_updated.emit(result)
-
-    def _on_thumbnail(self, gen: int, uid: str, grey: Any) -> None:
-        if gen == self._gen:
-            self.browser.set_thumbnail(uid, grey)
 
     # -- state -> widgets -----------------------------------------------------------
     def _on_series_changed(self, series: Any) -> None:
@@ -460,11 +427,8 @@ class MainWindow(QMainWindow):
         except Exception:
             log.exception("saving settings")
         self.cine_timer.stop()
-        self.cancel_scan()
-        for w in self._old_workers:
-            w.wait(3000)
-        self._pool.waitForDone(3000)
-        self.canvas._pool.waitForDone(3000)
+        self.loader.shutdown()
+        self.canvas.shutdown()
         try:
             self.pixels.close()
         except Exception:

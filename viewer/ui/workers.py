@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -117,6 +117,30 @@ class ThumbnailJob(QRunnable):
             pass
 
 
+class DecodeSignals(QObject):
+    sig_done = Signal(object, object, object, object)  # ref, stored, meta, error
+
+
+class DecodeJob(QRunnable):
+    """Decode one image off the GUI thread (PixelStore caches it)."""
+
+    def __init__(self, signals: DecodeSignals, pixels: Any, ref: Any) -> None:
+        super().__init__()
+        self.signals, self.pixels, self.ref = signals, pixels, ref
+
+    def run(self) -> None:  # noqa: D102 - QRunnable entry point
+        try:
+            stored = self.pixels.get(self.ref)
+            meta = self.pixels.meta(self.ref)
+            result: tuple[Any, Any, Any] = (stored, meta, None)
+        except Exception as exc:  # crosses the thread as a value (STYLE.md pattern 6)
+            result = (None, None, exc)
+        try:
+            self.signals.sig_done.emit(self.ref, *result)
+        except RuntimeError:  # canvas deleted meanwhile
+            pass
+
+
 def warm_up() -> None:
     """Import, on the GUI thread and before any worker starts, the modules that
     scanning, decoding and rendering load lazily (numpy.ma for percentiles,
@@ -128,7 +152,8 @@ def warm_up() -> None:
     import sys
 
     for name in ("numpy.ma", "viewer.io.scan", "viewer.io.pixels", "viewer.display",
-                 "pydicom.pixels", "pydicom.pixels.decoders", "pydicom.pixels.processing"):
+                 "viewer.logs", "pydicom.pixels", "pydicom.pixels.decoders",
+                 "pydicom.pixels.processing"):
         try:
             importlib.import_module(name)
         except Exception:  # optional: a missing back-end is reported when used
