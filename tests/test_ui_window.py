@@ -460,3 +460,41 @@ def test_labels_and_header_text_helpers(tmp_path):
     assert slice_location(ds) == pytest.approx(-12.0)  # position . (row x col)
     ds.SliceLocation = 3.25
     assert slice_location(ds) == 3.25
+
+
+def test_multi_valued_header_windows_selectable_by_name(qtbot, window, tmp_path):
+    root = tmp_path / "mw"
+    root.mkdir()
+    px = np.arange(24 * 32, dtype=np.uint16).reshape(24, 32) * 3
+    write_slice(root / "a.dcm", px, series_uid=generate_uid(), study_uid=generate_uid(), z=0.0,
+                number=1, window=(40, 400))
+    from pydicom import dcmread
+
+    ds = dcmread(root / "a.dcm")
+    ds.WindowCenter, ds.WindowWidth = [40, -600], [400, 1500]
+    ds.WindowCenterWidthExplanation = ["MEDIASTINUM", "LUNG"]
+    ds.save_as(root / "a.dcm")
+    open_and_wait(qtbot, window, root)
+    acts = window.header_windows_menu.actions()
+    assert [a.text().split()[0] for a in acts] == ["MEDIASTINUM", "LUNG"]
+    acts[1].trigger()
+    assert window.state.window.name == "LUNG"
+    assert (window.state.window.center, window.state.window.width) == (-600, 1500)
+    np.testing.assert_array_equal(window.canvas.rendered, expected_grey(window, window.state.window))
+
+
+def test_real_ct_file_value_under_cursor_matches_pydicom(qtbot, window):
+    from pydicom import dcmread
+    from pydicom.data import get_testdata_file
+    from pydicom.pixels import apply_modality_lut
+
+    path = Path(get_testdata_file("CT_small.dcm"))
+    open_and_wait(qtbot, window, path)  # a single file opens too
+    ds = dcmread(path)
+    hu = apply_modality_lut(ds.pixel_array, ds)
+    window.state.set_zoom(2.0)
+    c = window.canvas
+    for col, row in ((10, 20), (64, 64), (100, 37)):
+        mouse(c, QMouseEvent.Type.MouseMove, c.image_to_screen(col + 0.5, row + 0.5))
+        assert c.cursor_value.text == f"{int(round(float(hu[row, col])))} HU"
+    np.testing.assert_array_equal(c.rendered, expected_grey(window))
