@@ -126,3 +126,43 @@ def test_plugins_failure_does_not_stop_the_viewer(qtbot, monkeypatch, caplog):
         ui_app.install_plugins(w)
     assert "failed to install" in caplog.text
     w.shutdown()
+
+
+def test_main_opens_path_and_runs_the_event_loop(qtbot, tmp_path, monkeypatch):
+    """`medviewer PATH` end to end: logging, crash hook, window, scan, exit code."""
+    import threading
+
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+    from pydicom.data import get_testdata_file
+
+    from viewer import logs
+
+    monkeypatch.setenv("MEDVIEWER_LOG_DIR", str(tmp_path / "logs"))
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    monkeypatch.setattr(threading, "excepthook", threading.excepthook)
+    seen: dict = {}
+
+    def check_and_quit() -> None:
+        wins = [w for w in QApplication.topLevelWidgets()
+                if isinstance(w, MainWindow) and w.isVisible()]
+        if wins and wins[0].scan_result is not None and wins[0].scan_result.complete:
+            w = wins[0]
+            seen["series"] = len(w.scan_result.all_series())
+            seen["rendered"] = w.canvas.rendered is not None or w.canvas.loading()
+            seen["icon"] = not QApplication.windowIcon().isNull()
+            w.close()
+            QApplication.quit()
+        else:
+            QTimer.singleShot(50, check_and_quit)
+
+    QTimer.singleShot(50, check_and_quit)
+    try:
+        rc = ui_app.main([str(get_testdata_file("CT_small.dcm"))])
+    finally:
+        logs.close_logging()
+    assert rc == 0
+    assert seen == {"series": 1, "rendered": True, "icon": True}
+    text = (tmp_path / "logs" / "medviewer.log").read_text()
+    assert "scan finished: 1 series" in text
+    assert "CompressedSamples" not in text  # CT_small's patient name never reaches the log

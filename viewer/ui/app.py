@@ -84,6 +84,22 @@ def install_plugins(window: Any) -> None:
         log.exception("AI panels failed to install")
 
 
+def _app_icon() -> Any:
+    """The application icon from resources/icons (every size shipped)."""
+    from PySide6.QtGui import QIcon
+
+    icon = QIcon()
+    try:
+        from viewer.resources import resource
+
+        folder = resource("icons")
+        for png in sorted(folder.glob("medviewer*.png")):
+            icon.addFile(str(png))
+    except Exception:
+        log.debug("no application icon", exc_info=True)
+    return icon
+
+
 def create_window(args: argparse.Namespace | None = None, plugins: bool = True) -> Any:
     """Build the main window, open PATH / the demo, or show the welcome page."""
     from viewer.ui.window import MainWindow
@@ -109,7 +125,6 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError(f"{args.path}: no such file or folder")
     _setup_logging()
     from PySide6.QtCore import QCoreApplication
-    from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
     from viewer.ui.settings import APP, ORG
@@ -117,14 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     QCoreApplication.setOrganizationName(ORG)
     QCoreApplication.setApplicationName(APP)
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "medviewer"])
-    try:
-        from viewer.resources import resource
-
-        icon = resource("icons", "medviewer.png")
-        if icon.exists():
-            app.setWindowIcon(QIcon(str(icon)))
-    except Exception:
-        pass
+    app.setWindowIcon(_app_icon())
     window = create_window(args)
     install_excepthook(window)
     window.show()
