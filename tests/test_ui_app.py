@@ -45,11 +45,17 @@ def test_settings_round_trip(tmp_path, isolated_settings):
 
 
 def test_window_layout_persists(qtbot):
+    from pydicom.data import get_testdata_file
+
     w = MainWindow()
     qtbot.addWidget(w)
     w.resize(777, 555)
     w.show()
     qtbot.waitExposed(w)
+    assert w.stack.currentWidget() is w.welcome and not w.browser_dock.isVisible()
+    w.open_path(get_testdata_file("CT_small.dcm"))  # docks come back with a study
+    assert w.browser_dock.isVisible() and w.tags_dock.isVisible()
+    qtbot.waitUntil(lambda: not w.is_scanning(), timeout=10000)
     w.tags_dock.hide()
     w.close()
     w2 = MainWindow()

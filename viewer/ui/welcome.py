@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
                                QPushButton, QVBoxLayout, QWidget)
 
@@ -17,6 +18,16 @@ class WelcomeWidget(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("welcome")
+        logo = QLabel()
+        logo.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        try:
+            from viewer.resources import resource
+
+            pix = QPixmap(str(resource("icons", "medviewer-128.png")))
+            if not pix.isNull():
+                logo.setPixmap(pix)
+        except Exception:  # the welcome page works without its logo
+            pass
         title = QLabel("<h1>medviewer</h1><p>DICOM viewer with an AI assistant.</p>"
                        "<p>Open a study folder, drop one on this window, or try the demo.</p>")
         title.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -39,6 +50,7 @@ class WelcomeWidget(QWidget):
         buttons.addStretch(1)
         lay = QVBoxLayout(self)
         lay.addStretch(1)
+        lay.addWidget(logo)
         lay.addWidget(title)
         lay.addLayout(buttons)
         lay.addSpacing(16)
@@ -56,5 +68,7 @@ class WelcomeWidget(QWidget):
         for f in folders:
             self.recent.addItem(QListWidgetItem(f))
         has = bool(folders)
+        rows = max(1, min(len(folders), 8))
+        self.recent.setFixedHeight(rows * self.recent.sizeHintForRow(0) + 8 if folders else 0)
         self.recent.setVisible(has)
         self.recent_label.setVisible(has)

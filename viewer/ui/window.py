@@ -62,6 +62,8 @@ class MainWindow(QMainWindow):
         self.state = ViewState(self.pixels, self)
         self.scan_result: Any = None
         self.loader = StudyLoader(self.pixels, self)
+        self._welcome_hidden: list[QDockWidget] = []
+        self._shown_once = False
         self._menus: dict[str, QMenu] = {}
 
         # central: welcome page / viewer page
@@ -255,13 +257,37 @@ class MainWindow(QMainWindow):
         self.canvas.clear_rulers()
         self.state.set_series(None)
         self.skipped_button.setVisible(False)
-        self.stack.setCurrentWidget(self.viewer_page)
+        self._show_viewer_page()
         self.setWindowTitle(f"medviewer - {label}")
         self.progress.setRange(0, 0)
         self.progress.setVisible(True)
         self.cancel_button.setVisible(True)
         self.show_message(f"Scanning {label}...", 0)
         self.loader.start(path)
+
+    def _show_viewer_page(self) -> None:
+        """Leave the welcome page: bring back the docks it hid."""
+        if self.stack.currentWidget() is not self.viewer_page:
+            self.stack.setCurrentWidget(self.viewer_page)
+            for d in self._welcome_hidden:
+                d.show()
+            self._welcome_hidden = []
+
+    def _welcome_hide_docks(self) -> None:
+        """The welcome page uses the whole window (docks come back with a study)."""
+        if self.stack.currentWidget() is self.welcome:
+            self._welcome_hidden = [d for d in self.findChildren(QDockWidget) if d.isVisible()]
+            for d in self._welcome_hidden:
+                d.hide()
+                # a dock the user toggles meanwhile is theirs again
+                d.toggleViewAction().triggered.connect(
+                    lambda _c=False, d=d: d in self._welcome_hidden and self._welcome_hidden.remove(d))
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        if not self._shown_once:
+            self._shown_once = True
+            self._welcome_hide_docks()
 
     def cancel_scan(self) -> None:
         self.loader.cancel()
@@ -421,6 +447,9 @@ class MainWindow(QMainWindow):
 
     def shutdown(self) -> None:
         """Save the layout, stop workers and release the pixel cache."""
+        for d in self._welcome_hidden:  # save the layout the user had, not the welcome one
+            d.show()
+        self._welcome_hidden = []
         try:
             self.settings.save_layout(self.saveGeometry(), self.saveState())
             self.settings.sync()
