@@ -498,3 +498,44 @@ def test_real_ct_file_value_under_cursor_matches_pydicom(qtbot, window):
         mouse(c, QMouseEvent.Type.MouseMove, c.image_to_screen(col + 0.5, row + 0.5))
         assert c.cursor_value.text == f"{int(round(float(hu[row, col])))} HU"
     np.testing.assert_array_equal(c.rendered, expected_grey(window))
+
+
+def test_array_to_qimage_odd_widths_keep_pixels():
+    from viewer.ui.qimage import array_to_qimage
+
+    grey = (np.arange(5 * 7, dtype=np.uint8).reshape(5, 7) * 7)  # 7 columns: padded rows
+    img = array_to_qimage(grey)
+    assert (img.width(), img.height()) == (7, 5)
+    for r, c in ((0, 0), (2, 5), (4, 6)):
+        assert img.pixelColor(c, r).red() == grey[r, c]
+    rgb = np.random.default_rng(0).integers(0, 256, (3, 5, 3), dtype=np.uint8)
+    img = array_to_qimage(rgb[:, ::-1])  # a non-contiguous view is made contiguous
+    px = img.pixelColor(1, 2)
+    assert (px.red(), px.green(), px.blue()) == tuple(int(v) for v in rgb[2, 3])
+    with pytest.raises(ValueError):
+        array_to_qimage(np.zeros((4, 4, 2), np.uint8))
+
+
+def test_zoom_keys_export_view_and_shortcut_dialog(qtbot, opened, tmp_path):
+    w = opened
+    c = w.canvas
+    w.activateWindow()
+    c.setFocus()
+    fit = c.scale()
+    qtbot.keyClick(c, Qt.Key.Key_Plus)
+    assert c.scale() == pytest.approx(fit * 1.25)
+    qtbot.keyClick(c, Qt.Key.Key_Minus)
+    assert c.scale() == pytest.approx(fit)
+    out = tmp_path / "view.png"
+    w.export_view(out)
+    from PySide6.QtGui import QImage
+
+    img = QImage(str(out))
+    assert (img.width(), img.height()) == (c.width(), c.height())
+    from viewer.ui.actions import shortcut_rows
+    from viewer.ui.dialogs import shortcuts_dialog
+
+    dlg = shortcuts_dialog(w, shortcut_rows(w))
+    qtbot.addWidget(dlg)
+    keys = [dlg.table.item(r, 0).text() for r in range(dlg.table.rowCount())]
+    assert "Right drag" in keys and "Space" in keys and "0" in keys
