@@ -291,3 +291,20 @@ def test_header_longer_than_first_read_chunk(tmp_path: Path) -> None:
     assert header.filename == str(path) and getattr(header, "buffer", None) is None  # no chunk kept
     assert [s.path.name for s in res.skipped] == ["cut.dcm"]
     assert _values(series.items) == [g.slice_value(0)]
+
+
+@pytest.mark.parametrize("readers, batch", [(0, 1), (1, 3), (4, 1)])
+def test_read_ahead_settings_give_the_same_result(tmp_path: Path, monkeypatch, readers, batch) -> None:
+    import viewer.io.scan as scan_mod
+
+    info = g.mixed_study(tmp_path)
+    monkeypatch.setattr(scan_mod, "READERS", readers)
+    monkeypatch.setattr(scan_mod, "READ_BATCH", batch)
+    monkeypatch.setattr(scan_mod, "READ_AHEAD", 2)
+    res = scan(tmp_path)
+    ct = next(s for s in res.all_series() if s.series_uid == info["ct_uid"])
+    assert [r.path for r in ct.items] == info["ct"]
+    assert {s.path.name for s in res.skipped} == info["skipped"]
+    stop = iter(range(10 ** 6))
+    part = scan(tmp_path, should_stop=lambda: next(stop) >= 3)  # cancel with reads in flight
+    assert not part.complete

@@ -28,15 +28,17 @@ MAX_HEADERS = 20000  # headers kept for meta(); pixel-free, a few KB each
 _IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM")
 
 
-def is_plain_image(path: Path) -> bool:
-    """A PNG/JPEG/TIFF/BMP by extension AND by its magic bytes (DICOM may hide as .png)."""
+def is_plain_image(path: Path, head: bytes | None = None) -> bool:
+    """A PNG/JPEG/TIFF/BMP by extension AND by its magic bytes (DICOM may hide as .png);
+    `head` is the file's first bytes when already read."""
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         return False
-    try:
-        with open(path, "rb") as fp:
-            head = fp.read(8)
-    except OSError:
-        return False
+    if head is None:
+        try:
+            with open(path, "rb") as fp:
+                head = fp.read(8)
+        except OSError:
+            return False
     return any(head.startswith(m) for m in _IMAGE_MAGIC)
 
 
