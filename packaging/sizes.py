@@ -40,7 +40,7 @@ def sizes(bundle: Path) -> dict[str, int]:
             rel = path.relative_to(base).as_posix()
         except ValueError:
             rel = path.name
-        key = "executable" if path.parent == bundle else component(rel)
+        key = "executable + PYZ (Python code)" if path.parent == bundle else component(rel)
         out[key] = out.get(key, 0) + path.stat().st_size
     return out
 

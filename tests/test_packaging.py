@@ -37,7 +37,7 @@ def test_spec_and_scripts_are_well_formed():
 
 def test_pyinstaller_is_pinned_in_the_package_extra():
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
-    assert 'package = ["pyinstaller==6.22.3"]' in text
+    assert '"pyinstaller==6.22.3"' in text and '"pyinstaller-hooks-contrib==2026.9"' in text
 
 
 def test_desktop_file_is_valid():
@@ -153,10 +153,23 @@ def test_size_report_groups_components(tmp_path):
     (tmp_path / "medviewer" / "medviewer").write_bytes(b"\0" * 7)
     got = sizes.sizes(tmp_path / "medviewer")
     assert got == {"torch": 3000, "NVIDIA CUDA libraries": 5000, "Qt (PySide6 + shiboken6)": 1000,
-                   "other": 10, "executable": 7}
+                   "other": 10, "executable + PYZ (Python code)": 7}
     report = sizes.report(tmp_path / "medviewer")
     assert report.splitlines()[1].lstrip().startswith("NVIDIA CUDA libraries")
     assert "TOTAL" in report.splitlines()[-1]
+
+
+def test_startup_probe_quits_after_the_first_window(tmp_path):
+    """The entry point with MEDVIEWER_STARTUP_PROBE=1 shows the window, prints the time, exits 0."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "MEDVIEWER_STARTUP_PROBE": "1",
+           "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "config"),
+           "MEDVIEWER_LOG_DIR": str(tmp_path / "logs"), "PYTHONPATH": str(ROOT)}
+    res = subprocess.run([sys.executable, str(PACKAGING / "medviewer_main.py")], capture_output=True,
+                         text=True, env=env, cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    line = next(l for l in res.stdout.splitlines() if l.startswith("medviewer-startup:"))
+    seconds = float(line.split("after ")[1].split()[0])
+    assert 0 < seconds < 300
 
 
 # -- the real bundle ----------------------------------------------------------------------
