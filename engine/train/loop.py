@@ -228,6 +228,8 @@ def fit(args: Any, x: torch.Tensor, y: torch.Tensor, train_idx: Sequence[int], v
     best = {"loss": math.inf, "epoch": -1, "state": None}
     start, bad = 0, 0
     ckpt = out / CHECKPOINT if out is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
     if ckpt is not None and args.resume and ckpt.is_file():
         st = load_checkpoint(ckpt)
         if st.get("arch") != args.arch or st.get("num_classes") != num_classes:
