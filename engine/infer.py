@@ -2,12 +2,11 @@
 
 A plain function (STYLE.md pattern 4): the Qt adapter in viewer/ui/ai runs it on
 a worker thread, passing `progress`, `should_stop` and `on_batch` callbacks.
-Preprocessing of the next batch overlaps the forward pass of the current one.
+On GPUs, preprocessing of the next batch overlaps the forward pass of the current one.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -61,6 +60,15 @@ def iter_prepared(model: "LoadedModel", images: Any, metas: Sequence[Any] | None
 
     spans = batches(len(images), batch_size)
     if not spans:
+        return
+    if getattr(model.device, "type", "cpu") == "cpu":
+        # On CPU the forward pass already uses every core; a concurrent preparation thread
+        # only oversubscribes them (measured in bench/bench_infer.py), so prepare in line.
+        for a, b in spans:
+            if should_stop and should_stop():
+                raise Cancelled()
+            x, geoms = prep(a, b)
+            yield a, b, x, geoms
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="medviewer-prep") as pool:
         pending = pool.submit(prep, *spans[0])
@@ -125,8 +133,3 @@ def aggregate(probs: np.ndarray, method: str = "mean", k: int = 3) -> np.ndarray
 def aggregation_name(method: str, k: int = 3) -> str:
     """The name shown to the user and written to JSON, e.g. 'topk_mean(k=3)'."""
     return f"topk_mean(k={k})" if method == "topk_mean" else method
-
-
-def top_k_default(n: int) -> int:
-    """Default k for topk_mean: about 10% of the slices, at least 1, at most 10."""
-    return max(1, min(10, math.ceil(0.1 * n)))
