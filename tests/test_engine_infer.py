@@ -1,0 +1,93 @@
+"""engine.infer / engine.device: batching, progress, cancel, aggregation, device choice, Qt boundary."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from engine.device import autocast, describe, pick_device
+from engine.infer import Cancelled, aggregate, aggregation_name, batches, predict
+from engine.modelfile import load_model
+from test_engine_modelfile import make_model_file
+from viewer.errors import UsageError
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    p = tmp_path_factory.mktemp("m") / "tiny.safetensors"
+    make_model_file(p, arch="resnet18", classes=("a", "b", "c"), size=32)
+    return load_model(p, device="cpu", cache=False)
+
+
+def test_progress_and_streamed_batches(tiny):
+    images = [np.full((20, 30), 100 * i, np.uint16) for i in range(7)]
+    seen, prog = [], []
+    probs = predict(tiny, images, batch_size=3, progress=lambda d, t: prog.append((d, t)),
+                    on_batch=lambda s, p: seen.append((s, p.copy())))
+    assert [s for s, _ in seen] == [0, 3, 6] and prog == [(0, 7), (3, 7), (6, 7), (7, 7)]
+    np.testing.assert_array_equal(np.concatenate([p for _, p in seen]), probs)
+    assert batches(7, 3) == [(0, 3), (3, 6), (6, 7)]
+
+
+def test_cancel_between_batches(tiny):
+    calls = {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 2          # allow two batches, then stop
+
+    done = []
+    with pytest.raises(Cancelled):
+        predict(tiny, torch.randn(10, 3, 32, 32), batch_size=2, should_stop=stop,
+                on_batch=lambda s, p: done.append(s))
+    assert done == [0, 2]
+
+
+def test_aggregations():
+    p = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3]], np.float32)
+    np.testing.assert_allclose(aggregate(p, "mean"), [0.6, 0.4])
+    np.testing.assert_allclose(aggregate(p, "max"), [0.9, 0.8])
+    np.testing.assert_allclose(aggregate(p, "topk_mean", k=2), [0.8, 0.6])
+    np.testing.assert_allclose(aggregate(p, "topk_mean", k=99), aggregate(p, "mean"))
+    assert aggregation_name("topk_mean", 2) == "topk_mean(k=2)" and aggregation_name("max") == "max"
+    with pytest.raises(ValueError):
+        aggregate(p, "median")
+    with pytest.raises(ValueError):
+        aggregate(np.zeros((0, 2)), "mean")
+
+
+def test_device_choice(monkeypatch):
+    assert pick_device("cpu").type == "cpu"
+    monkeypatch.setenv("MEDVIEWER_DEVICE", "cpu")
+    assert pick_device(None).type == "cpu"
+    monkeypatch.delenv("MEDVIEWER_DEVICE")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available() and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        expected = "mps"
+    assert pick_device("auto").type == expected
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="no CUDA GPU is available; use --device cpu"):
+            pick_device("cuda")
+    with pytest.raises(UsageError, match="unknown device 'tpu9'"):
+        pick_device("tpu9")
+    assert describe(torch.device("cpu")).startswith("cpu (")
+    with autocast(torch.device("cpu")):
+        pass
+
+
+def test_engine_is_qt_free_and_imports_torch_lazily():
+    code = (
+        "import sys\n"
+        "sys.modules['PySide6'] = None\n"           # any Qt import would now fail
+        "import engine, engine.card, engine.registry, engine.preprocess, engine.modelfile\n"
+        "import engine.device, engine.results, engine.overlay, engine.infer, engine.gradcam\n"
+        "assert 'torch' not in sys.modules, 'torch imported eagerly'\n"
+        "import engine.series, engine.cli\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
