@@ -82,6 +82,10 @@ def main(args: Any, should_stop: Callable[[], bool] | None = None) -> int:
     dist = ddp.init_from_env(args.device)
     args.device = ddp.device_for(dist, args.device)
     log = _log(dist)
+    if dist.world > 1:
+        import torch.distributed as tdist
+
+        log(f"distributed: {dist.world} processes, backend {tdist.get_backend()}")
     try:
         return _main(args, dist, log, should_stop)
     finally:
@@ -99,7 +103,7 @@ def _main(args: Any, dist: ddp.DistInfo, log: Callable[[str], None],
     tr, va, te = (images.split_indices(s) for s in ("train", "val", "test"))
     search_block = None
     if args.test_only:
-        from engine import load_model
+        from engine.modelfile import load_model
 
         loaded = load_model(out / MODEL_FILE, device=args.device, cache=False)
         if loaded.classes != classes:

@@ -1,0 +1,95 @@
+"""End-to-end `medviewer --train` outputs: model file, report.json schema, metrics parity."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from engine.train.cli import main_make_dataset, main_train
+
+FLAGS = ["--arch", "mobilenet_v3_small", "--image-size", "32", "--epochs", "2", "--batch-size", "16",
+         "--device", "cpu", "--gallery", "4"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    data = root / "data"
+    main_make_dataset([str(data), "--classes", "normal,nodule,cavity", "--n", "12", "--size", "40"])
+    out = root / "out"
+    assert main_train(["--data", str(data), "--out", str(out), *FLAGS]) == 0
+    return data, out
+
+
+def test_outputs_exist_and_model_loads(run):
+    from engine.modelfile import load_model
+
+    _, out = run
+    for name in ("model.safetensors", "report.json", "predictions.csv", "report.html", "dataset.json",
+                 "checkpoint.pt", "plots/curves.png", "plots/confusion.png", "plots/roc.png", "plots/pr.png",
+                 "plots/reliability.png", "plots/classes.png", "plots/sizes.png"):
+        assert (out / name).is_file(), name
+    m = load_model(out / "model.safetensors", device="cpu", cache=False)
+    assert m.classes == ["cavity", "nodule", "normal"]
+    assert m.card.architecture == "mobilenet_v3_small" and m.card.input_size == 32
+    assert m.card.training_data["sha256"] and "accuracy" in m.card.metrics
+    probs = m.predict(np.zeros((1, 40, 40), np.uint8))
+    assert probs.shape == (1, 3) and abs(probs.sum() - 1) < 1e-5
+    html = (out / "report.html").read_text()
+    assert "plots/roc.png" in html and "Test metrics" in html
+
+
+def test_report_json_schema_is_exact(run):
+    _, out = run
+    rep = json.loads((out / "report.json").read_text())
+    assert list(rep) == ["classes", "class_map", "splits", "hyperparameters", "history", "test", "search"]
+    assert rep["search"] is None
+    assert rep["class_map"] == {"cavity": "cavity", "nodule": "nodule", "normal": "normal"}
+    assert rep["splits"]["train"] == {"cavity": 8, "nodule": 8, "normal": 8}
+    assert [set(h) for h in rep["history"]] == [{"epoch", "train_loss", "train_accuracy", "val_loss",
+                                                 "val_accuracy", "lr"}] * 2
+    assert set(rep["test"]) == {"accuracy", "balanced_accuracy", "macro_precision", "macro_recall", "macro_f1",
+                                "weighted_f1", "log_loss", "macro_roc_auc", "roc_auc", "confusion_matrix",
+                                "per_class"}
+    assert set(rep["test"]["per_class"]["nodule"]) == {"precision", "recall", "f1", "support"}
+    assert rep["hyperparameters"]["arch"] == "mobilenet_v3_small" and rep["hyperparameters"]["epochs"] == 2
+
+
+def test_metrics_equal_scikit_learn_on_predictions_csv(run):
+    _, out = run
+    rep = json.loads((out / "report.json").read_text())
+    classes = rep["classes"]
+    with (out / "predictions.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 6 and all(r["split"] == "test" for r in rows)
+    y = np.array([classes.index(r["true"]) for r in rows])
+    p = np.array([[float(r[f"p_{c}"]) for c in classes] for r in rows])
+    pred = p.argmax(1)
+    assert [classes[i] for i in pred] == [r["pred"] for r in rows]
+    t = rep["test"]
+    labels = list(range(len(classes)))
+    assert t["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
+    assert t["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, pred))
+    assert t["macro_f1"] == pytest.approx(skm.f1_score(y, pred, average="macro", labels=labels, zero_division=0))
+    assert t["weighted_f1"] == pytest.approx(skm.f1_score(y, pred, average="weighted", labels=labels,
+                                                          zero_division=0))
+    assert t["macro_precision"] == pytest.approx(skm.precision_score(y, pred, average="macro", labels=labels,
+                                                                     zero_division=0))
+    assert t["log_loss"] == pytest.approx(skm.log_loss(y, p, labels=labels))
+    assert t["confusion_matrix"] == skm.confusion_matrix(y, pred, labels=labels).tolist()
+    for i, c in enumerate(classes):
+        assert t["roc_auc"][c] == pytest.approx(skm.roc_auc_score(y == i, p[:, i]))
+    assert t["macro_roc_auc"] == pytest.approx(np.mean(list(t["roc_auc"].values())))
+
+
+def test_test_only_reevaluates_saved_model(run):
+    data, out = run
+    before = json.loads((out / "report.json").read_text())["test"]
+    assert main_train(["--data", str(data), "--out", str(out), *FLAGS, "--test-only", "--no-report"]) == 0
+    after = json.loads((out / "report.json").read_text())
+    assert after["history"] == []
+    assert after["test"]["confusion_matrix"] == before["confusion_matrix"]
