@@ -50,8 +50,8 @@ def report(bundle: Path) -> str:
     total = sum(data.values())
     lines = [f"bundle size by component ({bundle}):"]
     for name, size in sorted(data.items(), key=lambda kv: -kv[1]):
-        lines.append(f"  {name:28s} {size / 2**20:9.1f} MiB  {100 * size / max(total, 1):5.1f} %")
-    lines.append(f"  {'TOTAL':28s} {total / 2**20:9.1f} MiB")
+        lines.append(f"  {name:32s} {size / 2**20:9.1f} MiB  {100 * size / max(total, 1):5.1f} %")
+    lines.append(f"  {'TOTAL':32s} {total / 2**20:9.1f} MiB")
     return "\n".join(lines)
 
 
