@@ -135,3 +135,14 @@ def test_demo_image_is_a_ct_slice():
     stored, meta = selftest._demo_image()
     assert stored.shape == (256, 256) and stored.dtype == np.int16
     assert meta.modality == "CT" and meta.rescale_intercept == -1024
+
+
+def test_bundle_flavour_is_reported(tmp_path, monkeypatch):
+    (tmp_path / "medviewer_build.json").write_text('{"flavor": "cpu", "built": "2026-01-02T03:04:05Z"}')
+    monkeypatch.setattr("sys._MEIPASS", str(tmp_path), raising=False)
+    st = selftest.SelfTest()
+    assert "cpu bundle built 2026-01-02T03:04:05Z" in st.run("v", st.versions).detail
+    dev = st.run("d", st.compute_device)
+    assert dev.ok
+    if st.device == "cpu":
+        assert "CPU bundle" in dev.detail

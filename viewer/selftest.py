@@ -74,6 +74,17 @@ def find_selftest_file(name: str, bundle_first: bool = True) -> Path | None:
     return Path(found) if found else None
 
 
+def bundle_info() -> dict[str, Any]:
+    """medviewer_build.json of a PyInstaller bundle (flavour, build date), else {}."""
+    meipass = getattr(sys, "_MEIPASS", None)
+    if not meipass:
+        return {}
+    try:
+        return json.loads((Path(meipass) / "medviewer_build.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
 def _decode(path: Path) -> tuple[np.ndarray, str]:
     """Decode with pydicom's default plugin order; return pixels and the transfer syntax."""
     from pydicom import dcmread
@@ -115,9 +126,13 @@ class SelfTest:
         import torchvision
         from PySide6 import QtCore
 
-        return (f"Python {platform.python_version()}, Qt {QtCore.qVersion()} (PySide6 "
+        text = (f"Python {platform.python_version()}, Qt {QtCore.qVersion()} (PySide6 "
                 f"{PySide6.__version__}), torch {torch.__version__}, torchvision "
                 f"{torchvision.__version__}, pydicom {pydicom.__version__}")
+        build = bundle_info()
+        if build:
+            text += f"; {build.get('flavor', '?')} bundle built {build.get('built', '?')}"
+        return text
 
     def compute_device(self) -> str:
         import torch
@@ -132,7 +147,10 @@ class SelfTest:
             name = torch.cuda.get_device_name(torch.device(self.device))
             return f"GPU detected: {name} (CUDA {torch.version.cuda}), using {self.device}"
         build = f"CUDA {torch.version.cuda} build" if torch.version.cuda else "CPU build"
-        return f"no usable GPU, CPU fallback ({build} of torch, {torch.get_num_threads()} threads)"
+        why = "no usable GPU"
+        if bundle_info().get("flavor") == "cpu":
+            why = "CPU bundle (GPUs hidden; use the cuda bundle for a GPU)"
+        return f"{why}, CPU fallback ({build} of torch, {torch.get_num_threads()} threads)"
 
     def decode(self, syntax: str) -> str:
         name = SELFTEST_FILES[syntax]
