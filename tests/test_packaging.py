@@ -192,7 +192,7 @@ def test_bundle_builds_and_passes_its_self_test(tmp_path):
             pytest.fail("PyInstaller missing in CI: .ci/run must install the `package` extra")
         pytest.skip("PyInstaller not installed (pip install -e '.[package]')")
     dist, work = tmp_path / "dist", tmp_path / "work"
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "MEDVIEWER_FLAVOR": "cpu"}
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "MEDVIEWER_FLAVOR": "cpu", "PYTHON": sys.executable}
     t0 = time.monotonic()
     build = subprocess.run(["bash", str(PACKAGING / "build.sh"), "--dist", str(dist), "--work", str(work)],
                            capture_output=True, text=True, env=env, timeout=3000)
