@@ -135,3 +135,34 @@ def test_augmentation_is_seeded_and_changes_images():
     flip = augment_batch(x, make_spec("none", hflip=1.0), torch.Generator())
     assert torch.allclose(flip, x.flip(-1), atol=1e-5)
     assert augment_batch(x, make_spec("none"), torch.Generator()) is x
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_weights_path_loads_backbone_and_keeps_new_head(tmp_path, suffix):
+    from safetensors.torch import save_file
+
+    from engine.train.model import build
+
+    torch.manual_seed(1)
+    src = build(ARCH, 5)
+    state = {k: v.contiguous() for k, v in src.state_dict().items()}
+    path = tmp_path / f"w{suffix}"
+    if suffix == ".pt":
+        torch.save({"model": {f"module.{k}": v for k, v in state.items()}}, path)
+    else:
+        save_file(state, str(path))
+    torch.manual_seed(2)
+    dst = build(ARCH, 3, str(path)).state_dict()
+    assert torch.equal(dst["features.0.0.weight"], state["features.0.0.weight"])
+    assert dst["classifier.3.weight"].shape == (3, 1024)     # head sized for the new classes
+
+
+def test_weights_path_of_another_architecture_is_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    from engine.train.model import build
+    from viewer.errors import ModelFileError
+
+    save_file({"conv.weight": torch.zeros(2, 2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(ModelFileError, match="no tensor matches"):
+        build(ARCH, 3, str(tmp_path / "other.safetensors"))

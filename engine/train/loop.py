@@ -261,6 +261,8 @@ def fit(args: Any, x: torch.Tensor, y: torch.Tensor, train_idx: Sequence[int], v
             if args.freeze == "staged" and epoch == stage_epochs and stage_epochs > 0:
                 tmodel.set_backbone_trainable(model, args.arch, True)
                 scale_lr(opt, sched, args.unfreeze_lr_factor)
+                if dist.world > 1:   # DDP registers only parameters that require grad
+                    net = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
                 log(f"epoch {epoch + 1}: unfreezing the backbone, lr x {args.unfreeze_lr_factor:g}")
             staged_frozen = args.freeze == "backbone" or (args.freeze == "staged" and epoch < stage_epochs)
             gen = torch.Generator().manual_seed(args.seed * 100003 + epoch)

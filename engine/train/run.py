@@ -24,7 +24,7 @@ from engine.train import ddp
 from engine.train.data import counts_table, discover
 from engine.train.images import ImageSet, load_images, summary
 from engine.train.loop import FitResult, evaluate, fit
-from viewer.errors import DatasetError
+from viewer.errors import DatasetError, UsageError
 
 MODEL_FILE = "model.safetensors"
 
@@ -111,6 +111,8 @@ def _main(args: Any, dist: ddp.DistInfo, log: Callable[[str], None],
         result = FitResult(loaded.module, [], -1)
         card = loaded.card
     else:
+        if args.search and args.search > 0 and dist.world > 1:
+            raise UsageError("--search runs in one process; start it without torchrun")
         if args.search and args.search > 0:
             from engine.train.search import run_search
 
