@@ -28,6 +28,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--method", choices=("gradcam", "gradcampp"), default="gradcam")
+    ap.add_argument("--device", default="cpu")
     ap.add_argument("--single-n", type=int, default=48, help="slices for the package's one-by-one run")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (1 keeps timings stable on a shared machine)")
@@ -36,9 +37,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
-    model = build_model(args.arch, 2).eval()
+    dev = torch.device(args.device)
+    model = build_model(args.arch, 2).eval().to(dev)
     layer = default_cam_layer(args.arch)
-    x = torch.randn(args.n, 3, args.size, args.size)
+    x = torch.randn(args.n, 3, args.size, args.size).to(dev)
     spans = [(a, min(a + args.batch, args.n)) for a in range(0, args.n, args.batch)]
     ref_cls = GradCAM if args.method == "gradcam" else GradCAMPlusPlus
 
@@ -49,12 +51,20 @@ def main() -> None:
         with ref_cls(model=model, target_layers=[model.get_submodule(layer)]) as cam:
             return np.concatenate([cam(input_tensor=x[a:b], targets=None) for a, b in batch_spans])
 
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
     mine()  # warm-up
+    package(spans[:2])
+    sync()
     t0 = time.perf_counter()
     m = mine()
+    sync()
     t_mine = time.perf_counter() - t0
     t0 = time.perf_counter()
     p = package(spans)
+    sync()
     t_pkg = time.perf_counter() - t0
     k = min(args.single_n, args.n)
     t0 = time.perf_counter()
@@ -62,7 +72,7 @@ def main() -> None:
     t_pkg1 = (time.perf_counter() - t0) * args.n / k
     diff = float(np.abs(m - p).max())
     diff1 = float(np.abs(m[:k] - p1).max())
-    print(f"torch threads {torch.get_num_threads()} | {args.arch} {args.size}px | {args.n} slices | "
+    print(f"device {dev} | torch threads {torch.get_num_threads()} | {args.arch} {args.size}px | {args.n} slices | "
           f"{args.method} | batch {args.batch} | layer {layer}")
     print(f"engine.gradcam batched          : {t_mine:8.3f} s  {args.n / t_mine:7.1f} img/s")
     print(f"grad-cam package, same batches  : {t_pkg:8.3f} s  {args.n / t_pkg:7.1f} img/s  "

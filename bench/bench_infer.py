@@ -76,8 +76,10 @@ def main() -> None:
     ready, _ = model.preprocess_batch([p for p, _ in series], [m for _, m in series])
     dev = model.device
 
-    def bare() -> None:
-        with torch.inference_mode():
+    from engine.device import autocast
+
+    def bare() -> None:  # same precision as predict (float16 autocast on CUDA) for a fair ratio
+        with torch.inference_mode(), autocast(dev):
             for a in range(0, len(ready), args.batch):
                 model.module(prepare_input(ready[a:a + args.batch], dev))
         if dev.type == "cuda":

@@ -7,6 +7,8 @@ On GPUs, preprocessing of the next batch overlaps the forward pass of the curren
 
 from __future__ import annotations
 
+import os
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -20,6 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from engine.preprocess import Geometry
 
 AGGREGATIONS = ("mean", "max", "topk_mean")
+PREP_WORKERS = 8  # preparation threads ahead of a GPU
 
 
 class Cancelled(Exception):
@@ -70,14 +73,20 @@ def iter_prepared(model: "LoadedModel", images: Any, metas: Sequence[Any] | None
             x, geoms = prep(a, b)
             yield a, b, x, geoms
         return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="medviewer-prep") as pool:
-        pending = pool.submit(prep, *spans[0])
-        for k, (a, b) in enumerate(spans):
-            x, geoms = pending.result()
-            if k + 1 < len(spans):
-                pending = pool.submit(prep, *spans[k + 1])
+    # GPU: the forward pass is fast, so several batches are prepared ahead in parallel
+    # (cv2 and numpy release the GIL) while the device works; results stay in order.
+    workers = max(1, min(PREP_WORKERS, (os.cpu_count() or 2) - 1))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="medviewer-prep") as pool:
+        pending = deque(pool.submit(prep, *span) for span in spans[:workers])
+        nxt = len(pending)
+        for a, b in spans:
+            x, geoms = pending.popleft().result()
+            if nxt < len(spans):
+                pending.append(pool.submit(prep, *spans[nxt]))
+                nxt += 1
             if should_stop and should_stop():
-                pending.cancel()
+                for f in pending:
+                    f.cancel()
                 raise Cancelled()
             yield a, b, x, geoms
 
