@@ -125,6 +125,11 @@ def test_analyze_series_heartbeat_strip_and_panel(qtbot, win, models_dir, study)
     np.testing.assert_allclose(ai.strip.values, probs[:, 1])
     assert "mean over 300/300 slices" in ai.panel.series_label.text()
     assert "Analyzed 300 image(s)" in ai.panel.status.text()
+    ai.panel.aggregation.setCurrentIndex(1)          # max over slices
+    assert f"max over 300/300 slices" in ai.panel.series_label.text()
+    assert f"{probs.max(0).max():.3f}" in ai.panel.series_label.text()
+    ai.panel.aggregation.setCurrentIndex(2)
+    assert "topk_mean(k=3) over 300/300" in ai.panel.series_label.text()
     w.state.set_slice(7)
     assert ai.panel.bars[ai.panel.top_index][2].text() == f"{probs[7].max():.3f}"
     # clicking a cell jumps to that slice
@@ -193,6 +198,17 @@ def test_gradcam_overlay_on_image_grid_and_export(qtbot, win, models_dir, study,
     # a CAM for another slice never paints on this one
     w.state.set_slice(6)
     assert "gradcam" not in w.canvas.overlay_names()
+
+
+def test_device_setting_reloads_model(qtbot, win, models_dir):
+    w, ai = win
+    _load(qtbot, ai, models_dir)
+    first = ai.model
+    ai.picker.device.setCurrentText("cpu")
+    assert w.settings.value("ai/device", "auto") == "cpu"
+    qtbot.waitUntil(lambda: ai.model is not None and ai.model.device.type == "cpu", timeout=30000)
+    assert ai.model.card == first.card
+    assert w.settings.value("ai/model", "") == str(models_dir / "tiny.safetensors")
 
 
 def test_analyze_image_single_slice(qtbot, win, models_dir, study):

@@ -87,6 +87,11 @@ class AIController(QObject):
 
         # bindings
         self.picker.sig_model_chosen.connect(self.load_model)
+        self.panel.aggregation.currentIndexChanged.connect(self._aggregation_changed)
+        dev = str(self._setting("ai/device", "auto") or "auto")
+        if self.picker.device.findText(dev) >= 0:
+            self.picker.device.setCurrentText(dev)
+        self.picker.device.currentTextChanged.connect(self._device_changed)
         self.panel.cancel_button.clicked.connect(self.cancel)
         self.cam.sig_changed.connect(self.update_cam)
         self.strip.sig_slice_clicked.connect(self.state.set_slice)
@@ -133,6 +138,19 @@ class AIController(QObject):
     def _strip_class(self) -> int:
         ci = self.cam.class_index()
         return int(ci) if ci is not None else len(self.model.classes) - 1 if self.model else 0
+
+    def _aggregation_changed(self, _i: int) -> None:
+        self.aggregation = str(self.panel.aggregation.currentData())
+        self._show_series_result()
+
+    def _device_changed(self, device: str) -> None:
+        """Remember the device (settings 'ai/device') and reload the current model there."""
+        try:
+            self.window.settings.set_value("ai/device", device)
+        except Exception:
+            pass
+        if self.model is not None and self.model.path is not None:
+            self.load_model(str(self.model.path))
 
     # -- model ------------------------------------------------------------------
     def load_model(self, path: str) -> None:
@@ -270,7 +288,7 @@ class AIController(QObject):
         if len(done) == 0:
             self.panel.set_series_result("")
             return
-        agg = aggregate(done, self.aggregation)
+        agg = aggregate(done, self.aggregation, k=3)
         top = int(np.argmax(agg))
         self.panel.set_series_result(
             f"Series ({aggregation_name(self.aggregation)} over {len(done)}/{len(self.probs)} slices): "
