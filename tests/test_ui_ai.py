@@ -222,3 +222,37 @@ def test_analyze_image_single_slice(qtbot, win, models_dir, study):
     assert not np.isnan(ai.probs[3]).any() and np.isnan(ai.probs[2]).all()
     assert ai.panel.top_index is not None and "slice 4" in ai.panel.timing.text()
     assert "Analyzed 1 image(s)" in ai.panel.status.text()
+
+
+def test_overlay_pixels_land_on_their_image_pixels_under_zoom_and_pan(qtbot, win, models_dir, study):
+    w, ai = win
+    _, _, uid_b = study
+    _load(qtbot, ai, models_dir)
+    w.state.set_series(_series(w, uid_b))
+    w.state.set_slice(2)
+    qtbot.waitUntil(lambda: w.canvas.image_size() == (24, 40), timeout=10000)
+    cam = np.zeros((40, 24), np.float32)
+    cam[30, 5] = 1.0                                  # one hot source pixel (row 30, col 5)
+    ai.cam.enabled.blockSignals(True)
+    ai.cam.enabled.setChecked(True)
+    ai.cam.enabled.blockSignals(False)
+    ai.cam.opacity.blockSignals(True)
+    ai.cam.opacity.setValue(100)
+    ai.cam.opacity.blockSignals(False)
+    key = ai._cam_key()
+    ai.cams[key] = (1, cam)
+    ai._paint_cam(key)
+    from engine.overlay import colormap_lut
+
+    hot, cold = colormap_lut("jet")[255], colormap_lut("jet")[0]
+    for zoom, pan in [(2.0, (0, 0)), (7.5, (40, -25)), (11.0, (-60, 30))]:
+        w.state.set_zoom(zoom)
+        w.state.set_pan(*pan)
+        qtbot.wait(10)
+        img = w.canvas.grab_view()
+        ratio = img.devicePixelRatio() or 1.0
+        for (r, c), expect in [((30, 5), hot), ((30, 6), cold), ((29, 5), cold), ((31, 5), cold)]:
+            pt = w.canvas.image_to_screen(c + 0.5, r + 0.5)
+            px = img.pixelColor(int(pt.x() * ratio), int(pt.y() * ratio))
+            got = (px.red(), px.green(), px.blue())
+            assert max(abs(int(a) - int(b)) for a, b in zip(got, expect)) <= 40, (zoom, pan, (r, c), got)
