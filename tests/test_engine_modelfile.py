@@ -140,3 +140,36 @@ def test_save_rejects_other_suffix_and_mismatched_card(tmp_path):
     with pytest.raises(ModelFileError, match="do not fit"):
         save_model(tmp_path / "m.safetensors", module, card3)
     assert not list(tmp_path.iterdir())
+
+
+def test_float16_weights_load_into_float32_module(tmp_path):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    module = build_model("mobilenet_v3_small", 2).eval()
+    card = ModelCard(name="half", architecture="mobilenet_v3_small", classes=["a", "b"], input_size=32)
+    p = tmp_path / "half.safetensors"
+    half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in module.state_dict().items()}
+    save_file(half, str(p), metadata={METADATA_KEY: card.validate().to_json()})
+    loaded = load_model(p, device="cpu", cache=False)
+    assert next(loaded.module.parameters()).dtype == torch.float32
+    x = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        np.testing.assert_allclose(loaded.predict(x), torch.softmax(module(x), 1).numpy(), atol=2e-2)
+
+
+def test_bundled_models_load_and_run():
+    from viewer.resources import resource
+
+    files = sorted(resource("models").glob("*.safetensors"))
+    if not files:
+        pytest.skip("no bundled model in resources/models (see resources/models/make_demo.sh)")
+    rng = np.random.default_rng(0)
+    for f in files:
+        card = read_card(f)
+        loaded = load_model(f, device="cpu", cache=False)
+        img = rng.integers(0, 255, (70, 90), dtype=np.uint8)
+        probs = loaded.predict([img])
+        assert probs.shape == (1, len(card.classes)) and abs(probs.sum() - 1) < 1e-5
+        cam = loaded.gradcam([img])[0]
+        assert cam.shape == (70, 90) and cam.dtype == np.float32
