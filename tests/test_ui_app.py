@@ -134,41 +134,44 @@ def test_plugins_failure_does_not_stop_the_viewer(qtbot, monkeypatch, caplog):
     w.shutdown()
 
 
-def test_main_opens_path_and_runs_the_event_loop(qtbot, tmp_path, monkeypatch):
-    """`medviewer PATH` end to end: logging, crash hook, window, scan, exit code."""
-    import threading
+DRIVER = """
+import sys
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+from viewer.ui import app as ui_app
+from viewer.ui.window import MainWindow
+app = QApplication(["medviewer"])  # main() uses the existing instance
+seen = {}
+def check_and_quit():
+    wins = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
+    if wins and wins[0].scan_result is not None and wins[0].scan_result.complete:
+        w = wins[0]
+        seen["series"] = len(w.scan_result.all_series())
+        seen["rendered"] = w.canvas.rendered is not None or w.canvas.loading()
+        seen["icon"] = not QApplication.windowIcon().isNull()
+        w.close()
+        QApplication.quit()
+    else:
+        QTimer.singleShot(50, check_and_quit)
+QTimer.singleShot(50, check_and_quit)
+rc = ui_app.main(sys.argv[1:])
+print("RESULT", rc, sorted(seen.items()))
+"""
 
-    from PySide6.QtCore import QTimer
-    from PySide6.QtWidgets import QApplication
+
+def test_main_opens_path_and_runs_the_event_loop(tmp_path, isolated_settings):
+    """`medviewer PATH` end to end in its own process: logging, crash hook, plug-ins,
+    window, scan, exit code; the log file holds no patient name."""
+    import os
+    import subprocess
+
     from pydicom.data import get_testdata_file
 
-    from viewer import logs
-
-    monkeypatch.setenv("MEDVIEWER_LOG_DIR", str(tmp_path / "logs"))
-    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
-    monkeypatch.setattr(threading, "excepthook", threading.excepthook)
-    seen: dict = {}
-
-    def check_and_quit() -> None:
-        wins = [w for w in QApplication.topLevelWidgets()
-                if isinstance(w, MainWindow) and w.isVisible()]
-        if wins and wins[0].scan_result is not None and wins[0].scan_result.complete:
-            w = wins[0]
-            seen["series"] = len(w.scan_result.all_series())
-            seen["rendered"] = w.canvas.rendered is not None or w.canvas.loading()
-            seen["icon"] = not QApplication.windowIcon().isNull()
-            w.close()
-            QApplication.quit()
-        else:
-            QTimer.singleShot(50, check_and_quit)
-
-    QTimer.singleShot(50, check_and_quit)
-    try:
-        rc = ui_app.main([str(get_testdata_file("CT_small.dcm"))])
-    finally:
-        logs.close_logging()
-    assert rc == 0
-    assert seen == {"series": 1, "rendered": True, "icon": True}
+    env = dict(os.environ, MEDVIEWER_LOG_DIR=str(tmp_path / "logs"), QT_QPA_PLATFORM="offscreen")
+    proc = subprocess.run([sys.executable, "-c", DRIVER, str(get_testdata_file("CT_small.dcm"))],
+                          env=env, capture_output=True, text=True, timeout=240)
+    assert "RESULT 0 [('icon', True), ('rendered', True), ('series', 1)]" in proc.stdout, (
+        proc.stdout + proc.stderr)[-2000:]
     text = (tmp_path / "logs" / "medviewer.log").read_text()
     assert "scan finished: 1 series" in text
     assert "CompressedSamples" not in text  # CT_small's patient name never reaches the log

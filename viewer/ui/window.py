@@ -20,11 +20,11 @@ from viewer.ui.actions import build_actions
 from viewer.ui.browser import SeriesBrowser
 from viewer.ui.canvas import ImageCanvas
 from viewer.ui.dialogs import shortcuts_dialog, skipped_dialog
+from viewer.ui.loader import StudyLoader
 from viewer.ui.settings import Settings
 from viewer.ui.state import ViewState
 from viewer.ui.tags import TagBrowser
 from viewer.ui.welcome import WelcomeWidget
-from viewer.ui.loader import StudyLoader
 from viewer.ui.workers import warm_up
 
 log = logging.getLogger("medviewer.ui")
