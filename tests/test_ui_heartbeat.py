@@ -131,3 +131,23 @@ def test_cancel_keeps_partial_results_and_close_mid_scan_is_clean(qtbot, tmp_pat
     w.close()
     assert not w.is_scanning()
     assert w.loader.running_threads() == 0
+
+
+def test_a_new_folder_replaces_a_scan_in_flight(qtbot, tmp_path):
+    big = make_big_folder(tmp_path / "big", n=300, n_series=2)
+    small = make_big_folder(tmp_path / "small", n=13, n_series=1)
+    w = MainWindow(settings=Settings(tmp_path / "settings"))
+    qtbot.addWidget(w)
+    w.show()
+    seen_roots: list[Path] = []
+    w.state.sig_scan_updated.connect(lambda r: seen_roots.append(Path(r.root)))
+    w.open_path(big)
+    w.open_path(small)  # before the first scan finished
+    qtbot.waitUntil(lambda: w.scan_result is not None and w.scan_result.complete
+                    and not w.is_scanning(), timeout=30000)
+    qtbot.wait(300)  # a stale result of the first scan would arrive by now
+    assert Path(w.scan_result.root) == small.resolve()
+    assert w.browser.count() == 1 and w.state.count() == 10
+    assert all(r == small.resolve() for r in seen_roots[-1:])
+    assert big.resolve() not in seen_roots[seen_roots.index(small.resolve()):]
+    w.shutdown()
