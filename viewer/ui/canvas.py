@@ -63,6 +63,8 @@ class ImageCanvas(QWidget):
         self.error: str | None = None
         self.cursor_value: CursorValue | None = None
         self._qimage: QImage | None = None
+        self._scaled: QImage | None = None  # smooth-downscaled copy for zoom < 1
+        self._scaled_key: tuple | None = None
         self._default_windows: dict[Any, Any] = {}
         self._overlays: dict[str, _Overlay] = {}
         self._rulers: dict[Any, list[tuple[QPointF, QPointF]]] = {}
@@ -308,7 +310,17 @@ class ImageCanvas(QWidget):
         if self._qimage is not None:
             rect = self.image_rect()
             p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.scale() < 1.0)
-            p.drawImage(rect, self._qimage)
+            if self.scale() < 1.0:  # smooth downscale once per image/size, not per repaint
+                size = (round(rect.width()), round(rect.height()))
+                key = (self._qimage.cacheKey(), size)
+                if self._scaled_key != key:
+                    self._scaled = self._qimage.scaled(
+                        size[0], size[1], Qt.AspectRatioMode.IgnoreAspectRatio,
+                        Qt.TransformationMode.SmoothTransformation)
+                    self._scaled_key = key
+                p.drawImage(QRectF(rect.topLeft(), self._scaled.size().toSizeF()), self._scaled)
+            else:
+                p.drawImage(rect, self._qimage)
             for ov in self._overlays.values():
                 if ov.visible and ov.ref == self.ref and ov.image.width() == self._qimage.width() \
                         and ov.image.height() == self._qimage.height():
