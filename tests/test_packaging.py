@@ -207,7 +207,7 @@ def test_bundle_builds_and_passes_its_self_test(tmp_path):
         run_env["HOME"] = str(tmp_path / "home")
         run_env["MEDVIEWER_LOG_DIR"] = str(tmp_path / "logs")
         args = [str(exe), "--self-test"]
-        if not (ROOT / "resources" / "models" / "demo.safetensors").exists():
+        if not (dist / "medviewer" / "_internal" / "resources" / "models" / "demo.safetensors").exists():
             args += ["--model", str(_tiny_model(tmp_path))]  # the demo model has not landed yet
         t1 = time.monotonic()
         st = subprocess.run(args, capture_output=True, text=True, env=run_env, cwd=tmp_path, timeout=600)
