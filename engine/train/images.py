@@ -45,11 +45,11 @@ def read_stored(path: Path) -> tuple[np.ndarray, Any]:
     from viewer.display import meta_from_dataset
 
     try:
-        ds = pydicom.dcmread(path, force=path.suffix.lower() not in (".dcm", ".dicom"))
+        ds = pydicom.dcmread(path, force=True)   # some files lack the PS3.10 preamble
     except InvalidDicomError:
         raise ValueError("not a DICOM file (no DICM preamble) nor a known image format") from None
     if "PixelData" not in ds and "FloatPixelData" not in ds:
-        raise ValueError("DICOM file has no pixel data")
+        raise ValueError("no pixel data (not a DICOM image)")
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     frame = 0 if frames > 1 else None
     arr = pixel_array(ds, index=frame) if frame is not None else ds.pixel_array
