@@ -79,5 +79,7 @@ def prepare_input(x: "torch.Tensor", device: "torch.device") -> "torch.Tensor":
     import torch
 
     if device.type == "cuda":
-        return x.pin_memory().to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        if x.device.type != "cuda":
+            x = x.pin_memory().to(device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last)
     return x.to(device)

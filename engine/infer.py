@@ -57,8 +57,15 @@ def iter_prepared(model: "LoadedModel", images: Any, metas: Sequence[Any] | None
             yield a, b, images[a:b], None
         return
 
+    on_gpu = getattr(model.device, "type", "cpu") == "cuda"
+
     def prep(a: int, b: int) -> tuple["torch.Tensor", list["Geometry"]]:
         items = [split_item(images[i], metas[i] if metas is not None else None) for i in range(a, b)]
+        if on_gpu:  # LUT on the CPU, resize + normalisation on the GPU (engine.preprocess_gpu)
+            from engine.preprocess_gpu import preprocess_batch_device
+
+            return preprocess_batch_device([p for p, _ in items], [m for _, m in items], model.spec,
+                                           model.device)
         return model.preprocess_batch([p for p, _ in items], [m for _, m in items])
 
     spans = batches(len(images), batch_size)
