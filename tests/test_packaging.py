@@ -218,6 +218,7 @@ def test_bundle_builds_and_passes_its_self_test(tmp_path):
                                env={**run_env, "MEDVIEWER_STARTUP_PROBE": "1"})
         assert probe.returncode == 0, probe.stdout[-2000:] + probe.stderr[-2000:]
         assert "first window shown after" in probe.stdout
+        print(st.stdout)
         print(f"\nbundle build {build_s:.0f} s, self-test {selftest_s:.1f} s, "
               f"{probe.stdout.strip().splitlines()[-1]}\n{build.stdout[build.stdout.find('bundle size'):]}")
     finally:
