@@ -166,3 +166,21 @@ def test_weights_path_of_another_architecture_is_refused(tmp_path):
     save_file({"conv.weight": torch.zeros(2, 2)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(ModelFileError, match="no tensor matches"):
         build(ARCH, 3, str(tmp_path / "other.safetensors"))
+
+
+def test_ctrl_c_mid_epoch_keeps_the_last_complete_epoch(tmp_path):
+    x, y, tr, va = tiny_data()
+    calls = []
+
+    def ctrl_c_in_second_epoch() -> bool:       # 3 batches + 1 end-of-epoch check per epoch
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return False
+
+    res = fit(args_for("--epochs", "3"), x, y, tr, va, 3, tmp_path, should_stop=ctrl_c_in_second_epoch,
+              log=lambda m: None)
+    assert res.interrupted and len(res.history) == 1
+    ck = load_checkpoint(tmp_path / CHECKPOINT)
+    assert ck["epoch"] == 0 and len(ck["history"]) == 1
+    assert not (tmp_path / (CHECKPOINT + ".tmp")).exists()
