@@ -38,6 +38,8 @@ def one_error_line(capsys) -> str:
     (["--train", "--data", "{two}", "--window", "40", "--out", "{tmp}/o"], "--window"),
     (["--train", "--data", "{two}", "--weights", "{tmp}/nope.pt", "--out", "{tmp}/o",
       "--arch", "mobilenet_v3_small", "--image-size", "32"], "--weights file not found"),
+    (["--train", "--data", "{two}", "--arch", "mobilenet_v3_small", "--cam-layer", "features.99",
+      "--out", "{tmp}/o"], "has no layer 'features.99'"),
     (["make-dataset", "{tmp}/d", "--classes", "normal"], "at least two distinct --classes"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, needle):

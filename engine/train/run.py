@@ -40,7 +40,16 @@ def make_card(args: Any, classes: list[str]) -> ModelCard:
         cam_layer=args.cam_layer or registry.default_cam_layer(args.arch),
         intended_use=args.intended_use,
         description=f"trained by medviewer --train ({args.arch}, weights {args.weights})")
-    return card.validate("--train")
+    card.validate("--train")
+    if args.cam_layer:   # must exist, or the saved model could not be loaded
+        with torch.device("meta"):
+            module = registry.build_model(args.arch, len(classes))
+        try:
+            module.get_submodule(args.cam_layer)
+        except AttributeError:
+            raise UsageError(f"--cam-layer: {args.arch} has no layer {args.cam_layer!r} "
+                             f"(default {registry.default_cam_layer(args.arch)!r})") from None
+    return card
 
 
 def _log(dist: ddp.DistInfo) -> Callable[[str], None]:
