@@ -10,7 +10,6 @@ import json
 
 import cv2
 import numpy as np
-import pytest
 import torch
 
 from engine.train.cli import main_make_dataset, main_train
@@ -50,7 +49,6 @@ def pointing_game(loaded, masks: dict[str, np.ndarray], size: int) -> float:
     return hits / len(paths)
 
 
-@pytest.mark.slow
 def test_synthetic_accuracy_and_pointing(tmp_path):
     data = tmp_path / "synth"
     assert main_make_dataset([str(data), *DATA_FLAGS]) == 0
