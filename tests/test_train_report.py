@@ -93,3 +93,21 @@ def test_test_only_reevaluates_saved_model(run):
     after = json.loads((out / "report.json").read_text())
     assert after["history"] == []
     assert after["test"]["confusion_matrix"] == before["confusion_matrix"]
+
+
+def test_train_serve_parity_card_reproduces_training_tensors(run):
+    """The saved card's preprocessing gives the tensors the model was trained on."""
+    from engine.modelfile import load_model
+    from engine.preprocess import PreprocessSpec
+    from engine.train.data import discover
+    from engine.train.images import load_images, read_stored
+
+    data, out = run
+    m = load_model(out / "model.safetensors", device="cpu", cache=False)
+    ix = discover(data)
+    trained = load_images(ix.samples[:5], ix.classes, PreprocessSpec(input_size=32))
+    for s, x in zip(trained.samples, trained.x):
+        stored, meta = read_stored(s.path)
+        served, geom = m.preprocess(stored, meta)
+        assert served.shape == (3, 32, 32) and geom.src_rows == 40
+        assert np.allclose(served.numpy(), x.float().numpy(), atol=2e-3)
