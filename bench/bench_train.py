@@ -7,7 +7,7 @@ handling is not the bottleneck).  CPU always; CUDA too when available.  On a
 shared machine wall-clock rates swing with other load, so images per CPU-second
 of this process (time.process_time) are reported as well.
 
-    python bench/bench_train.py [--arch mobilenet_v3_small] [--size 64] [--n 256] [--epochs 2] [--rounds 3]
+    python bench/bench_train.py [--arch mobilenet_v3_small] [--size 64] [--n 256] [--epochs 2] [--rounds 3] [--device all|cpu|cuda]
 """
 
 from __future__ import annotations
@@ -90,9 +90,12 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--device", choices=("all", "cpu", "cuda"), default="all",
+                   help="all: CPU, then CUDA when available")
     a = p.parse_args()
-    run(torch.device("cpu"), a)
-    if torch.cuda.is_available():
+    if a.device in ("all", "cpu"):
+        run(torch.device("cpu"), a)
+    if a.device == "cuda" or (a.device == "all" and torch.cuda.is_available()):
         run(torch.device("cuda"), a)
 
 

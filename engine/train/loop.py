@@ -130,7 +130,10 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
     model.train()
     if frozen_bn:
         frozen_bn()
-    loss_sum, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
+    # Sums stay on the device: no host sync per batch (it halves GPU throughput).
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    seen, t0 = 0, time.perf_counter()
     n_batches = math.ceil(len(order) / batch_size)
     amp = device.type == "cuda" and scaler is not None
     for b in range(n_batches):
@@ -153,13 +156,13 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
             optimizer.step()
         if batch_scheduler is not None:
             batch_scheduler.step()
-        loss_sum += float(loss.detach()) * len(idx)
-        correct += int((out.detach().argmax(1) == yb).sum())
+        loss_sum += loss.detach().double() * len(idx)
+        correct += (out.detach().argmax(1) == yb).sum()
         seen += len(idx)
         _progress(b + 1, n_batches, t0, prefix)
         if should_stop is not None and should_stop():
             raise Interrupted()
-    return loss_sum, correct, seen
+    return float(loss_sum), int(correct), seen
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
@@ -200,6 +203,18 @@ def load_checkpoint(path: Path) -> dict:
                              "delete it to start over") from None
 
 
+def _resident(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The in-memory training tensor, moved to the GPU once when it fits in a
+    quarter of the free memory (batches are then gathered on the device
+    instead of copied from pageable host memory every step)."""
+    if device.type != "cuda":
+        return t
+    free, _ = torch.cuda.mem_get_info(device)
+    if t.element_size() * t.nelement() > free // 4:
+        return t
+    return t.to(device)
+
+
 # -- the whole run --------------------------------------------------------------------------
 def fit(args: Any, x: torch.Tensor, y: torch.Tensor, train_idx: Sequence[int], val_idx: Sequence[int],
         num_classes: int, out: Path | None, *, dist: DistInfo | None = None,
@@ -224,6 +239,7 @@ def fit(args: Any, x: torch.Tensor, y: torch.Tensor, train_idx: Sequence[int], v
     if args.freeze == "backbone" or (args.freeze == "staged" and stage_epochs > 0):
         tmodel.set_backbone_trainable(model, args.arch, False)
     xv, yv = x[list(val_idx)], y[list(val_idx)]
+    x_train, y_train = _resident(x, device), _resident(y, device)
     history: list[dict[str, float]] = []
     best = {"loss": math.inf, "epoch": -1, "state": None}
     start, bad = 0, 0
@@ -271,7 +287,7 @@ def fit(args: Any, x: torch.Tensor, y: torch.Tensor, train_idx: Sequence[int], v
             order = dist.shard(order)
             ep_t0 = time.perf_counter()
             ls, cor, seen = train_one_epoch(
-                net, criterion, opt, x, y, order, args.batch_size, device, args.aug, gen,
+                net, criterion, opt, x_train, y_train, order, args.batch_size, device, args.aug, gen,
                 sched if args.scheduler == "onecycle" else None, scaler,
                 frozen if staged_frozen else None, should_stop,
                 prefix=f"epoch {epoch + 1}/{args.epochs}")
