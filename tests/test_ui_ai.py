@@ -256,3 +256,28 @@ def test_overlay_pixels_land_on_their_image_pixels_under_zoom_and_pan(qtbot, win
             px = img.pixelColor(int(pt.x() * ratio), int(pt.y() * ratio))
             got = (px.red(), px.green(), px.blue())
             assert max(abs(int(a) - int(b)) for a, b in zip(got, expect)) <= 40, (zoom, pan, (r, c), got)
+
+
+def test_demo_flag_loads_the_bundled_demo_model(qtbot, tmp_path, monkeypatch):
+    """`medviewer --demo` opens the demo study with the shipped demo model loaded,
+    its card shown and the not-validated notice visible; a saved model wins."""
+    monkeypatch.setenv("MEDVIEWER_SETTINGS_DIR", str(tmp_path / "settings"))
+    from viewer.ui.app import create_window, parse_args
+
+    w = create_window(parse_args(["--demo"]))
+    qtbot.addWidget(w)
+    w.show()
+    ai = w.ai
+    try:
+        qtbot.waitUntil(lambda: ai.model is not None, timeout=60000)
+        assert ai.model.card.intended_use == "demo"
+        assert ai.model.path.name == "demo.safetensors"
+        assert "demo" in ai.panel.notice.text() and not ai.panel.notice.isHidden()
+        assert ai.load_default_model() is False          # already loaded: nothing to do
+        qtbot.waitUntil(lambda: w.scan_result is not None and not w.is_scanning(), timeout=60000)
+        ai.analyze_image()
+        qtbot.waitUntil(lambda: ai.panel.top_index is not None, timeout=60000)
+        assert set(ai.model.classes) == {"cavity", "nodule", "normal", "spiculated"}
+    finally:
+        ai.shutdown()
+        w.shutdown()

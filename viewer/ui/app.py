@@ -111,6 +111,9 @@ def create_window(args: argparse.Namespace | None = None, plugins: bool = True) 
     if args is not None:
         if args.demo:
             window.open_demo()
+            ai = getattr(window, "ai", None)
+            if ai is not None:
+                ai.load_default_model()
         elif args.path:
             window.open_path(Path(args.path))
     return window

@@ -162,6 +162,20 @@ class AIController(QObject):
         self.pool.start(LoadJob(self.signals, self._model_gen, lambda g: g == self._model_gen, path,
                                 None if device == "auto" else device, threads))
 
+    def load_default_model(self) -> bool:
+        """Load the bundled demo model unless a model is loaded or loading
+        (used by `medviewer --demo`, so every AI feature works out of the box)."""
+        from viewer.resources import resource
+
+        saved = self._setting("ai/model", "")
+        if self.model is not None or (saved and Path(saved).is_file()):
+            return False
+        demo = resource("models", "demo.safetensors")
+        if not demo.is_file():
+            return False
+        self.load_model(str(demo))
+        return True
+
     def on_loaded(self, gen: int, model: Any) -> None:
         if gen != self._model_gen:
             return
