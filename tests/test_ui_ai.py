@@ -274,6 +274,7 @@ def test_demo_flag_loads_the_bundled_demo_model(qtbot, tmp_path, monkeypatch):
         assert ai.model.path.name == "demo.safetensors"
         assert "demo" in ai.panel.notice.text() and not ai.panel.notice.isHidden()
         assert ai.load_default_model() is False          # already loaded: nothing to do
+        assert "medviewer-demo" in ai.picker.details.text()   # the picker shows the card in use
         qtbot.waitUntil(lambda: w.scan_result is not None and not w.is_scanning(), timeout=60000)
         ai.analyze_image()
         qtbot.waitUntil(lambda: ai.panel.top_index is not None, timeout=60000)

@@ -188,6 +188,7 @@ class AIController(QObject):
         self.panel.set_model(model.card, describe(model.device))
         self.panel.status.setText(f"Model ready: {model.card.summary()}")
         self.cam.set_classes(model.classes)
+        self.picker.select_path(model.path)
         self.strip.setVisible(False)
         self.window.canvas.set_overlay(OVERLAY, None)
         try:

@@ -115,6 +115,16 @@ class ModelPicker(QWidget):
             self.details.setText(f"No models found. Put .safetensors model files in: {shown}")
         return self.list.count()
 
+    def select_path(self, path: str | Path) -> bool:
+        """Highlight the listed model at `path` (the one in use) and show its card."""
+        target = Path(path).resolve()
+        for i in range(self.list.count()):
+            item = self.list.item(i)
+            if Path(item.data(Qt.ItemDataRole.UserRole)[0]).resolve() == target:
+                self.list.setCurrentItem(item)
+                return True
+        return False
+
     def _show(self, item: QListWidgetItem | None, _prev: Any = None) -> None:
         if item is None:
             return
