@@ -314,6 +314,23 @@ def test_ruler_measures_mm_from_pixel_spacing(qtbot, opened):
     assert c.rulers() == []  # rulers belong to their slice
 
 
+def test_anisotropic_pixels_are_shown_with_their_true_shape(qtbot, opened):
+    """Pixel Spacing (row 0.5 mm, column 0.8 mm): a pixel is drawn 0.625 times
+    as high as it is wide, so 1 cm is as long across as down; fit keeps it whole."""
+    w = opened
+    c = w.canvas
+    assert c.aspect() == pytest.approx(0.5 / 0.8)
+    rect = c.image_rect()
+    cols, rows = c.image_size()
+    assert rect.height() / rect.width() == pytest.approx(rows * 0.5 / (cols * 0.8), rel=1e-6)
+    assert rect.width() <= c.width() + 1e-6 and rect.height() <= c.height() + 1e-6
+    x, y = c.screen_to_image(c.image_to_screen(7.25, 3.5))
+    assert (x, y) == (pytest.approx(7.25), pytest.approx(3.5))
+    w.state.set_zoom(4.0)
+    a, b = c.image_to_screen(0, 0), c.image_to_screen(10, 16)   # 8 mm across, 8 mm down
+    assert b.x() - a.x() == pytest.approx(b.y() - a.y())
+
+
 def test_overlay_is_registered_to_its_slice(qtbot, opened):
     w = opened
     c = w.canvas

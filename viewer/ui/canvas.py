@@ -177,33 +177,48 @@ class ImageCanvas(QWidget):
             return 0, 0
         return int(self.rendered.shape[1]), int(self.rendered.shape[0])
 
+    def aspect(self) -> float:
+        """Displayed height of a pixel relative to its width: row spacing / column
+        spacing (PS3.3 C.7.6.2.1.1 Pixel Spacing; 1.0 when unknown or implausible),
+        so that anisotropic pixels are shown with their true shape."""
+        spacing = getattr(self.meta, "pixel_spacing", None) if self.meta is not None else None
+        if not spacing or self.rendered is None:
+            return 1.0
+        ratio = float(spacing[0]) / float(spacing[1]) if spacing[1] else 1.0
+        return ratio if 0.1 <= ratio <= 10.0 else 1.0
+
     def fit_scale(self) -> float:
         cols, rows = self.image_size()
         if not cols or not rows:
             return 1.0
-        return max(1e-3, min(self.width() / cols, self.height() / rows))
+        return max(1e-3, min(self.width() / cols, self.height() / (rows * self.aspect())))
 
     def scale(self) -> float:
+        """Screen pixels per image column (a row is `scale() * aspect()` high)."""
         return self.state.zoom if self.state.zoom is not None else self.fit_scale()
+
+    def _scales(self) -> tuple[float, float]:
+        s = self.scale()
+        return s, s * self.aspect()
 
     def _origin(self) -> QPointF:
         cols, rows = self.image_size()
-        s = self.scale()
+        sx, sy = self._scales()
         px, py = self.state.pan
-        return QPointF(self.width() / 2 + px - s * cols / 2, self.height() / 2 + py - s * rows / 2)
+        return QPointF(self.width() / 2 + px - sx * cols / 2, self.height() / 2 + py - sy * rows / 2)
 
     def image_to_screen(self, x: float, y: float) -> QPointF:
-        o, s = self._origin(), self.scale()
-        return QPointF(o.x() + x * s, o.y() + y * s)
+        o, (sx, sy) = self._origin(), self._scales()
+        return QPointF(o.x() + x * sx, o.y() + y * sy)
 
     def screen_to_image(self, pos: QPointF) -> tuple[float, float]:
-        o, s = self._origin(), self.scale()
-        return (pos.x() - o.x()) / s, (pos.y() - o.y()) / s
+        o, (sx, sy) = self._origin(), self._scales()
+        return (pos.x() - o.x()) / sx, (pos.y() - o.y()) / sy
 
     def image_rect(self) -> QRectF:
         cols, rows = self.image_size()
-        o, s = self._origin(), self.scale()
-        return QRectF(o.x(), o.y(), cols * s, rows * s)
+        o, (sx, sy) = self._origin(), self._scales()
+        return QRectF(o.x(), o.y(), cols * sx, rows * sy)
 
     def zoom_by(self, factor: float, anchor: QPointF | None = None) -> None:
         """Zoom keeping the image point under `anchor` (default: centre) fixed."""
@@ -213,9 +228,9 @@ class ImageCanvas(QWidget):
         ix, iy = self.screen_to_image(anchor)
         self.state.zoom = max(0.05, min(32.0, self.scale() * factor))
         cols, rows = self.image_size()
-        s = self.state.zoom
-        px = anchor.x() - self.width() / 2 - s * (ix - cols / 2)
-        py = anchor.y() - self.height() / 2 - s * (iy - rows / 2)
+        sx, sy = self._scales()
+        px = anchor.x() - self.width() / 2 - sx * (ix - cols / 2)
+        py = anchor.y() - self.height() / 2 - sy * (iy - rows / 2)
         self.state.set_pan(px, py)
 
     # -- overlays (extension point) ------------------------------------------
@@ -309,8 +324,9 @@ class ImageCanvas(QWidget):
         p.fillRect(self.rect(), Qt.GlobalColor.black)
         if self._qimage is not None:
             rect = self.image_rect()
-            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.scale() < 1.0)
-            if self.scale() < 1.0:  # smooth downscale once per image/size, not per repaint
+            shrink = min(self._scales()) < 1.0
+            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, shrink)
+            if shrink:  # smooth downscale once per image/size, not per repaint
                 size = (round(rect.width()), round(rect.height()))
                 key = (self._qimage.cacheKey(), size)
                 if self._scaled_key != key:
