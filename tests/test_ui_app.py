@@ -175,3 +175,27 @@ def test_main_opens_path_and_runs_the_event_loop(tmp_path, isolated_settings):
     text = (tmp_path / "logs" / "medviewer.log").read_text()
     assert "scan finished: 1 series" in text
     assert "CompressedSamples" not in text  # CT_small's patient name never reaches the log
+
+
+def test_debug_logging_option_persists_and_controls_redaction(qtbot, isolated_settings):
+    """Help > Debug logging is off by default (identifiers redacted), persists, and
+    turning it on really stops the redaction until it is turned off again."""
+    from viewer import logs
+
+    w = MainWindow()
+    qtbot.addWidget(w)
+    act = w.actions_by_name["debug_log"]
+    try:
+        assert not act.isChecked() and "SMITH^JANE" not in logs.redact("PatientName SMITH^JANE")
+        act.trigger()
+        assert act.isChecked() and w.settings.debug_logging()
+        assert logs.redact("patient SMITH^JANE") == "patient SMITH^JANE"
+        w2 = MainWindow()                         # the choice is applied at the next start too
+        qtbot.addWidget(w2)
+        assert w2.actions_by_name["debug_log"].isChecked()
+        act.trigger()
+        assert not w.settings.debug_logging()
+        assert "SMITH^JANE" not in logs.redact("patient SMITH^JANE")
+        assert w.show_log_location().endswith("medviewer.log")
+    finally:
+        logs.set_debug(False)

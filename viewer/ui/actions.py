@@ -136,6 +136,13 @@ def build_actions(w: Any) -> dict[str, QAction]:
     h = w.menu("Help")
     acts["shortcuts"] = _act(w, "Keyboard shortcuts", w.show_shortcuts, QKeySequence.StandardKey.HelpContents)
     h.addAction(acts["shortcuts"])
+    h.addSeparator()
+    acts["debug_log"] = _act(w, "Debug logging (log includes patient identifiers)",
+                             w.set_debug_logging, checkable=True)
+    acts["debug_log"].setChecked(w.settings.debug_logging())
+    h.addAction(acts["debug_log"])
+    acts["open_log"] = _act(w, "Show log file location", w.show_log_location)
+    h.addAction(acts["open_log"])
 
     tb = QToolBar("Main toolbar", w)
     tb.setObjectName("main_toolbar")

@@ -25,6 +25,7 @@ KEY_OPACITY = "view/overlay_opacity"
 KEY_MODEL = "ai/model"
 KEY_DEVICE = "ai/device"
 KEY_CINE_FPS = "view/cine_fps"
+KEY_DEBUG_LOG = "log/debug_identifiers"
 
 
 class Settings:
@@ -102,6 +103,13 @@ class Settings:
 
     def set_device(self, device: str) -> None:
         self.set_value(KEY_DEVICE, device)
+
+    def debug_logging(self) -> bool:
+        """The user's debug option: log patient identifiers unredacted (off by default)."""
+        return str(self.value(KEY_DEBUG_LOG, "false")).lower() in ("1", "true", "yes")
+
+    def set_debug_logging(self, on: bool) -> None:
+        self.set_value(KEY_DEBUG_LOG, bool(on))
 
     def cine_fps(self) -> int:
         return max(1, min(60, int(self.value(KEY_CINE_FPS, 10, int))))

@@ -127,6 +127,8 @@ class MainWindow(QMainWindow):
         self.cine_timer.timeout.connect(self._cine_step)
 
         self.actions_by_name = build_actions(self)
+        if self.settings.debug_logging():
+            self._apply_debug_logging(True)
         self.ai_menu = self.menu("AI")
         self.menu("Help")
 
@@ -397,6 +399,30 @@ class MainWindow(QMainWindow):
 
     def show_skipped(self) -> None:
         skipped_dialog(self, self.scan_result).exec()
+
+    def set_debug_logging(self, on: bool) -> None:
+        """Help > Debug logging: persist the choice and apply it to the log now."""
+        self.settings.set_debug_logging(on)
+        self._apply_debug_logging(on)
+        self.show_message("Debug logging on: the log now includes patient identifiers" if on
+                          else "Debug logging off: patient identifiers are redacted", 8000)
+
+    @staticmethod
+    def _apply_debug_logging(on: bool) -> None:
+        try:
+            from viewer.logs import set_debug
+        except ImportError:
+            return
+        set_debug(on)
+
+    def show_log_location(self) -> str:
+        try:
+            from viewer.logs import log_path
+            where = str(log_path())
+        except Exception:
+            where = "no log file (logging to the terminal)"
+        self.show_message(f"Log file: {where}", 15000)
+        return where
 
     def show_shortcuts(self) -> None:
         from viewer.ui.actions import shortcut_rows
