@@ -160,6 +160,9 @@ def warm_up() -> None:
             log.debug("warm-up import %s failed", name)
     if sys.getswitchinterval() > 0.001:
         sys.setswitchinterval(0.001)
+    from viewer.ui.gcpolicy import freeze_long_lived
+
+    freeze_long_lived()   # modules are forever: keep them out of full collections
 
 
 def downsample(img: np.ndarray, size: int) -> np.ndarray:

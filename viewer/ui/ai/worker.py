@@ -100,6 +100,9 @@ class LoadJob(_Job):
 
             torch.set_num_threads(self.threads)
         model = load_model(self.path, device=self.device)
+        from viewer.ui.gcpolicy import freeze_long_lived
+
+        freeze_long_lived()   # torch's modules, imported just now, live as long as the app
         self.signals.sig_loaded.emit(self.generation, model)
 
 
