@@ -106,6 +106,61 @@ def grey_levels(stored: np.ndarray, meta: Any, spec: PreprocessSpec) -> np.ndarr
     return grey
 
 
+def affine_grey(stored: np.ndarray, meta: Any, spec: PreprocessSpec) -> tuple[float, float] | None:
+    """(alpha, beta) when `grey_levels` is one affine map of the stored values
+    (rescale + LINEAR/LINEAR_EXACT window, viewer.display.affine_coefficients),
+    so the device can window the raw stored values itself; else None."""
+    from viewer import display
+
+    from engine.preprocess import _window_for
+
+    stored = np.asarray(stored)
+    if meta is None:
+        meta = display.meta_for_plain_image(stored)
+    if stored.ndim != 2 or meta.is_color or meta.is_palette:
+        return None
+    window = _window_for(stored, meta, spec.window)
+    if window is None:                      # "header": what render() would pick
+        window = display.default_window(meta, stored)
+    coeffs = display.affine_coefficients(stored.dtype, meta, window)
+    if coeffs is None:
+        return None
+    alpha, beta = coeffs
+    if spec.monochrome1 == "raw" and meta.inverted:   # undo the display inversion
+        alpha, beta = -alpha, 255.0 - beta
+    return alpha, beta
+
+
+def _stored_to_unit(stack: np.ndarray, alpha: "torch.Tensor", beta: "torch.Tensor",
+                    device: "torch.device") -> "torch.Tensor":
+    """Raw stored values (B, rows, cols) -> grey / 255 on `device`, exactly as
+    clip(rint(alpha * x + beta), 0, 255) / 255 (round half to even, like np.rint)."""
+    import torch
+
+    if stack.dtype == np.uint16:            # torch has no general uint16: go via int16
+        x = torch.from_numpy(stack.view(np.int16)).to(device).float()
+        x = torch.where(x < 0, x + 65536.0, x)
+    else:
+        x = torch.from_numpy(stack).to(device).float()
+    grey = torch.round(x * alpha[:, None, None] + beta[:, None, None]).clamp_(0.0, 255.0)
+    return grey / 255.0
+
+
+def _unit_batches(groups: dict, raw: dict, device: "torch.device"):
+    """Yield ((rows, cols), indices, (B, rows, cols) float [0,1] on device) per shape:
+    CPU-windowed uint8 grey levels, and raw stored values windowed on the device."""
+    import torch
+
+    for shape, items in groups.items():
+        stack = torch.from_numpy(np.stack([g for _, g in items]))
+        yield shape, [i for i, _ in items], stack.to(device).float() / 255.0
+    for (shape, _dtype), items in raw.items():
+        alpha = torch.tensor([a for _, _, a, _ in items], dtype=torch.float32, device=device)
+        beta = torch.tensor([b for _, _, _, b in items], dtype=torch.float32, device=device)
+        unit = _stored_to_unit(np.stack([arr for _, arr, _, _ in items]), alpha, beta, device)
+        yield shape, [i for i, _, _, _ in items], unit
+
+
 def preprocess_batch_device(images: Sequence[np.ndarray], metas: Sequence[Any] | None,
                             spec: PreprocessSpec, device: "torch.device") -> tuple["torch.Tensor", list[Geometry]]:
     """engine.preprocess.preprocess_batch with the resize and normalisation on `device`."""
@@ -118,7 +173,14 @@ def preprocess_batch_device(images: Sequence[np.ndarray], metas: Sequence[Any] |
     out = torch.empty((len(images), 3, s, s), dtype=torch.float32, device=device)
     geoms: list[Geometry | None] = [None] * len(images)
     groups: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
+    # rescale + LINEAR window: raw stored values cross the bus, windowed on the device
+    raw: dict[tuple[tuple[int, int], str], list[tuple[int, np.ndarray, float, float]]] = {}
     for i, (img, meta) in enumerate(zip(images, metas)):
+        coeffs = affine_grey(img, meta, spec)
+        if coeffs is not None:
+            arr = np.asarray(img)
+            raw.setdefault((arr.shape, arr.dtype.str), []).append((i, arr, *coeffs))
+            continue
         grey = grey_levels(img, meta, spec)
         if grey is None:  # colour: the CPU path
             arr, geoms[i] = preprocess_array(img, meta, spec)
@@ -127,16 +189,13 @@ def preprocess_batch_device(images: Sequence[np.ndarray], metas: Sequence[Any] |
         groups.setdefault(grey.shape, []).append((i, grey))
     mean = torch.tensor(spec.mean, dtype=torch.float32, device=device)[:, None, None]
     inv_std = 1.0 / torch.tensor(spec.std, dtype=torch.float32, device=device)[:, None, None]
-    for (rows, cols), items in groups.items():
+    for (rows, cols), index, unit in _unit_batches(groups, raw, device):
         wy, wx, geom = _device_matrices(rows, cols, s, spec.resize, str(device))
-        # uint8 crosses the bus (4x less than float); a pageable copy: pinning a fresh
-        # buffer per batch (cudaHostAlloc) costs more than it saves and serialises threads.
-        stack = torch.from_numpy(np.stack([g for _, g in items]))
-        unit = stack.to(device).float() / 255.0
+        # integers cross the bus (2-4x less than float) in a pageable copy: pinning a
+        # fresh buffer per batch (cudaHostAlloc) costs more than it saves and serialises threads.
         fitted = wy @ unit @ wx.T
         normed = (fitted[:, None] - mean) * inv_std        # grey to 3 channels, then normalise
-        idx = torch.tensor([i for i, _ in items], device=device)
-        out[idx] = normed
-        for i, _ in items:
+        out[torch.tensor(index, device=device)] = normed
+        for i in index:
             geoms[i] = geom
     return out, geoms  # type: ignore[return-value]

@@ -13,6 +13,7 @@ from viewer.display.meta import (
     meta_from_dataset,
 )
 from viewer.display.pipeline import (
+    affine_coefficients,
     AUTO_PERCENTILES,
     PRESET_KEYS,
     PRESETS,
@@ -37,6 +38,7 @@ from viewer.display.voi import (
 )
 
 __all__ = [
+    "affine_coefficients",
     "AUTO_PERCENTILES", "ImageMeta", "LutTable", "PRESETS", "PRESET_KEYS", "Palette",
     "RESET_KEY", "Renderer", "Window", "auto_window", "available_windows",
     "default_window", "find_window", "grey_table", "linear_exact_fraction",

@@ -379,21 +379,17 @@ class Renderer:
 _CV_DTYPES = (np.dtype(np.uint8), np.dtype(np.int16), np.dtype(np.uint16))
 
 
-def _affine_render(stored: np.ndarray, meta: ImageMeta, window: Window) -> np.ndarray | None:
-    """LINEAR / LINEAR_EXACT window over a linear rescale, in four SIMD passes.
+def affine_coefficients(dtype: np.dtype, meta: ImageMeta, window: Window) -> tuple[float, float] | None:
+    """(alpha, beta) with grey = clip(rint(alpha * stored + beta), 0, 255), or None.
 
     With a rescale (no Modality LUT) and a LINEAR or LINEAR_EXACT window the
-    whole chain is grey = clip(rint(alpha * stored + beta), 0, 255) (PS3.3
-    C.11.2.1.2.1 / C.11.2.1.3.2: the ramp meets 0 and 1 exactly at its
-    edges).  OpenCV's saturating `convertScaleAbs` evaluates it without a
-    table; values below the ramp's zero are clamped first (so the absolute
-    value never folds a negative back) and then forced to 0 by a mask.
-    Returns None when the image does not qualify (the table path handles it).
+    whole chain is one affine map with saturation (PS3.3 C.11.2.1.2.1 /
+    C.11.2.1.3.2: the ramp meets 0 and 1 exactly at its edges); MONOCHROME1
+    (C.7.6.3.1.2) negates it.  None when the image does not qualify.
     """
     function = window.function.upper()
     if (window.voi_lut is not None or function not in ("LINEAR", "LINEAR_EXACT")
-            or meta.modality_lut is not None or stored.ndim != 2
-            or stored.dtype not in _CV_DTYPES or not stored.size):
+            or meta.modality_lut is not None or np.dtype(dtype) not in _CV_DTYPES):
         return None
     c, w = float(window.center), float(window.width)
     if function == "LINEAR":
@@ -404,6 +400,23 @@ def _affine_render(stored: np.ndarray, meta: ImageMeta, window: Window) -> np.nd
     beta = 255.0 * ((meta.rescale_intercept - c) / w + 0.5)
     if meta.inverted:                       # MONOCHROME1: 255 - grey, exactly
         alpha, beta = -alpha, 255.0 - beta
+    return alpha, beta
+
+
+def _affine_render(stored: np.ndarray, meta: ImageMeta, window: Window) -> np.ndarray | None:
+    """`affine_coefficients` evaluated by OpenCV in four SIMD passes, no table.
+
+    `convertScaleAbs` saturates at 255 but folds negatives back with its
+    absolute value, so values below the ramp's zero are clamped first and
+    then forced to 0 by a mask.  None when the image does not qualify (the
+    table path handles it).
+    """
+    if stored.ndim != 2 or not stored.size:
+        return None
+    coeffs = affine_coefficients(stored.dtype, meta, window)
+    if coeffs is None:
+        return None
+    alpha, beta = coeffs
     info = np.iinfo(stored.dtype)
     zero = -beta / alpha                    # stored value where the ramp is 0
     if alpha > 0:
