@@ -10,22 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from pydicom import Dataset
-
 from viewer.io import tags
-from viewer.io.model import ImageRef, NonImage, ScanResult, Series, Skipped, Study
+from viewer.io.model import HeaderMap, ImageRef, NonImage, ScanResult, Series, Skipped, Study
 from viewer.io.sort import SliceInfo, natural_key, slice_infos, sort_slices
 
 IMAGE_STUDY_UID = "images"
 
 
-def _text(ds: Dataset, keyword: str) -> str:
-    """Character-set aware text (PN, LO, SH: PS3.5 6.1) through pydicom."""
-    try:
-        value = ds.get(keyword, "")
-    except Exception:  # a malformed value must not stop the scan
-        return ""
-    return "" if value is None else str(value).strip()
+_text = tags.text_value  # character-set aware text (PN, LO, SH: PS3.5 6.1)
 
 
 @dataclass
@@ -50,7 +42,7 @@ class Collector:
         self.images = 0
         self.changed = False
 
-    def _study(self, uid: str, ds: Dataset | None) -> None:
+    def _study(self, uid: str, ds: tags.Header | None) -> None:
         if uid in self.studies:
             return
         if ds is None:
@@ -59,8 +51,9 @@ class Collector:
             self.studies[uid] = Study(uid, _text(ds, "PatientID"), _text(ds, "PatientName"),
                                       _text(ds, "StudyDescription"), tags.ascii_text(ds, "StudyDate"))
 
-    def add_dicom(self, path: Path, ds: Dataset, frames: int | None) -> None:
-        """Add one image file (single- or multi-frame) with its header."""
+    def add_dicom(self, path: Path, ds: tags.Header, frames: int | None) -> None:
+        """Add one image file (single- or multi-frame) with its header (a pydicom
+        Dataset, or a LazyHeader parsed in full only when first asked for)."""
         study_uid = tags.ascii_text(ds, "StudyInstanceUID") or "unknown-study"
         series_uid = tags.ascii_text(ds, "SeriesInstanceUID") or f"unknown-series:{path.parent.as_posix()}"
         self._study(study_uid, ds)
@@ -79,7 +72,7 @@ class Collector:
             return
         if sop_uid:
             acc.instances[sop_uid] = path
-        acc.series.headers[path] = ds
+        acc.series.headers.put(path, ds)
         new = slice_infos(ds, path, frames)
         acc.infos.extend(new)
         acc.order_dirty = True
@@ -118,7 +111,7 @@ class Collector:
                     acc.series.items = sort_slices(acc.infos)
                 acc.order_dirty = False
             # copies: a snapshot handed to another thread must not change under it
-            copy = replace(acc.series, items=list(acc.series.items), headers=dict(acc.series.headers))
+            copy = replace(acc.series, items=list(acc.series.items), headers=acc.series.headers.copy())
             by_study.setdefault(acc.study_uid, []).append(copy)
         studies = []
         for uid, series_list in by_study.items():

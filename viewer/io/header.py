@@ -2,9 +2,11 @@
 
 DICOM files are recognised by the 'DICM' prefix after the 128-byte preamble
 (PS3.10 7.1) whatever their name; files without a preamble get a forced read
-when they start like a data set (group 0002 or 0008).  The header is parsed
-with `stop_before_pixels` from the first HEAD_CHUNK bytes, read in one call
-(by the scan's read-ahead threads); the pixel data element's own header is
+when they start like a data set (group 0002 or 0008).  The header is read
+from the first HEAD_CHUNK bytes, read in one call (by the scan's read-ahead
+threads): by the fast walker of viewer.io.rawheader when it can (the full
+pydicom Dataset is then parsed only when something asks for it), else by
+pydicom with `stop_before_pixels`.  The pixel data element's own header is
 then checked so that truncated files are reported at scan time.
 """
 
@@ -20,7 +22,10 @@ from pydicom import Dataset
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from viewer.io import tags
+from viewer.io.rawheader import LazyHeader, walk
+from viewer.io.tags import Header
 
+FAST_HEADERS = True  # False: every header through pydicom (tests compare the two)
 HEAD_CHUNK = 64 * 1024  # first read of each file; holds nearly every header
 # SOP classes without displayable pixels even when Rows/Columns might be present
 _NON_IMAGE_WORDS = ("SR Storage", "Presentation State", "Key Object Selection",
@@ -36,10 +41,14 @@ def read_chunk(path: Path) -> Chunk:
         return fp.read(HEAD_CHUNK), os.fstat(fp.fileno()).st_size
 
 
-def sop_class_name(ds: Dataset) -> str:
+def _file_meta(ds: Header) -> Header | None:
+    return ds if isinstance(ds, LazyHeader) else getattr(ds, "file_meta", None)
+
+
+def sop_class_name(ds: Header) -> str:
     """Human name of the SOP Class UID (PS3.6 Annex A), or the UID itself."""
     uid = tags.ascii_text(ds, "SOPClassUID")
-    meta = getattr(ds, "file_meta", None)
+    meta = _file_meta(ds)
     if not uid and meta is not None:
         uid = tags.ascii_text(meta, "MediaStorageSOPClassUID")
     if not uid:
@@ -47,12 +56,12 @@ def sop_class_name(ds: Dataset) -> str:
     return tags.uid_name(uid) or uid
 
 
-def _classify(ds: Dataset) -> str:
+def _classify(ds: Header) -> str:
     """"image", "non_image", or a reason to skip, from SOP Class and Rows/Columns."""
     name = sop_class_name(ds)
     if any(word in name for word in _NON_IMAGE_WORDS):
         return "non_image"
-    if "Rows" in ds and "Columns" in ds:
+    if tags.has(ds, "Rows") and tags.has(ds, "Columns"):
         return "image"
     if name.endswith("Image Storage"):  # an image object without its Image Pixel module
         return "no pixel data in an image object (file truncated?)"
@@ -61,13 +70,13 @@ def _classify(ds: Dataset) -> str:
     return "non_image"
 
 
-def _frames(ds: Dataset) -> int | None:
+def _frames(ds: Header) -> int | None:
     """Number of Frames (0028,0008) when > 1, else None (single frame)."""
     n = tags.integer(ds, "NumberOfFrames")
     return n if n is not None and n > 1 else None
 
 
-def _pixel_check(ds: Dataset, start: int, head: bytes, size: int, frames: int | None) -> str | None:
+def _pixel_check(ds: Header, start: int, head: bytes, size: int, frames: int | None) -> str | None:
     """Reason why the pixel data element is missing or short, else None.
 
     `start` is where `stop_before_pixels` stopped: the pixel data element
@@ -75,7 +84,7 @@ def _pixel_check(ds: Dataset, start: int, head: bytes, size: int, frames: int | 
     must hold Rows*Columns*Samples*BitsAllocated/8 bytes per frame (PS3.5
     8.1.1); encapsulated data only needs to be present (PS3.5 A.4).
     """
-    meta = getattr(ds, "file_meta", None)
+    meta = _file_meta(ds)
     tsyntax = UID(tags.ascii_text(meta, "TransferSyntaxUID") if meta is not None else "")
     if tsyntax == DeflatedExplicitVRLittleEndian:
         return None  # the data set is a deflated stream (PS3.5 A.5): no raw offsets
@@ -135,15 +144,23 @@ def _parse(path: Path, buf: bytes, size: int, force: bool) -> tuple[Dataset, int
 
 
 def read_header(path: Path, chunk: Chunk | OSError | None = None) -> tuple[str, object]:
-    """Classify one file: ("dicom", (ds, frames)) / ("non_image", name) / ("skip", reason).
+    """Classify one file: ("dicom", (header, frames)) / ("non_image", name) / ("skip", reason).
 
     `chunk` is `read_chunk(path)` when already read (or the OSError it raised).
+    The header is a `LazyHeader` when the fast walker could read the file
+    (single-frame, little endian), else a pydicom `Dataset`.
     """
     try:
         if isinstance(chunk, OSError):
             raise chunk
         buf, size = chunk if chunk is not None else read_chunk(path)
-        if buf[128:132] == b"DICM":
+        raw = walk(buf) if FAST_HEADERS else None
+        ds: Header
+        if raw is not None:
+            ds, start, head = LazyHeader(path, raw), raw.pixel_at, raw.pixel_head
+            if _frames(ds) is not None:  # per-frame geometry lives in sequences: pydicom
+                ds = ds.dataset()
+        elif buf[128:132] == b"DICM":
             ds, start, head = _parse(path, buf, size, force=False)
         elif _looks_like_dataset(buf):
             ds, start, head = _parse(path, buf, size, force=True)
@@ -151,7 +168,8 @@ def read_header(path: Path, chunk: Chunk | OSError | None = None) -> tuple[str, 
                 return "skip", "not a DICOM file"
         else:
             return "skip", "not a DICOM or image file" if size else "empty file"
-        ds.filename, ds.buffer, ds.fileobj_type = str(path), None, open  # as if read by path
+        if isinstance(ds, Dataset):
+            ds.filename, ds.buffer, ds.fileobj_type = str(path), None, open  # as if read by path
         kind = _classify(ds)
         if kind == "non_image":
             return "non_image", sop_class_name(ds)

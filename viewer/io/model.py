@@ -8,11 +8,58 @@ multi-frame instance contributes one `ImageRef` per frame (PS3.3 C.7.6.6).
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydicom import Dataset
+
+from viewer.io.rawheader import LazyHeader
+
+HeaderEntry = Dataset | LazyHeader
+
+
+class HeaderMap(Mapping[Path, Dataset]):
+    """Path -> header (no pixel data) of a series' files, parsed on first access.
+
+    The scan stores a `LazyHeader` for most files; indexing returns the pydicom
+    `Dataset` (parsed then, once, and shared by every copy of the map).
+    `entries()` hands the unparsed entries on (to a PixelStore) without
+    parsing them; iterating keys never parses.
+    """
+
+    __slots__ = ("_entries",)
+
+    def __init__(self, entries: Mapping[Path, HeaderEntry] | None = None) -> None:
+        self._entries: dict[Path, HeaderEntry] = dict(entries or {})
+
+    def __getitem__(self, path: Path) -> Dataset:
+        entry = self._entries[path]
+        return entry.dataset() if isinstance(entry, LazyHeader) else entry
+
+    def __iter__(self) -> Iterator[Path]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._entries
+
+    def __repr__(self) -> str:
+        parsed = sum(not isinstance(e, LazyHeader) or e.parsed for e in self._entries.values())
+        return f"HeaderMap({len(self)} files, {parsed} parsed)"
+
+    def put(self, path: Path, header: HeaderEntry) -> None:
+        self._entries[path] = header
+
+    def entries(self) -> dict[Path, HeaderEntry]:
+        """A copy of the path -> Dataset-or-LazyHeader entries, nothing parsed."""
+        return dict(self._entries)
+
+    def copy(self) -> HeaderMap:
+        return HeaderMap(self._entries)
 
 
 @dataclass(frozen=True)
@@ -35,7 +82,11 @@ class Series:
     columns: int
     items: list[ImageRef] = field(default_factory=list)
     kind: str = "dicom"  # "dicom" or "image" (PNG/JPEG/TIFF/BMP, modality OT)
-    headers: dict[Path, Dataset] = field(default_factory=dict, repr=False)
+    headers: HeaderMap = field(default_factory=HeaderMap, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.headers, HeaderMap):
+            self.headers = HeaderMap(self.headers)
 
     def header(self, ref: ImageRef) -> Dataset | None:
         """The header (no pixel data) of the file holding `ref`, if DICOM."""

@@ -21,7 +21,8 @@ import pydicom
 from pydicom import Dataset
 
 from viewer.errors import DecodeError
-from viewer.io.model import ImageRef
+from viewer.io.model import HeaderEntry, HeaderMap, ImageRef
+from viewer.io.rawheader import LazyHeader
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 MAX_HEADERS = 20000  # headers kept for meta(); pixel-free, a few KB each
@@ -148,7 +149,9 @@ class PixelStore:
         self._cache: OrderedDict[ImageRef, np.ndarray] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
-        self._headers: OrderedDict[Path, Dataset] = OrderedDict(headers or {})
+        self._headers: OrderedDict[Path, HeaderEntry] = OrderedDict()
+        if headers:
+            self.add_headers(headers)
         self._inflight: dict[ImageRef, Future] = {}
         self._plain_cache: dict[Path, bool] = {}
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="prefetch")
@@ -156,9 +159,11 @@ class PixelStore:
 
     # -- headers -----------------------------------------------------------
     def add_headers(self, headers: Mapping[Path, Dataset]) -> None:
-        """Register headers from a scan (e.g. `Series.headers`) to avoid re-reading."""
+        """Register headers from a scan (e.g. `Series.headers`) to avoid re-reading;
+        a `HeaderMap`'s unparsed entries stay unparsed until a frame needs them."""
+        entries = headers.entries() if isinstance(headers, HeaderMap) else headers
         with self._lock:
-            self._headers.update(headers)
+            self._headers.update(entries)
             self._trim_headers()
 
     def _trim_headers(self) -> None:
@@ -184,6 +189,11 @@ class PixelStore:
             return None
         with self._lock:
             ds = self._headers.get(ref.path)
+        if isinstance(ds, LazyHeader):
+            try:
+                ds = ds.dataset()
+            except Exception as exc:
+                raise DecodeError(f"{ref.path.name}: cannot read header: {_reason(exc)}") from None
         if ds is None:
             try:
                 ds = pydicom.dcmread(ref.path, stop_before_pixels=True, force=True)

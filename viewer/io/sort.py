@@ -92,7 +92,7 @@ def frame_geometry(ds: Dataset, frames: int) -> list[tuple[Vec | None, tuple[flo
     return out
 
 
-def slice_infos(ds: Dataset, path: Path, frames: int | None) -> list[SliceInfo]:
+def slice_infos(ds: "tags.Header", path: Path, frames: int | None) -> list[SliceInfo]:
     """One SliceInfo per image held by the file `path` with header `ds`."""
     inst = tags.integer(ds, "InstanceNumber")
     if frames is None:

@@ -1,10 +1,13 @@
-"""Fast reads of a few ASCII-only header values, without pydicom's conversion.
+"""Fast reads of a few header values, without pydicom's conversion.
 
 The scan touches ~15 attributes per file; pydicom converts a raw element on
 first access (validation, character sets), which costs more than parsing it.
 The value representations read here are ASCII by definition (UI, CS, IS, DS,
 DA: PS3.5 6.2) or binary US, so decoding the raw bytes is exact.  Text that
-depends on Specific Character Set (PN, LO, SH) must go through pydicom.
+depends on Specific Character Set (PN, LO, SH) is decoded by `text` with the
+file's single-byte or UTF-8 codec, or by pydicom when ISO 2022 escapes are in use.
+Every function takes a pydicom `Dataset` or a scan's `LazyHeader` (raw values,
+viewer.io.rawheader).
 """
 
 from __future__ import annotations
@@ -16,6 +19,10 @@ from pydicom import Dataset
 from pydicom.datadict import tag_for_keyword
 from pydicom.uid import UID
 
+from viewer.io.rawheader import LazyHeader
+
+Header = Dataset | LazyHeader  # a parsed header, or a scanned one not parsed yet
+
 
 @lru_cache(maxsize=None)
 def _tag(keyword: str) -> int:
@@ -25,7 +32,9 @@ def _tag(keyword: str) -> int:
     return tag
 
 
-def _raw(ds: Dataset, keyword: str) -> object:
+def _raw(ds: Header, keyword: str) -> object:
+    if isinstance(ds, LazyHeader):
+        return ds.raw.raw(_tag(keyword))
     try:
         elem = ds.get_item(_tag(keyword))
     except (KeyError, TypeError, ValueError):
@@ -33,7 +42,7 @@ def _raw(ds: Dataset, keyword: str) -> object:
     return None if elem is None else elem.value
 
 
-def ascii_text(ds: Dataset, keyword: str) -> str:
+def ascii_text(ds: Header, keyword: str) -> str:
     """Value of a UI/CS/IS/DS/DA element as text ('' when absent); multi-values joined by '\\'."""
     value = _raw(ds, keyword)
     if value is None:
@@ -45,7 +54,7 @@ def ascii_text(ds: Dataset, keyword: str) -> str:
     return str(value).strip()
 
 
-def integer(ds: Dataset, keyword: str) -> int | None:
+def integer(ds: Header, keyword: str) -> int | None:
     """An IS value (e.g. Instance Number), None when absent or malformed."""
     text = ascii_text(ds, keyword).split("\\")[0].strip()
     try:
@@ -54,7 +63,7 @@ def integer(ds: Dataset, keyword: str) -> int | None:
         return None
 
 
-def floats(ds: Dataset, keyword: str, n: int) -> tuple[float, ...] | None:
+def floats(ds: Header, keyword: str, n: int) -> tuple[float, ...] | None:
     """A DS multi-value of exactly n finite numbers (IPP: 3, IOP: 6), else None."""
     text = ascii_text(ds, keyword)
     if not text:
@@ -68,7 +77,7 @@ def floats(ds: Dataset, keyword: str, n: int) -> tuple[float, ...] | None:
     return vals
 
 
-def unsigned(ds: Dataset, keyword: str) -> int | None:
+def unsigned(ds: Header, keyword: str) -> int | None:
     """A US value (Rows, Columns, Bits Allocated...), honouring the data set's byte order."""
     value = _raw(ds, keyword)
     if value is None:
@@ -82,6 +91,40 @@ def unsigned(ds: Dataset, keyword: str) -> int | None:
         return int(value if not isinstance(value, (list, tuple)) else value[0])  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
+
+
+def has(ds: Header, keyword: str) -> bool:
+    """True when the top-level element is present (either kind of header)."""
+    if isinstance(ds, LazyHeader):
+        return _tag(keyword) in ds.raw
+    return keyword in ds
+
+
+def text_value(ds: Header, keyword: str) -> str:
+    """A character-set aware text value (PN, LO, SH: PS3.5 6.1), stripped; multi-values
+    joined by '\\'; '' when absent or malformed."""
+    if isinstance(ds, LazyHeader):
+        codec = ds.raw.text_codec()
+        if codec is not None:
+            value = ds.raw.raw(_tag(keyword))
+            if value is None:
+                return ""
+            try:
+                decoded = value.decode(codec, errors="replace")
+            except LookupError:
+                decoded = None
+            if decoded is not None:
+                return "\\".join(v.strip("\x00 ") for v in decoded.split("\\")).strip()
+        ds = ds.dataset()  # ISO 2022 escapes or several character sets: pydicom decodes
+    try:
+        value = ds.get(keyword, "")
+    except Exception:  # a malformed value must not stop the scan
+        return ""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v).strip() for v in value).strip()
+    return str(value).strip()
 
 
 @lru_cache(maxsize=4096)

@@ -39,9 +39,9 @@ def _remember_identifiers(series: Any) -> None:
         from viewer.logs import remember_identifiers
     except ImportError:
         return
-    for ds in list(series.headers.values())[:1]:
+    for path in list(series.headers)[:1]:  # one header (parsed now), not the whole series
         try:
-            remember_identifiers(ds)
+            remember_identifiers(series.headers[path])
         except Exception:
             log.debug("remember_identifiers failed", exc_info=True)
 
