@@ -95,35 +95,99 @@ def iter_prepared(model: "LoadedModel", images: Any, metas: Sequence[Any] | None
                 for f in pending:
                     f.cancel()
                 raise Cancelled()
+            if x.is_cuda:  # made on a side stream (preprocess_gpu): keep its memory until
+                x.record_stream(torch.cuda.current_stream(x.device))  # our stream is done with it
             yield a, b, x, geoms
 
 
 def forward_probs(model: "LoadedModel", x: "torch.Tensor") -> np.ndarray:
     """Softmax probabilities of one batch, as float32 numpy (B, C)."""
-    import torch
+    return _Pending(model, x).result()
 
-    from engine.device import autocast, prepare_input
 
-    with torch.inference_mode(), autocast(model.device):
-        logits = model.module(prepare_input(x, model.device))
-    return torch.softmax(logits.float(), dim=1).cpu().numpy()
+class _Pending:
+    """One batch's forward pass, launched; `result()` waits for its probabilities.
+
+    On CUDA the probabilities come back by a non-blocking copy into page-locked
+    memory, so the caller can launch the next batch's forward before waiting
+    for this one: the GPU never idles while Python queues the next kernels.
+    """
+
+    def __init__(self, model: "LoadedModel", x: "torch.Tensor", graphs: bool = False) -> None:
+        import torch
+
+        from engine.device import autocast, prepare_input
+
+        graph = None
+        if graphs and getattr(model.device, "type", "cpu") == "cuda":
+            from engine.graphs import graphed
+
+            graph = graphed(model, tuple(x.shape))
+        if graph is not None:
+            # the graph's static output: copied out below, in stream order
+            probs = graph(prepare_input(x, model.device))
+        else:
+            with torch.inference_mode(), autocast(model.device):
+                logits = model.module(prepare_input(x, model.device))
+                probs = torch.softmax(logits.float(), dim=1)
+        self._event = None
+        if probs.is_cuda:
+            self._host = torch.empty(probs.shape, dtype=probs.dtype, pin_memory=True)
+            self._host.copy_(probs, non_blocking=True)
+            self._event = torch.cuda.Event()
+            self._event.record()
+        else:
+            self._host = probs
+
+    @property
+    def asynchronous(self) -> bool:
+        return self._event is not None
+
+    def result(self) -> np.ndarray:
+        if self._event is not None:
+            self._event.synchronize()
+        return self._host.numpy()
 
 
 def predict(model: "LoadedModel", images: Any, metas: Sequence[Any] | None = None, batch_size: int = 16,
             progress: Callable[[int, int], None] | None = None,
             should_stop: Callable[[], bool] | None = None,
             on_batch: Callable[[int, np.ndarray], None] | None = None) -> np.ndarray:
-    """Class probabilities (N, C) float32; `on_batch(start, probs)` streams partial results."""
+    """Class probabilities (N, C) float32; `on_batch(start, probs)` streams partial results.
+
+    On CUDA each batch's probabilities are collected after the next batch's
+    forward pass has been launched (one batch in flight), so results and
+    progress trail the device by one batch; all are delivered before this
+    returns or raises Cancelled.  Full batches of a long series replay a CUDA
+    graph of the forward pass (engine.graphs).
+    """
     n = len(images)
     out = np.zeros((n, len(model.classes)), dtype=np.float32)
     if progress:
         progress(0, n)
-    for a, b, x, _ in iter_prepared(model, images, metas, batch_size, should_stop):
-        out[a:b] = forward_probs(model, x)
+
+    def finish(a: int, b: int, pending: _Pending) -> None:
+        out[a:b] = pending.result()
         if on_batch:
             on_batch(a, out[a:b])
         if progress:
             progress(b, n)
+
+    in_flight: tuple[int, int, _Pending] | None = None
+    graphs = n > 2 * batch_size  # a long series: full batches replay a CUDA graph (engine.graphs)
+    try:
+        for a, b, x, _ in iter_prepared(model, images, metas, batch_size, should_stop):
+            launched = _Pending(model, x, graphs=graphs and b - a == batch_size)
+            if in_flight is not None:
+                finish(*in_flight)
+                in_flight = None
+            if launched.asynchronous:
+                in_flight = (a, b, launched)
+            else:  # CPU: already computed, deliver it now
+                finish(a, b, launched)
+    finally:  # also on Cancelled: what was computed is delivered
+        if in_flight is not None:
+            finish(*in_flight)
     return out
 
 

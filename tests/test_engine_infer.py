@@ -91,3 +91,29 @@ def test_engine_is_qt_free_and_imports_torch_lazily():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_predict_equals_eager(tmp_path, monkeypatch):
+    """Full batches of a long series replay a CUDA graph; the probabilities equal the
+    eager forward's (both fp16 autocast), the short last batch runs eagerly, and the
+    captured graph is reused by the next call."""
+    from engine.card import ModelCard
+    from engine.modelfile import save_model
+    from engine.registry import build_model
+
+    path = tmp_path / "r.safetensors"
+    save_model(path, build_model("resnet18", 3), ModelCard(name="g", architecture="resnet18",
+                                                            classes=["a", "b", "c"], input_size=64))
+    model = load_model(path, device="cuda")
+    x = torch.randn(70, 3, 64, 64)
+    graphed = predict(model, x, batch_size=16)
+    assert set(model._graphs) == {(16, 3, 64, 64)} and model._graphs[(16, 3, 64, 64)] is not None
+    first = model._graphs[(16, 3, 64, 64)]
+    monkeypatch.setenv("MEDVIEWER_CUDA_GRAPHS", "0")
+    eager = predict(model, x, batch_size=16)
+    np.testing.assert_allclose(graphed, eager, atol=2e-3)
+    monkeypatch.delenv("MEDVIEWER_CUDA_GRAPHS")
+    again = predict(model, x, batch_size=16)
+    assert model._graphs[(16, 3, 64, 64)] is first
+    np.testing.assert_allclose(again, graphed, atol=1e-6)

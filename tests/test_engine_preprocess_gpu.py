@@ -75,7 +75,62 @@ def test_device_grey_levels_equal_display_render_for_every_int16_value():
 
     for window in (Window(40, 400), Window(-600, 1500), Window(40, 80, "LINEAR_EXACT"), Window(0.5, 2)):
         alpha, beta = affine_coefficients(every.dtype, meta, window)
-        unit = _stored_to_unit(every[None], torch.tensor([alpha]), torch.tensor([beta]), torch.device("cpu"))
+        unit = _stored_to_unit(torch.from_numpy(every[None]), False, torch.tensor([alpha]),
+                               torch.tensor([beta]))
         got = np.rint(unit[0].numpy() * 255).astype(int)
         diff = np.abs(got - render(every, meta, window).astype(int))
         assert diff.max() <= 1 and (diff > 0).sum() <= 2, window   # float32 rounding of exact ties only
+
+
+def test_pinned_staging_reuses_buffers_within_its_limit():
+    from engine.preprocess_gpu import PinnedStaging
+
+    made: list[int] = []
+
+    def alloc(n: int) -> torch.Tensor:
+        made.append(n)
+        return torch.empty(n, dtype=torch.uint8)
+
+    st = PinnedStaging(max_bytes=1000, alloc=alloc)
+    a = st.take(400)
+    b = st.take(500)
+    assert st.take(200) is None and st.pinned_bytes == 900  # over the limit: pageable copy
+    st.give(a)
+    assert st.take(300) is a  # the smallest idle buffer that fits is reused
+    st.give(a)
+    st.give(b)
+    c = st.take(450)
+    assert c is b and made == [400, 500]
+    assert st.take(600) is None and st.pinned_bytes == 500  # idle 400 dropped, still no room
+    st.give(c)
+    d = st.take(900)  # the idle 500 is dropped to make room for a larger buffer
+    assert d is not None and made == [400, 500, 900] and st.pinned_bytes == 900
+    st.give(d)
+    assert st.take(2000) is None  # larger than the limit however much is idle
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_batches_prepared_on_side_streams_are_complete_and_not_recycled():
+    """Many batches prepared by concurrent threads through pinned buffers and side
+    streams, consumed on the default stream with slow work queued in between: each
+    equals the CPU path (no buffer refilled or freed block reused too early)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from viewer.display import ImageMeta
+
+    ct = ImageMeta(photometric="MONOCHROME2", bits_stored=16, pixel_representation=1,
+                   rescale_slope=1.0, rescale_intercept=-1024.0, modality="CT")
+    spec = PreprocessSpec(input_size=96, window={"center": 40, "width": 400})
+    rng = np.random.default_rng(5)
+    batches = [[rng.integers(0, 3000, (256, 256)).astype(np.int16) for _ in range(8)] for _ in range(24)]
+    dev = torch.device("cuda")
+    big = torch.randn(4096, 4096, device=dev)
+    with ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(preprocess_batch_device, b, [ct] * len(b), spec, dev) for b in batches]
+        for batch, fut in zip(batches, futures):
+            x, _ = fut.result()
+            x.record_stream(torch.cuda.current_stream(dev))
+            for _ in range(3):
+                big = big @ big / 4096.0  # keep the default stream busy
+            ref, _ = preprocess_batch(batch, [ct] * len(batch), spec)
+            np.testing.assert_allclose(x.cpu().numpy(), ref.numpy(), atol=1e-4)
