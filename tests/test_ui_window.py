@@ -7,63 +7,39 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import CTImageStorage, MRImageStorage, generate_uid
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent, QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication, QLabel
 
+import dicomgen as g
 from viewer.display import PRESETS, default_window, render
 from viewer.ui.settings import Settings
 from viewer.ui.window import MainWindow
-
-CT_SOP = "1.2.840.10008.5.1.4.1.1.2"
-MR_SOP = "1.2.840.10008.5.1.4.1.1.4"
-
 
 def write_slice(path: Path, pixels: np.ndarray, *, series_uid: str, study_uid: str,
                 z: float, number: int, modality: str = "CT", spacing=(0.5, 0.8),
                 window: tuple[float, float] | None = None, series_desc: str = "Axial",
                 series_number: int = 1) -> None:
     """A minimal valid single-frame image (PS3.3 A.3 CT / A.4 MR) for UI tests."""
-    sop = generate_uid()
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CT_SOP if modality == "CT" else MR_SOP
-    meta.MediaStorageSOPInstanceUID = sop
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = sop
-    ds.PatientName = "Test^Patient"
-    ds.PatientID = "PID123"
-    ds.StudyDate = "20240102"
+    ds = g.base_dataset(CTImageStorage if modality == "CT" else MRImageStorage, modality,
+                        study_uid=study_uid, series_uid=series_uid, series_number=series_number,
+                        description=series_desc, patient="Test^Patient", patient_id="PID123")
     ds.StudyDescription = "UI study"
-    ds.StudyInstanceUID = study_uid
-    ds.SeriesInstanceUID = series_uid
-    ds.SeriesNumber = series_number
-    ds.SeriesDescription = series_desc
-    ds.Modality = modality
     ds.InstanceNumber = number
     ds.ImagePositionPatient = [0.0, 0.0, z]
     ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
     ds.SliceLocation = z
     ds.PixelSpacing = list(spacing)
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.BitsAllocated = 16
-    ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 1 if pixels.dtype == np.int16 else 0
+    g.set_pixels(ds, pixels)
     if modality == "CT":
         ds.RescaleSlope = 1
         ds.RescaleIntercept = -1024
         ds.RescaleType = "HU"
     if window is not None:
         ds.WindowCenter, ds.WindowWidth = window
-    ds.PixelData = pixels.tobytes()
-    ds.save_as(path, enforce_file_format=True)
+    g.save(ds, path)
 
 
 def make_study(root: Path, n_ct: int = 6, n_mr: int = 3, rows: int = 24, cols: int = 32) -> Path:
