@@ -11,6 +11,7 @@ after bilinear upsampling) so that maps agree with it to 1e-4.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -41,10 +42,13 @@ class CamHooks:
         self.layer = get_submodule(module, layer_name)
         self.activation: "torch.Tensor | None" = None
         self._handle: Any = None
+        self._owner: int | None = None  # thread whose forward pass is being observed
 
     def _hook(self, _mod: Any, _inp: Any, output: "torch.Tensor") -> "torch.Tensor | None":
         import torch
 
+        if threading.get_ident() != self._owner:  # another thread's forward of the shared
+            return None                             # module (predict beside a CAM job)
         if self.activation is not None:  # layer reused in one forward: keep the first call
             return None
         torch.set_grad_enabled(True)
@@ -69,6 +73,7 @@ class CamHooks:
         import torch
 
         self.activation = None
+        self._owner = threading.get_ident()
         prev = torch.is_grad_enabled()
         torch.set_grad_enabled(False)
         try:

@@ -41,7 +41,9 @@ class GraphedForward:
 
     `__call__(x)` copies `x` into the graph's static input and replays; the
     returned tensor is the graph's static output, valid until the next call
-    (stream order keeps a copy queued before that call safe).
+    (stream order keeps a copy queued before that call safe).  Callers that
+    may share the model across threads hold `lock` from the call until their
+    copy of the output is queued.
     """
 
     def __init__(self, model: "LoadedModel", shape: tuple[int, ...]) -> None:
@@ -57,7 +59,9 @@ class GraphedForward:
                 model.module(self.static_in)
         torch.cuda.current_stream(dev).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.no_grad(), _autocast(), torch.cuda.graph(self.graph):
+        self.lock = threading.Lock()  # one copy-in / replay / copy-out at a time
+        # thread_local: a Grad-CAM job running eagerly in another thread is not disturbed
+        with torch.no_grad(), _autocast(), torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             logits = model.module(self.static_in)
             self.static_out = torch.softmax(logits.float(), dim=1)
 

@@ -123,14 +123,20 @@ class _Pending:
             from engine.graphs import graphed
 
             graph = graphed(model, tuple(x.shape))
-        if graph is not None:
-            # the graph's static output: copied out below, in stream order
-            probs = graph(prepare_input(x, model.device))
-        else:
-            with torch.inference_mode(), autocast(model.device):
-                logits = model.module(prepare_input(x, model.device))
-                probs = torch.softmax(logits.float(), dim=1)
         self._event = None
+        if graph is not None:
+            x = prepare_input(x, model.device)
+            with graph.lock:  # the static output is copied out before anyone replays again
+                self._fetch(graph(x))
+            return
+        with torch.inference_mode(), autocast(model.device):
+            logits = model.module(prepare_input(x, model.device))
+            probs = torch.softmax(logits.float(), dim=1)
+        self._fetch(probs)
+
+    def _fetch(self, probs: "torch.Tensor") -> None:
+        import torch
+
         if probs.is_cuda:
             self._host = torch.empty(probs.shape, dtype=probs.dtype, pin_memory=True)
             self._host.copy_(probs, non_blocking=True)

@@ -100,3 +100,42 @@ def test_hooks_removed_when_forward_fails():
             hooks.forward(torch.randn(1, 5, 32, 32))  # wrong channel count
     assert not layer._forward_hooks and hooks.activation is None
     assert torch.is_grad_enabled()
+
+
+def test_gradcam_beside_predict_on_the_same_model_in_another_thread(tmp_path):
+    """The viewer runs Grad-CAM (its own pool) while a series is classified with the
+    same model: the forward hook is on the shared module, so it must act only for the
+    thread computing the CAM.  Both results equal those of quiet runs."""
+    import threading
+
+    p = tmp_path / "m.safetensors"
+    make_model_file(p, arch="resnet18", classes=("a", "b"), size=32)
+    model = load_model(p, device="cpu", cache=False)
+    x = torch.randn(64, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    quiet_probs = model.predict(x, batch_size=4)
+    quiet_cams = model.gradcam(x[:4], batch_size=4)
+    stop = threading.Event()
+    probs: list[np.ndarray] = []
+    errors: list[BaseException] = []
+
+    def classify() -> None:
+        try:
+            while not stop.is_set():
+                probs.append(model.predict(x, batch_size=4))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    th = threading.Thread(target=classify)
+    th.start()
+    try:
+        cams = [model.gradcam(x[:4], batch_size=4) for _ in range(15)]
+    finally:
+        stop.set()
+        th.join()
+    assert not errors, errors
+    assert probs
+    for got in probs:
+        np.testing.assert_allclose(got, quiet_probs, atol=1e-5)
+    for got in cams:
+        for a, b in zip(got, quiet_cams):
+            np.testing.assert_allclose(a, b, atol=1e-5)

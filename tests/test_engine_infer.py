@@ -117,3 +117,45 @@ def test_cuda_graph_predict_equals_eager(tmp_path, monkeypatch):
     again = predict(model, x, batch_size=16)
     assert model._graphs[(16, 3, 64, 64)] is first
     np.testing.assert_allclose(again, graphed, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_capture_and_replay_beside_a_gradcam_thread(tmp_path):
+    """As in the viewer: a Grad-CAM job (eager, autograd) runs in another thread while
+    predict captures and replays its graph; both finish and agree with a quiet run."""
+    import threading
+
+    from engine.card import ModelCard
+    from engine.modelfile import save_model
+    from engine.registry import build_model
+
+    path = tmp_path / "r.safetensors"
+    save_model(path, build_model("resnet18", 2), ModelCard(name="g", architecture="resnet18",
+                                                            classes=["a", "b"], input_size=64))
+    model = load_model(path, device="cuda")
+    x = torch.randn(96, 3, 64, 64)
+    cams_quiet = model.gradcam(x[:8], batch_size=8)
+    errors: list[BaseException] = []
+    cams: list = []
+    go = threading.Event()
+
+    def cam_job() -> None:
+        try:
+            go.wait()
+            for _ in range(4):
+                cams.append(model.gradcam(x[:8], batch_size=8))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    th = threading.Thread(target=cam_job)
+    th.start()
+    go.set()
+    busy = predict(model, x, batch_size=16)  # captures the graph while CAMs run
+    th.join()
+    assert not errors, errors
+    assert model._graphs[(16, 3, 64, 64)] is not None
+    quiet = predict(model, x, batch_size=16)
+    np.testing.assert_allclose(busy, quiet, atol=1e-6)
+    for got in cams:
+        for a, b in zip(got, cams_quiet):
+            np.testing.assert_allclose(a, b, atol=1e-3)
