@@ -114,16 +114,23 @@ def _report(capsys, lines: list[str]) -> None:
         print("\n" + "\n".join(lines))
 
 
-def test_monochrome_agrees_with_pydicom_on_every_test_file(capsys) -> None:
-    compared, frames_done, skipped, worst = [], 0, [], 0
+def _decoded(colour: bool, skipped: list[tuple[str, str]]):
+    """(name, header, dataset, pixel_array) of every monochrome (or colour) test file
+    that pydicom decodes; the others go to `skipped` with pydicom's reason."""
     for path, header in HEADERS:
         name = path.split("/")[-1]
-        if header.PhotometricInterpretation not in ("MONOCHROME1", "MONOCHROME2"):
+        if (header.PhotometricInterpretation in ("MONOCHROME1", "MONOCHROME2")) == colour:
             continue
         ds, arr, reason = _decode(path)
         if ds is None:
             skipped.append((name, reason))
             continue
+        yield name, header, ds, arr
+
+
+def test_monochrome_agrees_with_pydicom_on_every_test_file(capsys) -> None:
+    compared, frames_done, skipped, worst = [], 0, [], 0
+    for name, header, ds, arr in _decoded(colour=False, skipped=skipped):
         for frame, stored in _frames(ds, arr, colour=False):
             meta = meta_from_dataset(ds, frame)
             window = default_window(meta, stored)
@@ -156,15 +163,8 @@ def _palette_ref(ds: pydicom.Dataset) -> pydicom.Dataset:
 
 def test_colour_agrees_with_pydicom_on_every_test_file(capsys) -> None:
     compared, skipped = [], []
-    for path, header in HEADERS:
-        name = path.split("/")[-1]
+    for name, header, ds, arr in _decoded(colour=True, skipped=skipped):
         photometric = header.PhotometricInterpretation
-        if photometric in ("MONOCHROME1", "MONOCHROME2"):
-            continue
-        ds, arr, reason = _decode(path)
-        if ds is None:
-            skipped.append((name, reason))
-            continue
         for frame, stored in _frames(ds, arr, colour=True):
             meta = meta_from_dataset(ds, frame)
             ours = render(stored, meta)
