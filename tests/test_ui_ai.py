@@ -61,6 +61,13 @@ def _load(qtbot, ai, models_dir):
     qtbot.waitUntil(lambda: ai.model is not None, timeout=30000)
 
 
+def _show_grid_slice(qtbot, w, uid, index):
+    """Show slice `index` of the 24x40 image-grid series and wait until it is drawn."""
+    w.state.set_series(_series(w, uid))
+    w.state.set_slice(index)
+    qtbot.waitUntil(lambda: w.canvas.image_size() == (24, 40), timeout=10000)
+
+
 def test_picker_lists_models_with_card_and_errors(win, models_dir):
     w, ai = win
     items = [ai.picker.list.item(i) for i in range(ai.picker.list.count())]
@@ -173,9 +180,7 @@ def test_gradcam_overlay_on_image_grid_and_export(qtbot, win, models_dir, study,
     w, ai = win
     _, _, uid_b = study
     _load(qtbot, ai, models_dir)
-    w.state.set_series(_series(w, uid_b))
-    w.state.set_slice(5)
-    qtbot.waitUntil(lambda: w.canvas.image_size() == (24, 40), timeout=10000)
+    _show_grid_slice(qtbot, w, uid_b, 5)
     plain = tmp_path / "plain.png"
     ai.export_png(plain)
     ai.cam.enabled.setChecked(True)
@@ -228,9 +233,7 @@ def test_overlay_pixels_land_on_their_image_pixels_under_zoom_and_pan(qtbot, win
     w, ai = win
     _, _, uid_b = study
     _load(qtbot, ai, models_dir)
-    w.state.set_series(_series(w, uid_b))
-    w.state.set_slice(2)
-    qtbot.waitUntil(lambda: w.canvas.image_size() == (24, 40), timeout=10000)
+    _show_grid_slice(qtbot, w, uid_b, 2)
     cam = np.zeros((40, 24), np.float32)
     cam[30, 5] = 1.0                                  # one hot source pixel (row 30, col 5)
     ai.cam.enabled.blockSignals(True)
