@@ -19,8 +19,8 @@ def main() -> None:
     import torch
     from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
 
-    from engine.gradcam import cam_batch
-    from engine.registry import build_model, default_cam_layer
+    from medviewer.engine.cam import cam_batch
+    from medviewer.engine.registry import build_model, default_cam_layer
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--arch", default="resnet18")

@@ -20,9 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from medviewer import engine
+
 
 def make_series(n: int, rows: int = 512, cols: int = 512, seed: int = 0):
-    from viewer.display import ImageMeta
+    from medviewer.viewer.display import ImageMeta
 
     rng = np.random.default_rng(seed)
     r, c = np.mgrid[0:rows, 0:cols]
@@ -50,10 +52,10 @@ def timed(fn, repeats: int) -> float:
 def main() -> None:
     import torch
 
-    from engine.card import ModelCard
-    from engine.device import prepare_input
-    from engine.modelfile import load_model, save_model
-    from engine.registry import build_model
+    from medviewer.engine.card import ModelCard
+    from medviewer.engine.device import prepare_input
+    from medviewer.engine.modelfile import load_model, save_model
+    from medviewer.engine.registry import build_model
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--arch", default="resnet18")
@@ -68,7 +70,7 @@ def main() -> None:
                     help="CUDA: copy from pageable memory (ablation of the pinned staging buffers)")
     args = ap.parse_args()
     if args.no_pinned:
-        from engine.preprocess_gpu import STAGING
+        from medviewer.engine.preprocess_gpu import STAGING
 
         STAGING.max_bytes = 0
     if args.threads:
@@ -84,7 +86,7 @@ def main() -> None:
     ready, _ = model.preprocess_batch([p for p, _ in series], [m for _, m in series])
     dev = model.device
 
-    from engine.device import autocast
+    from medviewer.engine.device import autocast
 
     def bare() -> None:  # same precision as predict (float16 autocast on CUDA) for a fair ratio
         with torch.inference_mode(), autocast(dev):
@@ -102,10 +104,10 @@ def main() -> None:
         torch.cuda.synchronize()
 
     def via_predict() -> None:
-        model.predict(series, batch_size=args.batch)
+        engine.predict(model, series, batch_size=args.batch)
 
     def via_predict_tensors() -> None:
-        model.predict(ready, batch_size=args.batch)
+        engine.predict(model, ready, batch_size=args.batch)
 
     def prep_only() -> None:
         for a in range(0, len(series), args.batch):

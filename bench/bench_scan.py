@@ -42,11 +42,11 @@ import pydicom
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from viewer.display import render  # noqa: E402
-from viewer.io.demo import slice_header  # noqa: E402
-from viewer.io.pixels import PixelStore  # noqa: E402
-from viewer.io.scan import scan  # noqa: E402
-from viewer.io.sort import normal  # noqa: E402
+from medviewer.viewer.display import render  # noqa: E402
+from medviewer.viewer.io.demo import slice_header  # noqa: E402
+from medviewer.viewer.io.pixels import PixelStore  # noqa: E402
+from medviewer.viewer.io.scan import scan  # noqa: E402
+from medviewer.viewer.io.sort import normal  # noqa: E402
 
 
 def generate(folder: Path, slices: int, size: int, seed: int = 0) -> int:

@@ -19,9 +19,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from engine.train.cli import parse
-from engine.train.loop import fit
-from engine.train.model import build
+from medviewer.engine.train.cli import parse
+from medviewer.engine.train.loop import fit
+from medviewer.engine.train.model import build
 
 
 def bare_loop(arch: str, x: torch.Tensor, y: torch.Tensor, epochs: int, batch: int, device: torch.device,

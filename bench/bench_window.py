@@ -23,7 +23,7 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from viewer.display import Renderer, Window, meta_from_dataset  # noqa: E402
+from medviewer.viewer.display import Renderer, Window, meta_from_dataset  # noqa: E402
 
 
 def ct_frame(size: int = 512, seed: int = 0) -> tuple[np.ndarray, Dataset]:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
 
-from viewer.errors import ModelFileError
+from medviewer.viewer.errors import ModelFileError
 
 FORMAT_VERSION = 1
 METADATA_KEY = "medviewer.card"  # key of the card JSON in the safetensors metadata
@@ -72,7 +72,7 @@ class ModelCard:
     # -- validation ---------------------------------------------------------------
     def validate(self, where: str = "model card") -> "ModelCard":
         """Raise ModelFileError (one line) for any inconsistent field; return self."""
-        from engine.registry import ARCHITECTURES, default_cam_layer
+        from medviewer.engine.registry import ARCHITECTURES, default_cam_layer
 
         def bad(msg: str) -> ModelFileError:
             return ModelFileError(f"{where}: {msg}")

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from viewer.cli_study import EXIT_FAIL, EXIT_OK, EXIT_PARTIAL, _Parser, _pick_series, write_png
-from viewer.errors import ModelFileError, NothingToShowError, UsageError
+from medviewer.viewer.clikit import EXIT_FAIL, EXIT_OK, EXIT_PARTIAL, Parser, pick_series, require_images, write_png
+from medviewer.viewer.errors import ModelFileError, UsageError
 
 
 def _rel(root: Path, path: Path) -> str:
@@ -39,7 +39,7 @@ def _safe(text: str) -> str:
 
 
 def _write_cam(cam_dir: Path, rel: str, cam: np.ndarray, grey: np.ndarray) -> None:
-    from engine.overlay import blend
+    from medviewer.engine.overlay import blend
 
     npy = cam_dir / rel
     npy.parent.mkdir(parents=True, exist_ok=True)
@@ -49,17 +49,18 @@ def _write_cam(cam_dir: Path, rel: str, cam: np.ndarray, grey: np.ndarray) -> No
 
 def main_predict(argv: list[str]) -> int:
     """Classify every slice of the chosen series; optional Grad-CAM maps and JSON report."""
-    from engine.device import describe
-    from engine.infer import AGGREGATIONS, aggregate, aggregation_name
-    from engine.modelfile import load_model
-    from engine.series import predict_series
-    from viewer.display import render
-    from viewer.io.pixels import PixelStore
-    from viewer.io.scan import open_path
+    from medviewer.engine.device import describe
+    from medviewer.engine.infer import AGGREGATIONS, aggregate, aggregation_name
+    from medviewer.engine import load_model
+    from medviewer.engine.series import predict_series
+    from medviewer.viewer.display import render
+    from medviewer.viewer.io.pixels import PixelStore
+    from medviewer.viewer.io.scan import open_path
 
-    p = _Parser(prog="medviewer predict", description="Run an AI model over a study's series.")
+    p = Parser(prog="medviewer predict", description="Run an AI model over a study's series.")
     p.add_argument("path", help="a study folder or a single file")
-    p.add_argument("--model", required=True, metavar="FILE", help="a .safetensors model file")
+    p.add_argument("--model", required=True, metavar="FILE|NAME",
+                   help="a .safetensors model file, or the name of a bundled or user model (e.g. demo)")
     p.add_argument("--series", metavar="N|UID", help="Series Number or UID (default: every series)")
     p.add_argument("--json", metavar="OUT", help="write the JSON report here ('-' for stdout)")
     p.add_argument("--cam-dir", metavar="DIR", help="write Grad-CAM .npy maps and overlay PNGs here")
@@ -86,11 +87,8 @@ def main_predict(argv: list[str]) -> int:
 
     model = load_model(args.model, device=None if args.device == "auto" else args.device)
     result = open_path(args.path)
-    if not result.all_series():
-        why = f": {result.skipped[0].reason}" if len(result.skipped) == 1 else \
-            f" ({len(result.skipped)} file(s) skipped, {len(result.non_image)} non-image)"
-        raise NothingToShowError(f"{args.path}: no displayable image{why}")
-    chosen = [_pick_series(result, args.series)] if args.series else [s for s in result.all_series() if s.items]
+    require_images(result, args.path)
+    chosen = [pick_series(result, args.series)] if args.series else [s for s in result.all_series() if s.items]
 
     root = Path(result.root)
     doc: dict[str, Any] = {
@@ -175,11 +173,11 @@ def main_convert(argv: list[str]) -> int:
 
     import torch
 
-    from engine.card import ModelCard
-    from engine.modelfile import save_model
-    from engine.registry import build_from_card
+    from medviewer.engine.card import ModelCard
+    from medviewer.engine.modelfile import save_model
+    from medviewer.engine.registry import build_from_card
 
-    p = _Parser(prog="medviewer convert-model",
+    p = Parser(prog="medviewer convert-model",
                 description="Convert IN.pt (a state dict) to OUT.safetensors with a model card.")
     p.add_argument("input", help="a .pt/.pth file holding a state dict")
     p.add_argument("output", help="the .safetensors file to write")
@@ -203,7 +201,7 @@ def main_convert(argv: list[str]) -> int:
         raise ModelFileError(f"{src.name}: cannot read as weights only ({first[:160]})") from None
     state = _state_dict_from_checkpoint(obj, src.name)
     module = build_from_card(card)
-    from engine.modelfile import check_fits
+    from medviewer.engine.modelfile import check_fits
 
     check_fits(state, card, src.name)
     module.load_state_dict(state, strict=True)

@@ -11,7 +11,7 @@ import contextlib
 import os
 from typing import TYPE_CHECKING, Any
 
-from viewer.errors import UsageError
+from medviewer.viewer.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

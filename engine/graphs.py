@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from engine.modelfile import LoadedModel
+    from medviewer.engine.modelfile import LoadedModel
 
 log = logging.getLogger("medviewer.engine")
 WARMUP = 3  # eager passes on a side stream before capture (cuDNN / allocator settle)

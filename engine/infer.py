@@ -18,8 +18,8 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from engine.modelfile import LoadedModel
-    from engine.preprocess import Geometry
+    from medviewer.engine.modelfile import LoadedModel
+    from medviewer.engine.preprocess import Geometry
 
 AGGREGATIONS = ("mean", "max", "topk_mean")
 PREP_WORKERS = 8  # preparation threads ahead of a GPU
@@ -62,7 +62,7 @@ def iter_prepared(model: "LoadedModel", images: Any, metas: Sequence[Any] | None
     def prep(a: int, b: int) -> tuple["torch.Tensor", list["Geometry"]]:
         items = [split_item(images[i], metas[i] if metas is not None else None) for i in range(a, b)]
         if on_gpu:  # LUT on the CPU, resize + normalisation on the GPU (engine.preprocess_gpu)
-            from engine.preprocess_gpu import preprocess_batch_device
+            from medviewer.engine.preprocess_gpu import preprocess_batch_device
 
             return preprocess_batch_device([p for p, _ in items], [m for _, m in items], model.spec,
                                            model.device)
@@ -116,11 +116,11 @@ class _Pending:
     def __init__(self, model: "LoadedModel", x: "torch.Tensor", graphs: bool = False) -> None:
         import torch
 
-        from engine.device import autocast, prepare_input
+        from medviewer.engine.device import autocast, prepare_input
 
         graph = None
         if graphs and getattr(model.device, "type", "cpu") == "cuda":
-            from engine.graphs import graphed
+            from medviewer.engine.graphs import graphed
 
             graph = graphed(model, tuple(x.shape))
         self._event = None

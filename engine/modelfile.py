@@ -10,15 +10,15 @@ from __future__ import annotations
 import json
 import struct
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.card import METADATA_KEY, ModelCard
-from engine.preprocess import Geometry, PreprocessSpec, preprocess, preprocess_batch
-from viewer.errors import ModelFileError
+from medviewer.engine.card import METADATA_KEY, ModelCard
+from medviewer.engine.preprocess import Geometry, PreprocessSpec, preprocess, preprocess_batch
+from medviewer.viewer.errors import ModelFileError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -89,7 +89,7 @@ def check_fits(state: dict[str, Any], card: ModelCard, where: str) -> None:
     """Raise ModelFileError unless `state` fits the architecture and head of `card`."""
     import torch
 
-    from engine.registry import build_from_card
+    from medviewer.engine.registry import build_from_card
 
     with torch.device("meta"):
         ref = build_from_card(card).state_dict()
@@ -111,7 +111,10 @@ def check_fits(state: dict[str, Any], card: ModelCard, where: str) -> None:
 
 
 class LoadedModel:
-    """A model ready to run: module (eval), card, classes, Grad-CAM layer, device."""
+    """A model ready to run: module (eval), card, classes, Grad-CAM layer, device.
+
+    Plain data plus its preprocessing; `medviewer.engine.predict` / `.gradcam` run it.
+    """
 
     def __init__(self, module: "torch.nn.Module", card: ModelCard, device: "torch.device",
                  path: Path | None = None) -> None:
@@ -138,26 +141,6 @@ class LoadedModel:
     def preprocess_batch(self, images: Sequence[Any], metas: Sequence[Any] | None = None):
         return preprocess_batch(images, metas, self.spec)
 
-    def predict(self, images: Any, batch_size: int = 16,
-                progress: Callable[[int, int], None] | None = None,
-                should_stop: Callable[[], bool] | None = None, metas: Sequence[Any] | None = None) -> np.ndarray:
-        """Class probabilities (N, C) for a (N, 3, S, S) tensor or a list of stored images."""
-        from engine.infer import predict
-
-        return predict(self, images, metas=metas, batch_size=batch_size, progress=progress,
-                       should_stop=should_stop)
-
-    def gradcam(self, images: Any, class_index: int | Sequence[int] | None = None,
-                method: str = "gradcam", batch_size: int = 16, metas: Sequence[Any] | None = None,
-                progress: Callable[[int, int], None] | None = None,
-                should_stop: Callable[[], bool] | None = None) -> list[np.ndarray]:
-        """Grad-CAM maps, float32 [0, 1], at each source image's rows x cols
-        (at S x S for an already preprocessed tensor); class default: top class."""
-        from engine.gradcam import gradcam_images
-
-        return gradcam_images(self, images, metas=metas, class_index=class_index, method=method,
-                              batch_size=batch_size, progress=progress, should_stop=should_stop)
-
 
 _cache: dict[tuple[str, int, int, str], LoadedModel] = {}
 _cache_lock = threading.Lock()
@@ -168,8 +151,8 @@ def load_model(path: str | Path, device: str | None = None, cache: bool = True) 
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from engine.device import pick_device, prepare_module
-    from engine.registry import build_from_card
+    from medviewer.engine.device import pick_device, prepare_module
+    from medviewer.engine.registry import build_from_card
 
     path = Path(path)
     card = read_card(path)  # refuses pickles, checks the card

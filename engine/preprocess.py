@@ -23,8 +23,8 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from engine.card import ModelCard
-    from viewer.display import ImageMeta
+    from medviewer.engine.card import ModelCard
+    from medviewer.viewer.display import ImageMeta
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601 (PS3.3 C.7.6.3.1.2 YBR)
 
@@ -103,7 +103,7 @@ class Geometry:
 
 # -- step 1: display pipeline -> [0, 1] ------------------------------------------------
 def _window_for(stored: np.ndarray, meta: "ImageMeta", window: Any) -> Any:
-    from viewer import display
+    from medviewer.viewer import display
 
     if window == "auto":
         return display.auto_window(stored, meta)
@@ -124,7 +124,7 @@ def to_unit(stored: np.ndarray, meta: "ImageMeta | None" = None, window: Any = "
     `monochrome1="raw"` undoes the display inversion for MONOCHROME1 images.
     `meta=None` treats `stored` as a plain PNG/JPEG-like array.
     """
-    from viewer import display
+    from medviewer.viewer import display
 
     stored = np.asarray(stored)
     if meta is None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.preprocess import Geometry, PreprocessSpec, fit
+from medviewer.engine.preprocess import Geometry, PreprocessSpec, fit
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -101,9 +101,9 @@ def _settle(device: str) -> None:
 
 def grey_levels(stored: np.ndarray, meta: Any, spec: PreprocessSpec) -> np.ndarray | None:
     """uint8 grey levels exactly as engine.preprocess.to_unit * 255, or None for colour."""
-    from viewer import display
+    from medviewer.viewer import display
 
-    from engine.preprocess import _window_for
+    from medviewer.engine.preprocess import _window_for
 
     stored = np.asarray(stored)
     if meta is None:
@@ -120,9 +120,9 @@ def affine_grey(stored: np.ndarray, meta: Any, spec: PreprocessSpec) -> tuple[fl
     """(alpha, beta) when `grey_levels` is one affine map of the stored values
     (rescale + LINEAR/LINEAR_EXACT window, viewer.display.affine_coefficients),
     so the device can window the raw stored values itself; else None."""
-    from viewer import display
+    from medviewer.viewer import display
 
-    from engine.preprocess import _window_for
+    from medviewer.engine.preprocess import _window_for
 
     stored = np.asarray(stored)
     if meta is None:
@@ -305,7 +305,7 @@ def preprocess_batch_device(images: Sequence[np.ndarray], metas: Sequence[Any] |
     """
     import torch
 
-    from engine.preprocess import preprocess_array
+    from medviewer.engine.preprocess import preprocess_array
 
     metas = list(metas) if metas is not None else [None] * len(images)
     s = spec.input_size

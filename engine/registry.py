@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from viewer.errors import ModelFileError
+from medviewer.viewer.errors import ModelFileError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch.nn as nn

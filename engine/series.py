@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from viewer.errors import MedviewerError
+from medviewer.viewer.errors import MedviewerError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from engine.modelfile import LoadedModel
-    from viewer.io.model import ImageRef
-    from viewer.io.pixels import PixelStore
+    from medviewer.engine.modelfile import LoadedModel
+    from medviewer.viewer.io.model import ImageRef
+    from medviewer.viewer.io.pixels import PixelStore
 
 
 class SeriesImages(Sequence):
@@ -62,8 +62,8 @@ def predict_series(model: "LoadedModel", store: "PixelStore", refs: Sequence["Im
 
     `on_batch(start, probs, cams_or_None)` streams results as batches finish.
     """
-    from engine.gradcam import gradcam_images
-    from engine.infer import predict
+    from medviewer.engine.cam import gradcam_images
+    from medviewer.engine.infer import predict
 
     images = SeriesImages(store, refs, shape)
     n = len(images)

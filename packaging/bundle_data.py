@@ -126,14 +126,15 @@ def cpu_only_binaries(binaries: list, bindepend) -> list:
 
 
 def resource_datas(root: Path) -> list[tuple[str, str]]:
-    """(src, dest) pairs for resources/: icons, presets, bundled models."""
+    """(src, dest) pairs for resources/ (icons, bundled models) as medviewer.resources data."""
     out: list[tuple[str, str]] = []
     res = root / "resources"
     if not res.is_dir():
         return out
     for path in sorted(res.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pt", ".pth", ".pkl"):
-            out.append((str(path), str(Path("resources") / path.parent.relative_to(res))))
+        if (path.is_file() and "__pycache__" not in path.parts
+                and path.suffix not in (".pt", ".pth", ".pkl", ".py", ".sh") and path.name != "screenshot.png"):
+            out.append((str(path), str(Path("medviewer") / "resources" / path.parent.relative_to(res))))
     return out
 
 
@@ -143,7 +144,7 @@ def selftest_datas() -> list[tuple[str, str]]:
     They come from pydicom's own test files at build time and are never
     committed to the repository.
     """
-    from viewer.selftest import SELFTEST_FILES, find_selftest_file
+    from medviewer.viewer.selftest import SELFTEST_FILES, find_selftest_file
 
     out = []
     for name in SELFTEST_FILES.values():

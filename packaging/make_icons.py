@@ -52,7 +52,6 @@ def main() -> int:
         out = ICONS / f"medviewer-{size}.png"
         if not render(svg, size).save(str(out), "PNG"):
             raise SystemExit(f"cannot write {out}")
-    render(svg, 256).save(str(ICONS / "medviewer.png"), "PNG")
     write_ico(ICONS / "medviewer.ico", [ICONS / f"medviewer-{s}.png" for s in (16, 24, 32, 48, 64, 128, 256)])
     print(f"icons written to {ICONS}")
     return 0

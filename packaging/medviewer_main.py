@@ -2,7 +2,6 @@
 
 import multiprocessing
 import os
-import sys
 
 if __name__ == "__main__":
     multiprocessing.freeze_support()  # worker processes of a frozen app re-enter here
@@ -10,6 +9,6 @@ if __name__ == "__main__":
         import startup_probe  # packaging/startup_probe.py: quit after the first window
 
         startup_probe.install()
-    from viewer.cli import run
+    from medviewer.viewer.cli import run
 
     run()

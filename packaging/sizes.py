@@ -16,7 +16,7 @@ COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
     ("pydicom + decoders", ("pydicom/", "pylibjpeg", "libjpeg/", "openjpeg/", "rle/", "_libjpeg", "_openjpeg")),
     ("matplotlib + Pillow", ("matplotlib/", "PIL/", "pillow", "fontTools/", "kiwisolver", "contourpy")),
     ("optuna + sqlalchemy", ("optuna/", "sqlalchemy/", "alembic/")),
-    ("medviewer resources", ("resources/", "selftest_data/")),
+    ("medviewer resources", ("medviewer/resources/", "selftest_data/")),
     ("Python runtime + stdlib", ("base_library.zip", "libpython", "lib-dynload/", "python3")),
 ]
 

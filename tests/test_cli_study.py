@@ -13,8 +13,8 @@ import pytest
 from pydicom.data import get_testdata_file
 
 import dicomgen as g
-from viewer.cli import main
-from viewer.display import PRESETS, Window, meta_from_dataset, render
+from medviewer.viewer.cli import main
+from medviewer.viewer.display import PRESETS, Window, meta_from_dataset, render
 
 SERIES_KEYS = ["series_uid", "number", "modality", "description", "rows", "columns", "images", "items"]
 
@@ -187,8 +187,9 @@ def test_study_io_and_cli_work_without_qt(tmp_path: Path) -> None:
     g.ct_series(tmp_path, 3)
     code = (
         "import sys, json; sys.modules['PySide6'] = None\n"
-        "import viewer.io.scan, viewer.io.pixels, viewer.io.demo, viewer.cli_study\n"
-        "from viewer.cli import main\n"
+        "import medviewer.viewer.io.scan, medviewer.viewer.io.pixels, medviewer.viewer.io.demo\n"
+        "import medviewer.viewer.cli_study\n"
+        "from medviewer.viewer.cli import main\n"
         f"rc = main(['export', {str(tmp_path)!r}, {str(tmp_path / 'o.png')!r}])\n"
         "assert not any(m.startswith('PySide6') for m in sys.modules if sys.modules[m]), 'Qt'\n"
         "sys.exit(rc)\n"
@@ -205,7 +206,7 @@ def test_info_empty_folder_exit_2(capsys, tmp_path: Path) -> None:
 
 
 def test_export_plain_png_matches_render(capsys, tmp_path: Path) -> None:
-    from viewer.display import meta_for_plain_image
+    from medviewer.viewer.display import meta_for_plain_image
 
     (src,) = g.plain_images(tmp_path / "pics", 1, ".png")
     grad = np.tile(np.arange(20, dtype=np.uint8) * 12, (12, 1))

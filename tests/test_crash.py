@@ -10,8 +10,8 @@ import pytest
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QMainWindow, QMessageBox
 
-from viewer import logs
-from viewer.ui import crash
+from medviewer.viewer import logs
+from medviewer.viewer.ui import crash
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian
 
-from viewer.display import Window, find_window, meta_for_plain_image, meta_from_dataset
-from viewer.errors import DecodeError
+from medviewer.viewer.display import Window, find_window, meta_for_plain_image, meta_from_dataset
+from medviewer.viewer.errors import DecodeError
 
 
 def mono(**kw) -> Dataset:

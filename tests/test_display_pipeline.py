@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from viewer.display import (
+from medviewer.viewer.display import (
     PRESET_KEYS,
     PRESETS,
     RESET_KEY,
@@ -196,7 +196,7 @@ def test_renderer_caches_tables_per_meta_and_window() -> None:
 def _assert_ties_only(fast, exact_ref, values, meta, window, context=()) -> None:
     """fast == exact_ref except at exact .5 ties of the float64 grey level,
     where float32 and float64 rounding may differ by one grey level."""
-    from viewer.display.voi import window_fraction
+    from medviewer.viewer.display.voi import window_fraction
 
     diff = np.abs(fast.astype(int) - exact_ref.astype(int))
     assert diff.max() <= 1, context
@@ -213,7 +213,7 @@ def test_affine_path_matches_table_for_every_stored_value(dtype, photometric, fu
     """The OpenCV affine path (LINEAR windows, no table) equals the table path
     within one grey level for every stored value, including narrow windows,
     negative slopes and windows entirely outside the stored range."""
-    from viewer.display.pipeline import _affine_render, _full_grey_table
+    from medviewer.viewer.display.pipeline import _affine_render, _full_grey_table
 
     info = np.iinfo(dtype)
     values = np.arange(info.min, info.max + 1).astype(dtype).reshape(-1, 256)

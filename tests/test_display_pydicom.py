@@ -21,7 +21,7 @@ from pydicom.data import get_testdata_files
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
 from pydicom.pixels.processing import apply_windowing
 
-from viewer.display import default_window, meta_from_dataset, render
+from medviewer.viewer.display import default_window, meta_from_dataset, render
 
 MAX_FRAMES = 3
 

@@ -9,7 +9,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.pixels.processing import apply_windowing
 
-from viewer.display import (
+from medviewer.viewer.display import (
     ImageMeta,
     LutTable,
     Window,
@@ -18,7 +18,7 @@ from viewer.display import (
     sigmoid_fraction,
     to_grey,
 )
-from viewer.display.voi import grey_levels, voi_fraction
+from medviewer.viewer.display.voi import grey_levels, voi_fraction
 
 # Window 40/400.  LINEAR: ramp from c-0.5-(w-1)/2 = -160 (exclusive) to
 # c-0.5+(w-1)/2 = 239, value ((x - 39.5) / 399 + 0.5) * 255.

@@ -11,11 +11,12 @@ import torch
 from pydicom.data import get_testdata_file
 
 import dicomgen
-from engine.card import ModelCard
-from engine.modelfile import load_model
-from engine.registry import build_model
+from medviewer.engine.card import ModelCard
+from medviewer.engine.modelfile import load_model
+from medviewer.engine.registry import build_model
 from test_engine_modelfile import make_model_file
-from viewer.cli import main
+from medviewer.viewer.cli import main
+from medviewer import engine
 
 
 @pytest.fixture(scope="module")
@@ -60,14 +61,14 @@ def test_predict_json_schema_cams_and_consistency(tmp_path, capsys, model_path, 
     assert [it["path"] for it in ct["items"]] == [p.relative_to(root).as_posix() for p in paths]
     loaded = load_model(model_path, device="cpu")
     import pydicom
-    from viewer.display import meta_from_dataset
+    from medviewer.viewer.display import meta_from_dataset
 
     for it, p in zip(ct["items"], paths):
         assert set(it) == {"path", "frame", "probabilities", "top", "cam"} and it["frame"] is None
         probs = it["probabilities"]
         assert abs(sum(probs.values()) - 1) < 1e-5 and it["top"] == max(probs, key=probs.get)
         ds = pydicom.dcmread(p)
-        ref = loaded.predict([(ds.pixel_array, meta_from_dataset(ds))])[0]
+        ref = engine.predict(loaded, [(ds.pixel_array, meta_from_dataset(ds))])[0]
         np.testing.assert_allclose([probs[c] for c in loaded.classes], ref, atol=1e-5)
         cam = np.load(cam_dir / it["cam"])
         assert cam.dtype == np.float32 and cam.shape == (24, 20) and 0 <= cam.min() and cam.max() <= 1
@@ -145,7 +146,7 @@ def test_convert_model_round_trip(tmp_path, capsys):
     loaded = load_model(out, device="cpu", cache=False)
     x = torch.randn(2, 3, 32, 32)
     with torch.inference_mode():
-        np.testing.assert_allclose(loaded.predict(x), torch.softmax(module(x), 1).numpy(), atol=1e-6)
+        np.testing.assert_allclose(engine.predict(loaded, x), torch.softmax(module(x), 1).numpy(), atol=1e-6)
 
 
 class Evil:  # a pickled object: weights_only loading must refuse it

@@ -1,4 +1,4 @@
-"""engine.gradcam: agreement with pytorch-grad-cam, class choice, source-grid maps, hook hygiene."""
+"""medviewer.engine.cam: agreement with pytorch-grad-cam, class choice, source-grid maps, hook hygiene."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import torch
 from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from engine.gradcam import CamHooks, cam_batch
-from engine.modelfile import load_model
-from engine.registry import build_model, default_cam_layer
+from medviewer.engine.cam import CamHooks, cam_batch
+from medviewer.engine.modelfile import load_model
+from medviewer.engine.registry import build_model, default_cam_layer
 from test_engine_modelfile import make_model_file
+from medviewer import engine
 
 
 def _reference(model, layer, x, method, targets=None):
@@ -60,13 +61,13 @@ def test_loaded_model_maps_on_source_grid_batch_equals_single(tmp_path):
     loaded = load_model(p, device="cpu", cache=False)
     rng = np.random.default_rng(3)
     images = [rng.integers(0, 255, shape, dtype=np.uint8) for shape in [(30, 70), (64, 64), (90, 40)]]
-    maps = loaded.gradcam(images, batch_size=3)
-    singles = [loaded.gradcam([im], batch_size=1)[0] for im in images]
+    maps = engine.gradcam(loaded, images, batch_size=3)
+    singles = [engine.gradcam(loaded, [im], batch_size=1)[0] for im in images]
     for im, m, s in zip(images, maps, singles):
         assert m.shape == im.shape and m.dtype == np.float32
         assert 0.0 <= m.min() and m.max() <= 1.0
         np.testing.assert_allclose(m, s, atol=1e-5)
-    pp = loaded.gradcam(images[:1], method="gradcampp")[0]
+    pp = engine.gradcam(loaded, images[:1], method="gradcampp")[0]
     assert pp.shape == images[0].shape
 
 
@@ -112,8 +113,8 @@ def test_gradcam_beside_predict_on_the_same_model_in_another_thread(tmp_path):
     make_model_file(p, arch="resnet18", classes=("a", "b"), size=32)
     model = load_model(p, device="cpu", cache=False)
     x = torch.randn(64, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    quiet_probs = model.predict(x, batch_size=4)
-    quiet_cams = model.gradcam(x[:4], batch_size=4)
+    quiet_probs = engine.predict(model, x, batch_size=4)
+    quiet_cams = engine.gradcam(model, x[:4], batch_size=4)
     stop = threading.Event()
     probs: list[np.ndarray] = []
     errors: list[BaseException] = []
@@ -121,14 +122,14 @@ def test_gradcam_beside_predict_on_the_same_model_in_another_thread(tmp_path):
     def classify() -> None:
         try:
             while not stop.is_set():
-                probs.append(model.predict(x, batch_size=4))
+                probs.append(engine.predict(model, x, batch_size=4))
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
     th = threading.Thread(target=classify)
     th.start()
     try:
-        cams = [model.gradcam(x[:4], batch_size=4) for _ in range(15)]
+        cams = [engine.gradcam(model, x[:4], batch_size=4) for _ in range(15)]
     finally:
         stop.set()
         th.join()

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-import engine
-from engine.card import METADATA_KEY, ModelCard
-from engine.modelfile import clear_cache, load_model, read_card, save_model
-from engine.registry import build_model, head_spec
-from viewer.errors import ModelFileError
+from medviewer import engine
+from medviewer.engine.card import METADATA_KEY, ModelCard
+from medviewer.engine.modelfile import clear_cache, load_model, read_card, save_model
+from medviewer.engine.registry import build_model, head_spec
+from medviewer.viewer.errors import ModelFileError
 
 
 def make_model_file(path, arch="resnet18", classes=("normal", "lesion"), size=32, **card_kw):
@@ -36,7 +36,7 @@ def test_round_trip_same_outputs_and_card(tmp_path):
     x = torch.randn(3, 3, 32, 32)
     with torch.inference_mode():
         ref = torch.softmax(module(x), 1).numpy()
-    np.testing.assert_allclose(loaded.predict(x), ref, atol=1e-6)
+    np.testing.assert_allclose(engine.predict(loaded, x), ref, atol=1e-6)
     assert read_card(p) == card
     assert engine.load_model(p, device="cpu") is loaded  # cached
     clear_cache()
@@ -49,8 +49,8 @@ def test_batch_and_single_agree(tmp_path):
     loaded = load_model(p, device="cpu")
     rng = np.random.default_rng(1)
     images = [rng.integers(0, 4096, (40 + 7 * i, 50), dtype=np.uint16) for i in range(5)]
-    batched = loaded.predict(images, batch_size=4)
-    single = np.concatenate([loaded.predict([im], batch_size=1) for im in images])
+    batched = engine.predict(loaded, images, batch_size=4)
+    single = np.concatenate([engine.predict(loaded, [im], batch_size=1) for im in images])
     assert batched.shape == (5, 3)
     np.testing.assert_allclose(batched, single, atol=1e-5)
     np.testing.assert_allclose(batched.sum(1), 1.0, atol=1e-5)
@@ -155,11 +155,11 @@ def test_float16_weights_load_into_float32_module(tmp_path):
     assert next(loaded.module.parameters()).dtype == torch.float32
     x = torch.randn(2, 3, 32, 32)
     with torch.inference_mode():
-        np.testing.assert_allclose(loaded.predict(x), torch.softmax(module(x), 1).numpy(), atol=2e-2)
+        np.testing.assert_allclose(engine.predict(loaded, x), torch.softmax(module(x), 1).numpy(), atol=2e-2)
 
 
 def test_bundled_models_load_and_run():
-    from viewer.resources import resource
+    from medviewer.viewer.resources import resource
 
     files = sorted(resource("models").glob("*.safetensors"))
     if not files:
@@ -169,7 +169,7 @@ def test_bundled_models_load_and_run():
         card = read_card(f)
         loaded = load_model(f, device="cpu", cache=False)
         img = rng.integers(0, 255, (70, 90), dtype=np.uint8)
-        probs = loaded.predict([img])
+        probs = engine.predict(loaded, [img])
         assert probs.shape == (1, len(card.classes)) and abs(probs.sum() - 1) < 1e-5
-        cam = loaded.gradcam([img])[0]
+        cam = engine.gradcam(loaded, [img])[0]
         assert cam.shape == (70, 90) and cam.dtype == np.float32

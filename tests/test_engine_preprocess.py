@@ -7,8 +7,8 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from engine.preprocess import Geometry, PreprocessSpec, fit, preprocess, preprocess_batch, to_chw, to_unit
-from viewer.display import Window, meta_for_plain_image, meta_from_dataset, render
+from medviewer.engine.preprocess import Geometry, PreprocessSpec, fit, preprocess, preprocess_batch, to_chw, to_unit
+from medviewer.viewer.display import meta_for_plain_image, meta_from_dataset, render
 
 
 def _blob(rows, cols):
@@ -37,7 +37,7 @@ def test_to_unit_applies_rescale_and_card_window(ct):
 
 def test_to_unit_auto_and_header_windows_match_viewer_display(ct):
     stored, meta = ct
-    from viewer.display import auto_window
+    from medviewer.viewer.display import auto_window
 
     assert np.array_equal(to_unit(stored, meta, "auto"), render(stored, meta, auto_window(stored, meta)) / np.float32(255))
     assert np.array_equal(to_unit(stored, meta, "header"), render(stored, meta) / np.float32(255))

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine.preprocess import PreprocessSpec, fit, preprocess_batch
-from engine.preprocess_gpu import fit_matrices, preprocess_batch_device
+from medviewer.engine.preprocess import PreprocessSpec, fit, preprocess_batch
+from medviewer.engine.preprocess_gpu import fit_matrices, preprocess_batch_device
 
 
 @pytest.mark.parametrize("mode", ["letterbox", "stretch", "center_crop"])
@@ -24,7 +24,7 @@ def test_fit_matrices_reproduce_cv2(mode, shape, size):
 def test_device_batch_equals_cpu_batch():
     from dataclasses import replace
 
-    from viewer.display import meta_for_plain_image
+    from medviewer.viewer.display import meta_for_plain_image
 
     rng = np.random.default_rng(1)
     imgs = [rng.integers(0, 4096, s, dtype=np.uint16) for s in [(80, 80), (80, 80), (50, 120)]]
@@ -42,9 +42,9 @@ def test_device_batch_equals_cpu_batch():
 def test_device_windowing_of_raw_ct_equals_cpu_batch():
     """Rescaled CT with a LINEAR window crosses the bus as raw int16 and is windowed
     on the device; the tensor equals the CPU path's (display.render) one."""
-    from viewer.display import ImageMeta
+    from medviewer.viewer.display import ImageMeta
 
-    from engine.preprocess_gpu import affine_grey
+    from medviewer.engine.preprocess_gpu import affine_grey
 
     rng = np.random.default_rng(3)
     ct = ImageMeta(photometric="MONOCHROME2", bits_stored=16, pixel_representation=1,
@@ -65,13 +65,13 @@ def test_device_windowing_of_raw_ct_equals_cpu_batch():
 
 
 def test_device_grey_levels_equal_display_render_for_every_int16_value():
-    from viewer.display import ImageMeta, Window, render
+    from medviewer.viewer.display import ImageMeta, Window, render
 
-    from engine.preprocess_gpu import _stored_to_unit
+    from medviewer.engine.preprocess_gpu import _stored_to_unit
 
     every = np.arange(-32768, 32768).astype(np.int16).reshape(256, 256)
     meta = ImageMeta(bits_stored=16, pixel_representation=1, rescale_intercept=-1024.0)
-    from viewer.display import affine_coefficients
+    from medviewer.viewer.display import affine_coefficients
 
     for window in (Window(40, 400), Window(-600, 1500), Window(40, 80, "LINEAR_EXACT"), Window(0.5, 2)):
         alpha, beta = affine_coefficients(every.dtype, meta, window)
@@ -83,7 +83,7 @@ def test_device_grey_levels_equal_display_render_for_every_int16_value():
 
 
 def test_pinned_staging_reuses_buffers_within_its_limit():
-    from engine.preprocess_gpu import PinnedStaging
+    from medviewer.engine.preprocess_gpu import PinnedStaging
 
     made: list[int] = []
 
@@ -116,7 +116,7 @@ def test_cuda_batches_prepared_on_side_streams_are_complete_and_not_recycled():
     equals the CPU path (no buffer refilled or freed block reused too early)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from viewer.display import ImageMeta
+    from medviewer.viewer.display import ImageMeta
 
     ct = ImageMeta(photometric="MONOCHROME2", bits_stored=16, pixel_representation=1,
                    rescale_slope=1.0, rescale_intercept=-1024.0, modality="CT")

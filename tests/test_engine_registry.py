@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from engine.card import ModelCard
-from engine.registry import ARCHITECTURES, build_model, default_cam_layer, head_path, head_spec
-from viewer.errors import ModelFileError
+from medviewer.engine.card import ModelCard
+from medviewer.engine.registry import ARCHITECTURES, build_model, default_cam_layer, head_path, head_spec
+from medviewer.viewer.errors import ModelFileError
 
 ISSUE_LIST = ([f"resnet{d}" for d in (18, 34, 50, 101, 152)]
               + [f"densenet{d}" for d in (121, 161, 169, 201)]

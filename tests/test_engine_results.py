@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from engine.results import ResultRouter, ResultTag
+from medviewer.engine.results import ResultRouter, ResultTag
 
 
 def test_results_for_current_job_and_view_are_accepted():

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from viewer.display import modality_values
-from viewer.io import demo
-from viewer.io.pixels import PixelStore
-from viewer.io.scan import scan
+from medviewer.viewer.display import modality_values
+from medviewer.viewer.io import demo
+from medviewer.viewer.io.pixels import PixelStore
+from medviewer.viewer.io.scan import scan
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import pytest
 from pydicom.data import get_testdata_file
 
 import dicomgen as g
-from viewer.errors import DecodeError
-from viewer.io.model import ImageRef
-from viewer.io.pixels import PixelStore
+from medviewer.viewer.errors import DecodeError
+from medviewer.viewer.io.model import ImageRef
+from medviewer.viewer.io.pixels import PixelStore
 
 
 def real(name: str) -> Path:
@@ -213,7 +213,7 @@ def test_plain_16bit_png_kept_and_meta(tmp_path: Path) -> None:
 
 def test_headers_from_scan_avoid_rereading(tmp_path: Path) -> None:
     shutil.copy(real("CT_small.dcm"), tmp_path / "ct")
-    from viewer.io.scan import scan
+    from medviewer.viewer.io.scan import scan
 
     (series,) = scan(tmp_path).all_series()
     with PixelStore(headers=series.headers) as store:

@@ -21,12 +21,12 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 import dicomgen as g
-import viewer.io.header as header_mod
-from viewer.io.header import HEAD_CHUNK, read_header
-from viewer.io.model import HeaderMap
-from viewer.io.pixels import PixelStore
-from viewer.io.rawheader import LazyHeader, walk
-from viewer.io.scan import scan
+import medviewer.viewer.io.header as header_mod
+from medviewer.viewer.io.header import HEAD_CHUNK, read_header
+from medviewer.viewer.io.model import HeaderMap
+from medviewer.viewer.io.pixels import PixelStore
+from medviewer.viewer.io.rawheader import LazyHeader, walk
+from medviewer.viewer.io.scan import scan
 
 
 def _real_files() -> list[Path]:

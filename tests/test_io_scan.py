@@ -10,10 +10,10 @@ import pytest
 from pydicom.data import get_testdata_file
 
 import dicomgen as g
-from viewer.errors import NothingToShowError
-from viewer.io.model import ImageRef
-from viewer.io.pixels import PixelStore
-from viewer.io.scan import scan
+from medviewer.viewer.errors import NothingToShowError
+from medviewer.viewer.io.model import ImageRef
+from medviewer.viewer.io.pixels import PixelStore
+from medviewer.viewer.io.scan import scan
 
 
 def _values(refs: list[ImageRef]) -> list[int]:
@@ -235,7 +235,7 @@ def test_every_pydicom_test_file_is_classified_and_decodes_or_errors_cleanly() -
     """pydicom's own test files (odd, broken and exotic ones included): each file is an
     image, a non-image or skipped with a reason, and each series' first image either
     decodes or raises DecodeError -- never another exception."""
-    from viewer.errors import DecodeError
+    from medviewer.viewer.errors import DecodeError
 
     root = Path(get_testdata_file("CT_small.dcm")).parent
     res = scan(root)
@@ -275,7 +275,7 @@ def test_mixed_study_generator(tmp_path: Path) -> None:
 def test_header_longer_than_first_read_chunk(tmp_path: Path) -> None:
     import pydicom
 
-    from viewer.io.scan import HEAD_CHUNK
+    from medviewer.viewer.io.scan import HEAD_CHUNK
 
     (path,), _ = g.ct_series(tmp_path / "big", 1)
     ds = pydicom.dcmread(path)
@@ -295,7 +295,7 @@ def test_header_longer_than_first_read_chunk(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("readers, batch", [(0, 1), (1, 3), (4, 1)])
 def test_read_ahead_settings_give_the_same_result(tmp_path: Path, monkeypatch, readers, batch) -> None:
-    import viewer.io.scan as scan_mod
+    import medviewer.viewer.io.scan as scan_mod
 
     info = g.mixed_study(tmp_path)
     monkeypatch.setattr(scan_mod, "READERS", readers)

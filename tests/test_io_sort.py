@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pydicom import Dataset
 
-from viewer.io.model import ImageRef
-from viewer.io.sort import SliceInfo, frame_geometry, natural_key, normal, sort_slices
+from medviewer.viewer.io.model import ImageRef
+from medviewer.viewer.io.sort import SliceInfo, frame_geometry, natural_key, normal, sort_slices
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 

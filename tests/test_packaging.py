@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import configparser
+import json
 import os
 import shutil
 import subprocess
@@ -71,7 +72,7 @@ def test_unwanted_files_are_recognised():
     assert bundle_data.is_unwanted_data("numpy/_core/tests/data/x.csv")
     assert bundle_data.is_unwanted_data("torch/testing/_internal/common_utils.py")
     assert not bundle_data.is_unwanted_data("pydicom/data/charset_files/chrH31.dcm")
-    assert not bundle_data.is_unwanted_data("resources/icons/medviewer.png")
+    assert not bundle_data.is_unwanted_data("medviewer/resources/icons/medviewer-256.png")
     assert bundle_data.is_unwanted_binary("PySide6/Qt/lib/libQt6WebEngineCore.so.6")
     assert bundle_data.is_unwanted_binary("PySide6/Qt/plugins/multimedia/libffmpegmediaplugin.so")
     assert bundle_data.is_unwanted_binary("triton/_C/libtriton.so")
@@ -141,7 +142,8 @@ def test_resources_are_bundled_without_pickles(tmp_path):
     (tmp_path / "resources" / "icons").mkdir()
     (tmp_path / "resources" / "icons" / "a.png").write_bytes(b"x")
     got = sorted((Path(s).name, d) for s, d in bundle_data.resource_datas(tmp_path))
-    assert got == [("a.png", str(Path("resources/icons"))), ("demo.safetensors", str(Path("resources/models")))]
+    assert got == [("a.png", str(Path("medviewer/resources/icons"))),
+                   ("demo.safetensors", str(Path("medviewer/resources/models")))]
 
 
 def test_size_report_groups_components(tmp_path):
@@ -173,16 +175,6 @@ def test_startup_probe_quits_after_the_first_window(tmp_path):
 
 
 # -- the real bundle ----------------------------------------------------------------------
-def _tiny_model(folder: Path) -> Path:
-    from engine.card import ModelCard
-    from engine.modelfile import save_model
-    from engine.registry import build_model
-
-    card = ModelCard(name="bundle-test", architecture="mobilenet_v3_small", classes=["a", "b"],
-                     input_size=64, cam_layer="features.12", intended_use="demo")
-    return save_model(folder / "tiny.safetensors", build_model("mobilenet_v3_small", 2, weights=None), card)
-
-
 @pytest.mark.slow
 def test_bundle_builds_and_passes_its_self_test(tmp_path):
     try:
@@ -206,14 +198,20 @@ def test_bundle_builds_and_passes_its_self_test(tmp_path):
         run_env = {k: v for k, v in env.items() if not k.startswith(("PYTHON", "MEDVIEWER_RESOURCES"))}
         run_env["HOME"] = str(tmp_path / "home")
         run_env["MEDVIEWER_LOG_DIR"] = str(tmp_path / "logs")
+        # the demo model travels as medviewer.resources package data
+        assert (dist / "medviewer" / "_internal" / "medviewer" / "resources" / "models" / "demo.safetensors").is_file()
         args = [str(exe), "--self-test"]
-        if not (dist / "medviewer" / "_internal" / "resources" / "models" / "demo.safetensors").exists():
-            args += ["--model", str(_tiny_model(tmp_path))]  # the demo model has not landed yet
         t1 = time.monotonic()
         st = subprocess.run(args, capture_output=True, text=True, env=run_env, cwd=tmp_path, timeout=600)
         selftest_s = time.monotonic() - t1
         assert st.returncode == 0, st.stdout[-4000:] + st.stderr[-4000:]
         assert "FAIL" not in st.stdout and "decode JPEG 2000 Lossless" in st.stdout
+        # a bundled model found by name, on a real DICOM file shipped in the bundle
+        ct = next((dist / "medviewer" / "_internal" / bundle_data.SELFTEST_DEST).glob("*.dcm"))
+        pr = subprocess.run([str(exe), "predict", str(ct), "--model", "demo", "--json", str(tmp_path / "p.json")],
+                            capture_output=True, text=True, env=run_env, cwd=tmp_path, timeout=300)
+        assert pr.returncode == 0, pr.stderr[-2000:]
+        assert json.loads((tmp_path / "p.json").read_text())["model"]["name"]
         probe = subprocess.run([str(exe)], capture_output=True, text=True, cwd=tmp_path, timeout=300,
                                env={**run_env, "MEDVIEWER_STARTUP_PROBE": "1"})
         assert probe.returncode == 0, probe.stdout[-2000:] + probe.stderr[-2000:]

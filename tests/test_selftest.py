@@ -9,17 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from viewer import selftest
-from viewer.cli import main as cli_main
+from medviewer.viewer import selftest
+from medviewer.viewer.cli import main as cli_main
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
     """A small untrained model file with a valid card (weights=None, no download)."""
-    pytest.importorskip("engine.modelfile")
-    from engine.card import ModelCard
-    from engine.modelfile import save_model
-    from engine.registry import build_model
+    pytest.importorskip("medviewer.engine.modelfile")
+    from medviewer.engine.card import ModelCard
+    from medviewer.engine.modelfile import save_model
+    from medviewer.engine.registry import build_model
 
     card = ModelCard(name="selftest-tiny", architecture="mobilenet_v3_small",
                      classes=["normal", "nodule"], input_size=64, cam_layer="features.12",
@@ -76,7 +76,7 @@ def test_missing_file_is_reported_and_bundle_copy_preferred(tmp_path, monkeypatc
 def test_monochrome1_check_passes_and_catches_a_broken_pipeline(monkeypatch):
     st = selftest.SelfTest()
     assert st.run("m1", st.monochrome1).ok
-    import viewer.display as display
+    import medviewer.viewer.display as display
 
     real = display.render
     monkeypatch.setattr(display, "render", lambda stored, meta, *a, **k: real(

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.train.synth import make_dataset
-from viewer.cli import main
+from medviewer.engine.train.synth import make_dataset
+from medviewer.viewer.cli import main
 
 
 def small_data(root, classes=("a", "b")):

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
 
-from engine.preprocess import PreprocessSpec
-from engine.train.data import discover, match_class_folders, stratified_assign
-from engine.train.images import load_images, summary
-from viewer.errors import DatasetError, UsageError
+from medviewer.engine.preprocess import PreprocessSpec
+from medviewer.engine.train.data import discover, match_class_folders, stratified_assign
+from medviewer.engine.train.images import load_images, summary
+from medviewer.viewer.errors import DatasetError, UsageError
 
 
 def png(path: Path, value: int = 100, size: tuple[int, int] = (20, 24), rgb: bool = False, seed: int = 0) -> Path:

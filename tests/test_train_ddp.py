@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 
-from engine.train.synth import make_dataset
+from medviewer.engine.train.synth import make_dataset
 
 
 def free_port() -> int:
@@ -23,7 +23,7 @@ def test_torchrun_two_gloo_processes(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
            "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-           "-m", "engine.train", "--data", str(data), "--out", str(out), "--arch", "mobilenet_v3_small",
+           "-m", "medviewer.engine.train", "--data", str(data), "--out", str(out), "--arch", "mobilenet_v3_small",
            "--image-size", "32", "--epochs", "2", "--batch-size", "4", "--device", "cpu", "--no-report"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.train.augment import augment_batch, make_spec
-from engine.train.cli import parse
-from engine.train.loop import CHECKPOINT, class_weights, fit, load_checkpoint
-from viewer.errors import UsageError
+from medviewer.engine.train.augment import augment_batch, make_spec
+from medviewer.engine.train.cli import parse
+from medviewer.engine.train.loop import CHECKPOINT, class_weights, fit, load_checkpoint
+from medviewer.viewer.errors import UsageError
 
 ARCH = "mobilenet_v3_small"
 
@@ -107,7 +107,7 @@ def test_freeze_modes(mode):
     a = args_for("--freeze", mode, "--epochs", "2", "--stage-epochs", "1", "--hidden", "16",
                  "--head-batchnorm", "--dropout", "0.1")
     torch.manual_seed(a.seed)
-    from engine.train.model import build
+    from medviewer.engine.train.model import build
 
     before = params(build(ARCH, 3, "none", 0.1, (16,), True))
     res = fit(a, x, y, tr, va, 3, None, log=lambda m: None)
@@ -141,7 +141,7 @@ def test_augmentation_is_seeded_and_changes_images():
 def test_weights_path_loads_backbone_and_keeps_new_head(tmp_path, suffix):
     from safetensors.torch import save_file
 
-    from engine.train.model import build
+    from medviewer.engine.train.model import build
 
     torch.manual_seed(1)
     src = build(ARCH, 5)
@@ -160,8 +160,8 @@ def test_weights_path_loads_backbone_and_keeps_new_head(tmp_path, suffix):
 def test_weights_path_of_another_architecture_is_refused(tmp_path):
     from safetensors.torch import save_file
 
-    from engine.train.model import build
-    from viewer.errors import ModelFileError
+    from medviewer.engine.train.model import build
+    from medviewer.viewer.errors import ModelFileError
 
     save_file({"conv.weight": torch.zeros(2, 2)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(ModelFileError, match="no tensor matches"):

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from engine.train.cli import main_make_dataset, main_train
+from medviewer.engine.train.cli import main_make_dataset, main_train
+from medviewer import engine
 
 FLAGS = ["--arch", "mobilenet_v3_small", "--image-size", "32", "--epochs", "2", "--batch-size", "16",
          "--device", "cpu", "--gallery", "4"]
@@ -26,7 +27,7 @@ def run(tmp_path_factory):
 
 
 def test_outputs_exist_and_model_loads(run):
-    from engine.modelfile import load_model
+    from medviewer.engine.modelfile import load_model
 
     _, out = run
     for name in ("model.safetensors", "report.json", "predictions.csv", "report.html", "dataset.json",
@@ -37,7 +38,7 @@ def test_outputs_exist_and_model_loads(run):
     assert m.classes == ["cavity", "nodule", "normal"]
     assert m.card.architecture == "mobilenet_v3_small" and m.card.input_size == 32
     assert m.card.training_data["sha256"] and "accuracy" in m.card.metrics
-    probs = m.predict(np.zeros((1, 40, 40), np.uint8))
+    probs = engine.predict(m, np.zeros((1, 40, 40), np.uint8))
     assert probs.shape == (1, 3) and abs(probs.sum() - 1) < 1e-5
     html = (out / "report.html").read_text()
     assert "plots/roc.png" in html and "Test metrics" in html
@@ -97,10 +98,10 @@ def test_test_only_reevaluates_saved_model(run):
 
 def test_train_serve_parity_card_reproduces_training_tensors(run):
     """The saved card's preprocessing gives the tensors the model was trained on."""
-    from engine.modelfile import load_model
-    from engine.preprocess import PreprocessSpec
-    from engine.train.data import discover
-    from engine.train.images import load_images, read_stored
+    from medviewer.engine.modelfile import load_model
+    from medviewer.engine.preprocess import PreprocessSpec
+    from medviewer.engine.train.data import discover
+    from medviewer.engine.train.images import load_images, read_stored
 
     data, out = run
     m = load_model(out / "model.safetensors", device="cpu", cache=False)

@@ -6,8 +6,8 @@ import json
 
 import optuna
 
-from engine.train.cli import main_train
-from engine.train.synth import make_dataset
+from medviewer.engine.train.cli import main_train
+from medviewer.engine.train.synth import make_dataset
 
 
 def test_search_is_persisted_resumable_and_reported(tmp_path):

@@ -12,8 +12,9 @@ import cv2
 import numpy as np
 import torch
 
-from engine.train.cli import main_make_dataset, main_train
-from engine.train.synth import read_masks
+from medviewer.engine.train.cli import main_make_dataset, main_train
+from medviewer.engine.train.synth import read_masks
+from medviewer import engine
 
 # exactly the recipe of the shipped demo model (resources/models/make_demo.sh)
 SIZE = 96
@@ -39,7 +40,7 @@ def pointing_game(loaded, masks: dict[str, np.ndarray], size: int) -> float:
     half = size / cam_grid(loaded, size) / 2
     paths = sorted(masks)
     images = [cv2.imread(p, cv2.IMREAD_UNCHANGED) for p in paths]
-    maps = loaded.gradcam(images)
+    maps = engine.gradcam(loaded, images)
     hits = 0
     for p, cam in zip(paths, maps):
         r, c = np.unravel_index(int(np.argmax(cam)), cam.shape)
@@ -56,7 +57,7 @@ def test_synthetic_accuracy_and_pointing(tmp_path):
     assert main_train(["--data", str(data), "--out", str(out), *TRAIN_FLAGS]) == 0
     rep = json.loads((out / "report.json").read_text())
     assert rep["test"]["accuracy"] >= 0.9, rep["test"]
-    from engine.modelfile import load_model
+    from medviewer.engine.modelfile import load_model
 
     loaded = load_model(out / "model.safetensors", device="cpu", cache=False)
     test_masks = {p: m for p, m in read_masks(data).items() if "/test/" in p.replace("\\", "/")}

@@ -7,13 +7,13 @@ import time
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPointF, Qt, QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QImage
 
 import dicomgen
 from test_engine_modelfile import make_model_file
-from viewer.ui.settings import Settings
-from viewer.ui.window import MainWindow
+from medviewer.viewer.ui.settings import Settings
+from medviewer.viewer.ui.window import MainWindow
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def models_dir(tmp_path_factory):
 def win(qtbot, tmp_path, monkeypatch, models_dir, study):
     monkeypatch.setenv("MEDVIEWER_SETTINGS_DIR", str(tmp_path / "settings"))
     monkeypatch.setenv("MEDVIEWER_MODELS_DIR", str(models_dir))
-    from viewer.ui.ai import install
+    from medviewer.viewer.ui.ai import install
 
     w = MainWindow(settings=Settings(tmp_path / "settings"))
     qtbot.addWidget(w)
@@ -133,7 +133,7 @@ def test_analyze_series_heartbeat_strip_and_panel(qtbot, win, models_dir, study)
     assert "mean over 300/300 slices" in ai.panel.series_label.text()
     assert "Analyzed 300 image(s)" in ai.panel.status.text()
     ai.panel.aggregation.setCurrentIndex(1)          # max over slices
-    assert f"max over 300/300 slices" in ai.panel.series_label.text()
+    assert "max over 300/300 slices" in ai.panel.series_label.text()
     assert f"{probs.max(0).max():.3f}" in ai.panel.series_label.text()
     ai.panel.aggregation.setCurrentIndex(2)
     assert "topk_mean(k=3) over 300/300" in ai.panel.series_label.text()
@@ -245,7 +245,7 @@ def test_overlay_pixels_land_on_their_image_pixels_under_zoom_and_pan(qtbot, win
     key = ai._cam_key()
     ai.cams[key] = (1, cam)
     ai._paint_cam(key)
-    from engine.overlay import colormap_lut
+    from medviewer.engine.overlay import colormap_lut
 
     hot, cold = colormap_lut("jet")[255], colormap_lut("jet")[0]
     for zoom, pan in [(2.0, (0, 0)), (7.5, (40, -25)), (11.0, (-60, 30))]:
@@ -265,7 +265,7 @@ def test_demo_flag_loads_the_bundled_demo_model(qtbot, tmp_path, monkeypatch):
     """`medviewer --demo` opens the demo study with the shipped demo model loaded,
     its card shown and the not-validated notice visible; a saved model wins."""
     monkeypatch.setenv("MEDVIEWER_SETTINGS_DIR", str(tmp_path / "settings"))
-    from viewer.ui.app import create_window, parse_args
+    from medviewer.viewer.ui.app import create_window, parse_args
 
     w = create_window(parse_args(["--demo"]))
     qtbot.addWidget(w)

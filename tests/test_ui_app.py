@@ -8,9 +8,9 @@ import sys
 import pytest
 from PySide6.QtCore import Qt
 
-from viewer.ui import app as ui_app
-from viewer.ui.settings import Settings
-from viewer.ui.window import MainWindow
+from medviewer.viewer.ui import app as ui_app
+from medviewer.viewer.ui.settings import Settings
+from medviewer.viewer.ui.window import MainWindow
 
 
 @pytest.fixture(autouse=True)
@@ -91,7 +91,7 @@ def test_welcome_screen_buttons(qtbot, tmp_path, monkeypatch):
 
 
 def test_bad_path_is_one_line_error(capsys):
-    from viewer.cli import main
+    from medviewer.viewer.cli import main
 
     assert main(["/no/such/study"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -116,16 +116,16 @@ def test_fallback_excepthook_logs_and_keeps_running(qtbot, monkeypatch, caplog):
 def test_plugins_failure_does_not_stop_the_viewer(qtbot, monkeypatch, caplog):
     import types
 
-    broken = types.ModuleType("viewer.ui.ai")
+    broken = types.ModuleType("medviewer.viewer.ui.ai")
 
     def install(window):
         raise RuntimeError("plugin exploded")
 
     broken.install = install
-    monkeypatch.setitem(sys.modules, "viewer.ui.ai", broken)
-    import viewer.ui
+    monkeypatch.setitem(sys.modules, "medviewer.viewer.ui.ai", broken)
+    import medviewer.viewer.ui as ui_pkg
 
-    monkeypatch.setattr(viewer.ui, "ai", broken, raising=False)
+    monkeypatch.setattr(ui_pkg, "ai", broken, raising=False)
     w = MainWindow()
     qtbot.addWidget(w)
     with caplog.at_level(logging.ERROR, logger="medviewer.ui"):
@@ -138,8 +138,8 @@ DRIVER = """
 import sys
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
-from viewer.ui import app as ui_app
-from viewer.ui.window import MainWindow
+from medviewer.viewer.ui import app as ui_app
+from medviewer.viewer.ui.window import MainWindow
 app = QApplication(["medviewer"])  # main() uses the existing instance
 seen = {}
 def check_and_quit():
@@ -180,7 +180,7 @@ def test_main_opens_path_and_runs_the_event_loop(tmp_path, isolated_settings):
 def test_debug_logging_option_persists_and_controls_redaction(qtbot, isolated_settings):
     """Help > Debug logging is off by default (identifiers redacted), persists, and
     turning it on really stops the redaction until it is turned off again."""
-    from viewer import logs
+    from medviewer.viewer import logs
 
     w = MainWindow()
     qtbot.addWidget(w)

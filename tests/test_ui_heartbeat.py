@@ -11,8 +11,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from PySide6.QtCore import QTimer
 
-from viewer.ui.settings import Settings
-from viewer.ui.window import MainWindow
+from medviewer.viewer.ui.settings import Settings
+from medviewer.viewer.ui.window import MainWindow
 
 N_FILES = 1000
 

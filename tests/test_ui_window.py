@@ -14,9 +14,9 @@ from PySide6.QtGui import QDropEvent, QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication, QLabel
 
 import dicomgen as g
-from viewer.display import PRESETS, default_window, render
-from viewer.ui.settings import Settings
-from viewer.ui.window import MainWindow
+from medviewer.viewer.display import PRESETS, default_window, render
+from medviewer.viewer.ui.settings import Settings
+from medviewer.viewer.ui.window import MainWindow
 
 def write_slice(path: Path, pixels: np.ndarray, *, series_uid: str, study_uid: str,
                 z: float, number: int, modality: str = "CT", spacing=(0.5, 0.8),
@@ -138,7 +138,7 @@ def test_open_folder_lists_series_and_skipped(qtbot, opened):
     assert "garbage.dcm" in skipped
     assert w.skipped_button.isVisible()
     assert f"Skipped: {len(res.skipped)}" in w.skipped_button.text()
-    from viewer.ui.dialogs import skipped_dialog
+    from medviewer.viewer.ui.dialogs import skipped_dialog
 
     dlg = skipped_dialog(w, res)
     qtbot.addWidget(dlg)
@@ -253,7 +253,7 @@ def test_pixel_value_under_cursor_in_hu(qtbot, opened):
     assert (c.cursor_value.col, c.cursor_value.row) == (3, 2)
     assert c.cursor_value.text == "40 HU"
     assert w.cursor_label.text() == "(3, 2) 40 HU"
-    from viewer.ui.overlays import corner_texts
+    from medviewer.viewer.ui.overlays import corner_texts
 
     texts = corner_texts(w.state, w.state.header(), c.effective_window(), c.scale(),
                          c.cursor_value)
@@ -365,7 +365,7 @@ def test_cine_slice_strip_and_shortcuts(qtbot, opened):
     assert strip.parent() is not None and strip.isVisible()
     w.set_slice_strip(None)
     assert strip.parent() is None
-    from viewer.ui.actions import shortcut_rows
+    from medviewer.viewer.ui.actions import shortcut_rows
 
     rows = dict((a, k) for k, a in shortcut_rows(w))
     assert rows["Next slice"].startswith("Down")
@@ -432,9 +432,9 @@ def test_keys_go_to_the_viewer_except_in_the_tag_filter(qtbot, opened):
 
 
 def test_labels_and_header_text_helpers(tmp_path):
-    from viewer.io.model import ImageRef, Series
-    from viewer.ui.browser import series_label
-    from viewer.ui.overlays import format_date, format_person_name, slice_location
+    from medviewer.viewer.io.model import ImageRef, Series
+    from medviewer.viewer.ui.browser import series_label
+    from medviewer.viewer.ui.overlays import format_date, format_person_name, slice_location
 
     s = Series("1.2", 3, "CT", "", 8, 8, items=[ImageRef(tmp_path / "CT_small.dcm")])
     assert series_label(s) == "CT_small.dcm\nCT - 1 image"
@@ -494,7 +494,7 @@ def test_real_ct_file_value_under_cursor_matches_pydicom(qtbot, window):
 
 
 def test_array_to_qimage_odd_widths_keep_pixels():
-    from viewer.ui.qimage import array_to_qimage
+    from medviewer.viewer.ui.qimage import array_to_qimage
 
     grey = (np.arange(5 * 7, dtype=np.uint8).reshape(5, 7) * 7)  # 7 columns: padded rows
     img = array_to_qimage(grey)
@@ -525,8 +525,8 @@ def test_zoom_keys_export_view_and_shortcut_dialog(qtbot, opened, tmp_path):
 
     img = QImage(str(out))
     assert (img.width(), img.height()) == (c.width(), c.height())
-    from viewer.ui.actions import shortcut_rows
-    from viewer.ui.dialogs import shortcuts_dialog
+    from medviewer.viewer.ui.actions import shortcut_rows
+    from medviewer.viewer.ui.dialogs import shortcuts_dialog
 
     dlg = shortcuts_dialog(w, shortcut_rows(w))
     qtbot.addWidget(dlg)

@@ -1,6 +1,9 @@
-"""medviewer: a desktop DICOM viewer with a built-in AI engine.
+"""The viewer side of medviewer: study I/O (`io`), display pipeline (`display`), Qt UI (`ui`).
 
-`viewer.io` and `viewer.display` are Qt-free; only `viewer.ui` imports PySide6.
+`medviewer.viewer.io` and `medviewer.viewer.display` are Qt-free; only
+`medviewer.viewer.ui` imports PySide6 (import-linter contracts in pyproject.toml).
 """
 
-__version__ = "0.1.0"
+from medviewer import __version__
+
+__all__ = ["__version__"]

@@ -1,3 +1,3 @@
-from viewer.cli import run
+from medviewer.viewer.cli import run
 
 run()

@@ -18,58 +18,39 @@ user for bad input.
 from __future__ import annotations
 
 import importlib
-import logging
 import sys
 from collections.abc import Callable
 
-from viewer.errors import MedviewerError
+from medviewer.viewer.errors import EXIT_FAIL, EXIT_OK, EXIT_PARTIAL, run_command
 
-EXIT_OK = 0
-EXIT_PARTIAL = 1
-EXIT_FAIL = 2
+__all__ = ["COMMANDS", "EXIT_FAIL", "EXIT_OK", "EXIT_PARTIAL", "main", "run"]
 
 # first argument -> (module, function)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "info": ("viewer.cli_study", "main_info"),
-    "export": ("viewer.cli_study", "main_export"),
-    "predict": ("engine.cli", "main_predict"),
-    "convert-model": ("engine.cli", "main_convert"),
-    "--train": ("engine.train.cli", "main_train"),
-    "train": ("engine.train.cli", "main_train"),
-    "make-dataset": ("engine.train.cli", "main_make_dataset"),
-    "--self-test": ("viewer.selftest", "main"),
-    "self-test": ("viewer.selftest", "main"),
+    "info": ("medviewer.viewer.cli_study", "main_info"),
+    "export": ("medviewer.viewer.cli_study", "main_export"),
+    "demo-study": ("medviewer.viewer.cli_study", "main_demo_study"),
+    "predict": ("medviewer.engine.cli", "main_predict"),
+    "convert-model": ("medviewer.engine.cli", "main_convert"),
+    "--train": ("medviewer.engine.train.cli", "main_train"),
+    "train": ("medviewer.engine.train.cli", "main_train"),
+    "make-dataset": ("medviewer.engine.train.cli", "main_make_dataset"),
+    "--self-test": ("medviewer.viewer.selftest", "main"),
+    "self-test": ("medviewer.viewer.selftest", "main"),
 }
-
-log = logging.getLogger("medviewer")
 
 
 def _resolve(argv: list[str]) -> tuple[Callable[[list[str]], int], list[str]]:
     if argv and argv[0] in COMMANDS:
         mod, fn = COMMANDS[argv[0]]
         return getattr(importlib.import_module(mod), fn), argv[1:]
-    mod = importlib.import_module("viewer.ui.app")
+    mod = importlib.import_module("medviewer.viewer.ui.app")
     return mod.main, argv
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        func, rest = _resolve(argv)
-        return int(func(rest) or 0)
-    except MedviewerError as err:
-        print(f"medviewer: error: {err}", file=sys.stderr)
-        return EXIT_FAIL
-    except KeyboardInterrupt:
-        print("medviewer: interrupted", file=sys.stderr)
-        return 130
-    except SystemExit as exc:  # argparse exits 2 on bad arguments already
-        code = exc.code
-        return code if isinstance(code, int) else (EXIT_FAIL if code else EXIT_OK)
-    except Exception as exc:  # a bug: one line for the user, the trace for the log
-        log.exception("unexpected error")
-        print(f"medviewer: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_FAIL
+    return run_command(lambda rest: (lambda f, r: f(r))(*_resolve(rest)), argv)
 
 
 def run() -> None:

@@ -14,28 +14,17 @@ arguments (errors are raised as MedviewerError; viewer.cli prints one line).
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
-import warnings
-from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
 
 import numpy as np
 
-from viewer.errors import MedviewerError, NothingToShowError, UsageError
-from viewer.io.model import ImageRef, ScanResult, Series
-from viewer.io.scan import open_path
-
-EXIT_OK, EXIT_PARTIAL, EXIT_FAIL = 0, 1, 2
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports bad arguments as one-line UsageError."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message} (see --help)")
+from medviewer.viewer.clikit import (EXIT_FAIL, EXIT_OK, EXIT_PARTIAL, Parser, pick_series, quiet,
+                                     require_images, write_png)
+from medviewer.viewer.errors import UsageError
+from medviewer.viewer.io.model import ImageRef, ScanResult, Series
+from medviewer.viewer.io.scan import open_path
 
 
 def _exit_code(result: ScanResult) -> int:
@@ -65,23 +54,10 @@ def _listing(result: ScanResult) -> str:
     return "\n".join(lines)
 
 
-def _quiet(func: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
-    """Keep pydicom's warnings about odd headers off stderr: problems the user
-    must know about are reported as skipped files or as one error line."""
-
-    @functools.wraps(func)
-    def wrapper(argv: list[str]) -> int:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return func(argv)
-
-    return wrapper
-
-
-@_quiet
+@quiet
 def main_info(argv: list[str]) -> int:
     """`medviewer info PATH [--json]`: studies, series, non-image and skipped files."""
-    p = _Parser(prog="medviewer info", description="List the studies and series under PATH.")
+    p = Parser(prog="medviewer info", description="List the studies and series under PATH.")
     p.add_argument("path", help="a study folder or a single file")
     p.add_argument("--json", action="store_true", help="print the machine-readable listing")
     args = p.parse_args(argv)
@@ -91,24 +67,6 @@ def main_info(argv: list[str]) -> int:
     else:
         print(_listing(result))
     return _exit_code(result)
-
-
-def _pick_series(result: ScanResult, wanted: str | None) -> Series:
-    series = [s for s in result.all_series() if s.items]
-    if wanted is None:
-        return series[0]
-    for s in series:
-        if s.series_uid == wanted:
-            return s
-    try:
-        number = int(wanted)
-    except ValueError:
-        number = None
-    for s in series:
-        if number is not None and s.number == number:
-            return s
-    known = ", ".join(sorted({str(s.number) for s in series if s.number is not None})) or "none numbered"
-    raise UsageError(f"no series {wanted!r} under {result.root} (series numbers: {known})")
 
 
 def _pick_ref(series: Series, index: int, frame: int | None) -> ImageRef:
@@ -129,7 +87,7 @@ def _pick_ref(series: Series, index: int, frame: int | None) -> ImageRef:
 
 
 def _window(args: argparse.Namespace):
-    from viewer.display import PRESETS, Window
+    from medviewer.viewer.display import PRESETS, Window
 
     if args.preset is not None:
         key = args.preset.lower()
@@ -144,27 +102,13 @@ def _window(args: argparse.Namespace):
     return None
 
 
-def write_png(out: Path, grey: np.ndarray) -> None:
-    """Write 8-bit grey or RGB pixels as PNG (lossless)."""
-    import cv2
-
-    img = cv2.cvtColor(grey, cv2.COLOR_RGB2BGR) if grey.ndim == 3 else grey
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(img))
-    if not ok:
-        raise MedviewerError(f"{out}: cannot encode the image as PNG")
-    try:
-        out.write_bytes(buf.tobytes())
-    except OSError as exc:
-        raise MedviewerError(f"{out}: cannot write ({exc.strerror or type(exc).__name__})") from None
-
-
-@_quiet
+@quiet
 def main_export(argv: list[str]) -> int:
     """`medviewer export PATH OUT.png ...`: the displayed grey levels of one image."""
-    from viewer.display import render
-    from viewer.io.pixels import PixelStore
+    from medviewer.viewer.display import render
+    from medviewer.viewer.io.pixels import PixelStore
 
-    p = _Parser(prog="medviewer export",
+    p = Parser(prog="medviewer export",
                 description="Write one image's displayed grey levels (100% zoom, no overlays).")
     p.add_argument("path", help="a study folder or a single file")
     p.add_argument("out", help="output PNG file")
@@ -185,11 +129,8 @@ def main_export(argv: list[str]) -> int:
         raise UsageError(f"{out}: folder {out.parent} does not exist")
     window = _window(args)
     result = open_path(args.path)
-    if not result.all_series():
-        why = f": {result.skipped[0].reason}" if len(result.skipped) == 1 else \
-            f" ({len(result.skipped)} file(s) skipped, {len(result.non_image)} non-image)"
-        raise NothingToShowError(f"{args.path}: no displayable image{why}")
-    series = _pick_series(result, args.series)
+    require_images(result, args.path)
+    series = pick_series(result, args.series)
     ref = _pick_ref(series, args.slice, args.frame)
     store = PixelStore(workers=1)
     try:
@@ -202,3 +143,22 @@ def main_export(argv: list[str]) -> int:
     kind = "RGB" if grey.ndim == 3 else "grey"
     print(f"wrote {out} ({grey.shape[1]}x{grey.shape[0]} {kind})", file=sys.stderr)
     return EXIT_PARTIAL if result.skipped else EXIT_OK
+
+
+def main_demo_study(argv: list[str]) -> int:
+    """`medviewer demo-study [OUT]`: write the generated demo CT phantom, print its folder."""
+    from medviewer.viewer.io.demo import make_demo_study
+
+    p = Parser(prog="medviewer demo-study",
+               description="Write the generated 48-slice demo CT phantom (the study `--demo` opens) "
+                           "and print its folder, e.g. for `medviewer predict $(medviewer demo-study) "
+                           "--model demo`.")
+    p.add_argument("out", nargs="?", help="parent folder (default: medviewer's cache folder)")
+    args = p.parse_args(argv)
+    if args.out is not None and not Path(args.out).is_dir():
+        raise UsageError(f"{args.out}: not a folder")
+    try:
+        print(make_demo_study(args.out))
+    except OSError as exc:
+        raise UsageError(f"{args.out or 'cache folder'}: cannot write the demo study ({exc.strerror})") from None
+    return EXIT_OK

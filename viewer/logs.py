@@ -73,20 +73,14 @@ _handler: logging.Handler | None = None
 
 
 def log_dir() -> Path:
-    """The per-user folder for logs: $MEDVIEWER_LOG_DIR, else the platform's data folder.
+    """The per-user folder for logs: $MEDVIEWER_LOG_DIR, else <user data folder>/logs.
 
-    Linux: $XDG_DATA_HOME/medviewer/logs (~/.local/share/...), macOS:
-    ~/Library/Logs/medviewer, Windows: %LOCALAPPDATA%/medviewer/logs.
+    See `medviewer.viewer.userdata` (Linux ~/.local/share/medviewer/logs, macOS
+    ~/Library/Application Support/medviewer/logs, Windows %LOCALAPPDATA%\\medviewer\\logs).
     """
-    env = os.environ.get("MEDVIEWER_LOG_DIR")
-    if env:
-        return Path(env)
-    home = Path.home()
-    if sys.platform == "win32":
-        return Path(os.environ.get("LOCALAPPDATA", home / "AppData" / "Local")) / APP / "logs"
-    if sys.platform == "darwin":
-        return home / "Library" / "Logs" / APP
-    return Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share") / APP / "logs"
+    from medviewer.viewer.userdata import logs_dir
+
+    return logs_dir()
 
 
 def log_path() -> Path:

@@ -1,24 +1,29 @@
-"""Locate the project's `resources/` folder in a checkout, an install or a bundle."""
+"""Locate medviewer's package data (icons, bundled models) with importlib.resources.
+
+The data live in the `medviewer.resources` package (the repository's `resources/`
+folder), so the same lookup works in a source checkout, an editable install, a wheel
+install and the PyInstaller bundle (whose frozen importer serves package data from
+the bundle folder).
+"""
 
 from __future__ import annotations
 
 import os
-import sys
+from importlib import resources as _ilr
 from pathlib import Path
+
+PACKAGE = "medviewer.resources"
 
 
 def resources_dir() -> Path:
-    """Return the folder holding icons, presets and bundled models.
-
-    Order: $MEDVIEWER_RESOURCES, the PyInstaller bundle, the source checkout.
-    """
+    """The folder holding icons and bundled models ($MEDVIEWER_RESOURCES overrides it)."""
     env = os.environ.get("MEDVIEWER_RESOURCES")
     if env:
         return Path(env)
-    bundle = getattr(sys, "_MEIPASS", None)
-    if bundle:
-        return Path(bundle) / "resources"
-    return Path(__file__).resolve().parent.parent / "resources"
+    root = _ilr.files(PACKAGE)
+    # Every way medviewer is installed keeps package data as plain files; a zipped
+    # install would hand back a Traversable that is not a Path.
+    return Path(str(root))
 
 
 def resource(*parts: str) -> Path:

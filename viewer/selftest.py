@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from medviewer import engine
+
 #: transfer syntax -> pydicom test file decoded by the self-test (bundled by the spec)
 SELFTEST_FILES: dict[str, str] = {
     "JPEG Lossless": "SC_rgb_jpeg_gdcm.dcm",
@@ -97,7 +99,7 @@ def _decode(path: Path) -> tuple[np.ndarray, str]:
 class SelfTest:
     """Runs the checks; state (the demo model, the demo image) is shared between them."""
 
-    def __init__(self, model_path: Path | None = None) -> None:
+    def __init__(self, model_path: str | Path | None = None) -> None:
         self.model_path = model_path
         self.results: list[CheckResult] = []
         self.model: Any = None
@@ -138,7 +140,7 @@ class SelfTest:
         import torch
 
         try:
-            from engine.device import pick_device
+            from medviewer.engine.device import pick_device
 
             self.device = str(pick_device())
         except ImportError:
@@ -173,7 +175,7 @@ class SelfTest:
         return f"{name} ({ts}): {'x'.join(map(str, arr.shape))} {arr.dtype}, bit-exact"
 
     def monochrome1(self) -> str:
-        from viewer.display import meta_from_dataset, render
+        from medviewer.viewer.display import meta_from_dataset, render
 
         mono2 = _ramp_dataset("MONOCHROME2")
         mono1 = _ramp_dataset("MONOCHROME1")
@@ -190,21 +192,25 @@ class SelfTest:
         return "lowest stored value white, highest black; exact inverse of MONOCHROME2"
 
     def demo_model(self) -> str:
-        import engine
-        from viewer.resources import resource
+        from medviewer.viewer.resources import resource
 
-        path = self.model_path or resource("models", "demo.safetensors")
+        if self.model_path:
+            from medviewer.engine.catalog import resolve_model
+
+            path = resolve_model(self.model_path)
+        else:
+            path = resource("models", "demo.safetensors")
         if not path.is_file():
             raise CheckFailed(f"{path}: model file missing from this install")
         self.model = engine.load_model(path, device=self.device)
         self.image = _demo_image()
-        probs = np.asarray(self.model.predict([self.image]))
+        probs = np.asarray(engine.predict(self.model, [self.image]))
         classes = list(self.model.classes)
         if probs.shape != (1, len(classes)) or not np.all(np.isfinite(probs)):
             raise CheckFailed(f"predict gave shape {probs.shape} for {len(classes)} classes")
         if not np.all((probs >= 0) & (probs <= 1)):  # softmax or sigmoid: each in [0, 1]
             raise CheckFailed(f"predict returned values outside [0, 1]: {probs.min():.3g}..{probs.max():.3g}")
-        cams = self.model.gradcam([self.image])
+        cams = engine.gradcam(self.model, [self.image])
         cam = np.asarray(cams[0])
         stored = self.image[0]
         if cam.shape != stored.shape[:2] or not np.all(np.isfinite(cam)):
@@ -219,13 +225,13 @@ class SelfTest:
             raise CheckFailed("skipped: the demo model did not load")
         import torch
 
-        self.model.predict([self.image])  # warm-up
+        engine.predict(self.model, [self.image])  # warm-up
         times = []
         for _ in range(5):
             if self.device.startswith("cuda"):
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            self.model.predict([self.image])
+            engine.predict(self.model, [self.image])
             if self.device.startswith("cuda"):
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
@@ -271,8 +277,8 @@ def _demo_image() -> tuple[np.ndarray, Any]:
 
     from pydicom import dcmread
 
-    from viewer.display import meta_from_dataset
-    from viewer.io import demo
+    from medviewer.viewer.display import meta_from_dataset
+    from medviewer.viewer.io import demo
 
     with tempfile.TemporaryDirectory(prefix="medviewer-selftest-") as tmp:
         folder = demo.make_demo_study(tmp)
@@ -300,8 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     """`medviewer --self-test [--json]`: 0 if every check passes, else 1."""
     parser = argparse.ArgumentParser(prog="medviewer --self-test", description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--model", type=Path, default=None,
-                        help="model file to check instead of the bundled demo model")
+    parser.add_argument("--model", default=None, metavar="FILE|NAME",
+                        help="model file or name to check instead of the bundled demo model")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     results = SelfTest(args.model).all()

@@ -1,7 +1,8 @@
-"""``python -m engine.train ...`` (used by torchrun): same as ``medviewer --train ...``."""
+"""``python -m medviewer.engine.train ...`` (used by torchrun): same as ``medviewer --train ...``."""
 
 import sys
 
-from viewer.cli import main
+from medviewer.engine.train.cli import main_train
+from medviewer.viewer.errors import run_command
 
-sys.exit(main(["--train", *sys.argv[1:]]))
+sys.exit(run_command(main_train, sys.argv[1:]))

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from viewer.errors import UsageError
+from medviewer.viewer.errors import UsageError
 
 
 @dataclass(frozen=True)

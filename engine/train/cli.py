@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from viewer.errors import UsageError
+from medviewer.viewer.errors import UsageError
 
 
 def _fraction(text: str) -> float:
@@ -106,8 +106,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    from engine.train.augment import make_spec
-    from engine.train.model import parse_hidden
+    from medviewer.engine.train.augment import make_spec
+    from medviewer.engine.train.model import parse_hidden
 
     args = get_args_parser().parse_args(argv)
     if args.data is None and args.labels is None:
@@ -129,7 +129,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         if w < 1:
             raise UsageError("--window: width must be >= 1")
         args.window = {"center": c, "width": w}
-    from engine.device import pick_device
+    from medviewer.engine.device import pick_device
 
     args.device = str(pick_device(args.device))
     return args
@@ -137,14 +137,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def main_train(argv: list[str]) -> int:
     """``medviewer --train ...``: returns 0 ok, 1 ok with skipped images, 130 interrupted."""
-    from engine.train.run import main
+    from medviewer.engine.train.run import main
 
     return main(parse(argv))
 
 
 def main_make_dataset(argv: list[str]) -> int:
     """``medviewer make-dataset OUT [--classes a,b,c] [--n N] [--size S] [--seed K]``."""
-    from engine.train.synth import DEFAULT_CLASSES, make_dataset
+    from medviewer.engine.train.synth import DEFAULT_CLASSES, make_dataset
 
     p = argparse.ArgumentParser(prog="medviewer make-dataset",
                                 description="Write a synthetic labelled dataset with lesion masks.")

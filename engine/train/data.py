@@ -25,7 +25,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from viewer.errors import DatasetError, UsageError
+from medviewer.viewer.errors import DatasetError, UsageError
 
 SPLITS = ("train", "val", "test")
 SPLIT_NAMES = {

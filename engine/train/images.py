@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 import torch
 
-from engine.preprocess import PreprocessSpec, preprocess
-from engine.train.data import IMAGE_EXTS, Sample
+from medviewer.engine.preprocess import PreprocessSpec, preprocess
+from medviewer.engine.train.data import IMAGE_EXTS, Sample
 
 
 def read_stored(path: Path) -> tuple[np.ndarray, Any]:
@@ -42,7 +42,7 @@ def read_stored(path: Path) -> tuple[np.ndarray, Any]:
     from pydicom.errors import InvalidDicomError
     from pydicom.pixels import pixel_array
 
-    from viewer.display import meta_from_dataset
+    from medviewer.viewer.display import meta_from_dataset
 
     try:
         ds = pydicom.dcmread(path, force=True)   # some files lack the PS3.10 preamble

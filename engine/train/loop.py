@@ -25,10 +25,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from engine.train import model as tmodel
-from engine.train.augment import AugmentSpec, augment_batch
-from engine.train.ddp import DistInfo, all_reduce_sum
-from viewer.errors import UsageError
+from medviewer.engine.train import model as tmodel
+from medviewer.engine.train.augment import AugmentSpec, augment_batch
+from medviewer.engine.train.ddp import DistInfo, all_reduce_sum
+from medviewer.viewer.errors import UsageError
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -194,7 +194,7 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def load_checkpoint(path: Path) -> dict:
-    from viewer.errors import ModelFileError
+    from medviewer.viewer.errors import ModelFileError
 
     try:
         return torch.load(path, map_location="cpu", weights_only=True)

@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from engine import registry
-from viewer.errors import ModelFileError, UsageError
+from medviewer.engine import registry
+from medviewer.viewer.errors import ModelFileError, UsageError
 
 
 def imagenet_hint(arch: str) -> str:

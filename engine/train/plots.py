@@ -4,7 +4,7 @@ Plots: loss/accuracy curves, confusion matrix (counts and row-normalised),
 one-vs-rest ROC and precision-recall curves with AUC (scikit-learn), a
 reliability diagram of the top-class confidence, class distribution per split,
 source image sizes, and a gallery of misclassified test images with their
-Grad-CAM (engine.gradcam, the viewer's implementation).
+Grad-CAM (medviewer.engine.cam, the viewer's implementation).
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def sizes_scatter(sizes: Sequence[tuple[int, int]], path: Path) -> str:
 def gallery(images: Any, test_idx: Sequence[int], probs: np.ndarray, classes: Sequence[str],
             card: Any, model: Any, path: Path, n: int = 12) -> str | None:
     """Misclassified test images (most confident first) with their Grad-CAM overlay."""
-    from engine.gradcam import cam_batch
+    from medviewer.engine.cam import cam_batch
 
     y = np.asarray([int(images.y[i]) for i in test_idx])
     pred = probs.argmax(1)
@@ -150,7 +150,6 @@ def gallery(images: Any, test_idx: Sequence[int], probs: np.ndarray, classes: Se
 def write_html(out: Path, rep: dict, summ: dict, images: Any, test_idx: Sequence[int],
                probs: np.ndarray | None, classes: Sequence[str], card: Any, model: Any,
                cls_text: str, n_gallery: int = 12) -> Path:
-    from engine.train.report import html_table
 
     pdir = out / "plots"
     pdir.mkdir(exist_ok=True)
@@ -201,3 +200,15 @@ def write_html(out: Path, rep: dict, summ: dict, images: Any, test_idx: Sequence
     path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>medviewer report</title>"
                     f"<style>{style}</style></head><body>{''.join(parts)}</body></html>", encoding="utf-8")
     return path
+
+
+def html_table(rows: list[list[Any]], header: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "" if v is None else str(v)

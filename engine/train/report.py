@@ -9,7 +9,6 @@ HTML report, never patient data: only file paths chosen by the user.
 from __future__ import annotations
 
 import csv
-import html
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -18,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.train.loop import args_dict
-from engine.train.metrics import classification_metrics, classification_text
+from medviewer.engine.train.loop import args_dict
+from medviewer.engine.train.metrics import classification_metrics, classification_text
 
 
 def test_metrics(y_true: Sequence[int], probs: np.ndarray | None, classes: Sequence[str]) -> dict:
@@ -82,7 +81,7 @@ def write_all(out: Path, *, args: Any, index: Any, images: Any, summ: dict, hist
     log(f"wrote {out / 'report.json'}, {out / 'predictions.csv'}")
     if getattr(args, "report", True):
         try:
-            from engine.train.plots import write_html
+            from medviewer.engine.train.plots import write_html
 
             write_html(out, rep, summ, images, test_idx, probs, classes, card, model,
                        classification_text(y_test, probs, classes) if probs is not None else "",
@@ -91,15 +90,3 @@ def write_all(out: Path, *, args: Any, index: Any, images: Any, summ: dict, hist
         except Exception as exc:  # plots are a convenience: never lose the model over them
             log(f"warning: report.html not written ({type(exc).__name__}: {exc})")
     return rep
-
-
-def html_table(rows: list[list[Any]], header: list[str]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return "" if v is None else str(v)

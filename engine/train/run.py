@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,20 +16,20 @@ from typing import Any
 
 import torch
 
-from engine import registry
-from engine.card import ModelCard
-from engine.preprocess import PreprocessSpec
-from engine.train import ddp
-from engine.train.data import counts_table, discover
-from engine.train.images import ImageSet, load_images, summary
-from engine.train.loop import FitResult, evaluate, fit
-from viewer.errors import DatasetError, UsageError
+from medviewer.engine import registry
+from medviewer.engine.card import ModelCard
+from medviewer.engine.preprocess import PreprocessSpec
+from medviewer.engine.train import ddp
+from medviewer.engine.train.data import counts_table, discover
+from medviewer.engine.train.images import ImageSet, load_images, summary
+from medviewer.engine.train.loop import FitResult, evaluate, fit
+from medviewer.viewer.errors import DatasetError, UsageError
 
 MODEL_FILE = "model.safetensors"
 
 
 def make_card(args: Any, classes: list[str]) -> ModelCard:
-    from engine.train.model import parse_hidden
+    from medviewer.engine.train.model import parse_hidden
 
     card = ModelCard(
         name=args.name or f"{args.arch}-{len(classes)}cls",
@@ -103,7 +102,7 @@ def main(args: Any, should_stop: Callable[[], bool] | None = None) -> int:
 
 def _main(args: Any, dist: ddp.DistInfo, log: Callable[[str], None],
           should_stop: Callable[[], bool] | None) -> int:
-    from engine.train import report
+    from medviewer.engine.train import report
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -112,7 +111,7 @@ def _main(args: Any, dist: ddp.DistInfo, log: Callable[[str], None],
     tr, va, te = (images.split_indices(s) for s in ("train", "val", "test"))
     search_block = None
     if args.test_only:
-        from engine.modelfile import load_model
+        from medviewer.engine.modelfile import load_model
 
         loaded = load_model(out / MODEL_FILE, device=args.device, cache=False)
         if loaded.classes != classes:
@@ -123,7 +122,7 @@ def _main(args: Any, dist: ddp.DistInfo, log: Callable[[str], None],
         if args.search and args.search > 0 and dist.world > 1:
             raise UsageError("--search runs in one process; start it without torchrun")
         if args.search and args.search > 0:
-            from engine.train.search import run_search
+            from medviewer.engine.train.search import run_search
 
             search_block = run_search(args, images, tr, va, len(classes), out, log)
             for k, v in search_block["best_params"].items():
@@ -155,7 +154,7 @@ def _main(args: Any, dist: ddp.DistInfo, log: Callable[[str], None],
             "summary": f"{len(images.samples)} images, {len(classes)} classes "
                        f"(train {len(tr)}, val {len(va)}, test {len(te)})",
             "counts": summ["counts"], "sha256": data_digest(images), "best_epoch": result.best_epoch}
-        from engine.modelfile import save_model
+        from medviewer.engine.modelfile import save_model
 
         to_save = result.model
         if args.half:
@@ -169,9 +168,3 @@ def _main(args: Any, dist: ddp.DistInfo, log: Callable[[str], None],
                      test_idx=te, probs=probs.numpy() if len(te) else None, metrics=metrics,
                      search=search_block, card=card, model=model, log=log)
     return 1 if images.skipped else 0
-
-
-if __name__ == "__main__":  # pragma: no cover - use `python -m engine.train`
-    from engine.train.cli import main_train
-
-    sys.exit(main_train(sys.argv[1:]))

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.train.loop import fit
+from medviewer.engine.train.loop import fit
 
 STUDY = "medviewer"
 
@@ -65,7 +65,7 @@ def run_search(args: Any, images: Any, train_idx: Sequence[int], val_idx: Sequen
         study.optimize(objective, n_trials=todo, catch=(RuntimeError, ValueError))
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not done:
-        from viewer.errors import UsageError
+        from medviewer.viewer.errors import UsageError
 
         raise UsageError("--search: no trial completed; check the data and the learning-rate range")
     try:

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from viewer.errors import UsageError
+from medviewer.viewer.errors import UsageError
 
 DEFAULT_CLASSES = ("normal", "nodule", "cavity", "spiculated")
 Lesion = Callable[[np.ndarray, np.ndarray, float, np.random.Generator], tuple[np.ndarray, np.ndarray]]

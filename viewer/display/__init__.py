@@ -4,7 +4,7 @@ See `meta` (what the header says) and `pipeline` (PS3.3 C.11 chain, presets,
 auto window, cached `Renderer`).
 """
 
-from viewer.display.meta import (
+from medviewer.viewer.display.meta import (
     ImageMeta,
     LutTable,
     Palette,
@@ -12,7 +12,7 @@ from viewer.display.meta import (
     meta_for_plain_image,
     meta_from_dataset,
 )
-from viewer.display.pipeline import (
+from medviewer.viewer.display.pipeline import (
     affine_coefficients,
     AUTO_PERCENTILES,
     PRESET_KEYS,
@@ -29,7 +29,7 @@ from viewer.display.pipeline import (
     render,
     value_at,
 )
-from viewer.display.voi import (
+from medviewer.viewer.display.voi import (
     linear_exact_fraction,
     linear_fraction,
     sigmoid_fraction,

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from viewer.errors import DecodeError
+from medviewer.viewer.errors import DecodeError
 
 MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
 VOI_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")

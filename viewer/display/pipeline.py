@@ -27,8 +27,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from viewer.display.meta import ImageMeta, LutTable, Window
-from viewer.display.voi import grey_levels, to_grey, voi_fraction
+from medviewer.viewer.display.meta import ImageMeta, LutTable, Window
+from medviewer.viewer.display.voi import grey_levels, to_grey, voi_fraction
 
 # CT presets (center/width in HU).
 PRESETS: dict[str, Window] = {

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from viewer.display.meta import ImageMeta, LutTable, Window
+from medviewer.viewer.display.meta import ImageMeta, LutTable, Window
 
 # Smallest width used when a width is out of range (a dragged window can
 # shrink to zero; the header parser already drops invalid header windows).

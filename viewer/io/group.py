@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from viewer.io import tags
-from viewer.io.model import HeaderMap, ImageRef, NonImage, ScanResult, Series, Skipped, Study
-from viewer.io.sort import SliceInfo, natural_key, slice_infos, sort_slices
+from medviewer.viewer.io import tags
+from medviewer.viewer.io.model import ImageRef, NonImage, ScanResult, Series, Skipped, Study
+from medviewer.viewer.io.sort import SliceInfo, natural_key, slice_infos, sort_slices
 
 IMAGE_STUDY_UID = "images"
 
@@ -136,7 +136,7 @@ def _image_size(path: Path) -> tuple[int, int]:
         if head.startswith(b"BM") and len(head) >= 26:
             rows = abs(int.from_bytes(head[22:26], "little", signed=True))  # negative: top-down
             return rows, int.from_bytes(head[18:22], "little")
-        from viewer.io.pixels import read_plain_image
+        from medviewer.viewer.io.pixels import read_plain_image
         arr = read_plain_image(path)
         return int(arr.shape[0]), int(arr.shape[1])
     except Exception:

@@ -21,9 +21,9 @@ import pydicom
 from pydicom import Dataset
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
-from viewer.io import tags
-from viewer.io.rawheader import LazyHeader, walk
-from viewer.io.tags import Header
+from medviewer.viewer.io import tags
+from medviewer.viewer.io.rawheader import LazyHeader, walk
+from medviewer.viewer.io.tags import Header
 
 FAST_HEADERS = True  # False: every header through pydicom (tests compare the two)
 HEAD_CHUNK = 64 * 1024  # first read of each file; holds nearly every header

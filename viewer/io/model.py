@@ -15,7 +15,7 @@ from typing import Any
 
 from pydicom import Dataset
 
-from viewer.io.rawheader import LazyHeader
+from medviewer.viewer.io.rawheader import LazyHeader
 
 HeaderEntry = Dataset | LazyHeader
 

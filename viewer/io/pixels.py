@@ -20,9 +20,9 @@ import numpy as np
 import pydicom
 from pydicom import Dataset
 
-from viewer.errors import DecodeError
-from viewer.io.model import HeaderEntry, HeaderMap, ImageRef
-from viewer.io.rawheader import LazyHeader
+from medviewer.viewer.errors import DecodeError
+from medviewer.viewer.io.model import HeaderEntry, HeaderMap, ImageRef
+from medviewer.viewer.io.rawheader import LazyHeader
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 MAX_HEADERS = 20000  # headers kept for meta(); pixel-free, a few KB each
@@ -257,7 +257,7 @@ class PixelStore:
 
     def meta(self, ref: ImageRef) -> Any:
         """`viewer.display.ImageMeta` for that frame (PS3.3 C.7.6.3, C.11)."""
-        from viewer import display
+        from medviewer.viewer import display
 
         header = self.header(ref)
         if header is None:

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pydicom
 
-from viewer.errors import NothingToShowError
-from viewer.io.group import Collector
-from viewer.io.header import HEAD_CHUNK, Chunk, read_chunk, read_header, sop_class_name
-from viewer.io.model import NonImage, ScanResult, Skipped
-from viewer.io.pixels import IMAGE_SUFFIXES, is_plain_image
-from viewer.io.sort import natural_key
+from medviewer.viewer.errors import NothingToShowError
+from medviewer.viewer.io.group import Collector
+from medviewer.viewer.io.header import HEAD_CHUNK, Chunk, read_chunk, read_header, sop_class_name
+from medviewer.viewer.io.model import NonImage, ScanResult, Skipped
+from medviewer.viewer.io.pixels import IMAGE_SUFFIXES, is_plain_image
+from medviewer.viewer.io.sort import natural_key
 
 __all__ = ["HEAD_CHUNK", "SNAPSHOT_INTERVAL", "open_path", "read_header", "scan", "sop_class_name"]
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from pydicom import Dataset
 
-from viewer.io import tags
-from viewer.io.model import ImageRef
+from medviewer.viewer.io import tags
+from medviewer.viewer.io.model import ImageRef
 
 Vec = tuple[float, float, float]
 _DIGITS = re.compile(r"(\d+)")

@@ -19,7 +19,7 @@ from pydicom import Dataset
 from pydicom.datadict import tag_for_keyword
 from pydicom.uid import UID
 
-from viewer.io.rawheader import LazyHeader
+from medviewer.viewer.io.rawheader import LazyHeader
 
 Header = Dataset | LazyHeader  # a parsed header, or a scanned one not parsed yet
 

@@ -24,11 +24,11 @@ MOUSE_ROWS = [
 
 def preset_hotkeys() -> list[tuple[str, str, Any]]:
     """[(key, name, Window)] for the CT presets, hotkeys '1'..'5'."""
-    from viewer.display import PRESETS
+    from medviewer.viewer.display import PRESETS
 
     keys = None
     try:
-        from viewer.display import PRESET_KEYS  # type: ignore[attr-defined]
+        from medviewer.viewer.display import PRESET_KEYS  # type: ignore[attr-defined]
 
         keys = dict(PRESET_KEYS)
     except ImportError:
@@ -189,7 +189,7 @@ def refresh_window_menu(w: Any) -> None:
     """List the image's header windows (PS3.3 C.11.2: multi-valued, by explanation)."""
     meta = w.canvas.meta
     try:
-        from viewer.display import available_windows
+        from medviewer.viewer.display import available_windows
 
         windows = tuple(available_windows(meta)) if meta is not None else ()
     except ImportError:

@@ -27,7 +27,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def _setup_logging() -> None:
     """The redacting rotating log file of viewer.logs, else plain stderr logging."""
     try:
-        from viewer.logs import setup_logging
+        from medviewer.viewer.logs import setup_logging
     except ImportError:
         logging.basicConfig(level=logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -57,7 +57,7 @@ def _fallback_excepthook(parent: Any) -> None:
 
 def install_excepthook(window: Any) -> None:
     try:
-        from viewer.ui.crash import install_excepthook as crash_hook
+        from medviewer.viewer.ui.crash import install_excepthook as crash_hook
     except ImportError:
         _fallback_excepthook(window)
         return
@@ -71,7 +71,7 @@ def install_excepthook(window: Any) -> None:
 def install_plugins(window: Any) -> None:
     """Call viewer.ui.ai.install(window) if it imports; log any failure."""
     try:
-        from viewer.ui import ai
+        from medviewer.viewer.ui import ai
     except ImportError as exc:
         log.info("AI panels not available: %s", exc)
         return
@@ -90,7 +90,7 @@ def _app_icon() -> Any:
 
     icon = QIcon()
     try:
-        from viewer.resources import resource
+        from medviewer.viewer.resources import resource
 
         folder = resource("icons")
         for png in sorted(folder.glob("medviewer*.png")):
@@ -102,7 +102,7 @@ def _app_icon() -> Any:
 
 def create_window(args: argparse.Namespace | None = None, plugins: bool = True) -> Any:
     """Build the main window, open PATH / the demo, or show the welcome page."""
-    from viewer.ui.window import MainWindow
+    from medviewer.viewer.ui.window import MainWindow
 
     window = MainWindow()
     if plugins:
@@ -123,14 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run the GUI; returns the Qt exit code."""
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.path and not Path(args.path).exists():
-        from viewer.errors import UsageError
+        from medviewer.viewer.errors import UsageError
 
         raise UsageError(f"{args.path}: no such file or folder")
     _setup_logging()
     from PySide6.QtCore import QCoreApplication
     from PySide6.QtWidgets import QApplication
 
-    from viewer.ui.settings import APP, ORG
+    from medviewer.viewer.ui.settings import APP, ORG
 
     QCoreApplication.setOrganizationName(ORG)
     QCoreApplication.setApplicationName(APP)

@@ -13,8 +13,8 @@ from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPixmap
 from PySide6.QtWidgets import QListWidget, QListWidgetItem, QWidget
 
-from viewer.ui.qimage import array_to_qimage
-from viewer.ui.workers import THUMB_SIZE
+from medviewer.viewer.ui.qimage import array_to_qimage
+from medviewer.viewer.ui.workers import THUMB_SIZE
 
 UID_ROLE = Qt.ItemDataRole.UserRole
 

@@ -18,10 +18,10 @@ from PySide6.QtCore import QPointF, QRectF, Qt, QThreadPool, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPen
 from PySide6.QtWidgets import QWidget
 
-from viewer.ui.overlays import CursorValue, corner_texts, paint_corner_texts, pixel_value_text
-from viewer.ui.qimage import array_to_qimage
-from viewer.ui.state import ViewState, dragged_window
-from viewer.ui.workers import DecodeJob, DecodeSignals
+from medviewer.viewer.ui.overlays import CursorValue, corner_texts, paint_corner_texts, pixel_value_text
+from medviewer.viewer.ui.qimage import array_to_qimage
+from medviewer.viewer.ui.state import ViewState, dragged_window
+from medviewer.viewer.ui.workers import DecodeJob, DecodeSignals
 
 log = logging.getLogger("medviewer.ui")
 
@@ -46,7 +46,7 @@ class ImageCanvas(QWidget):
 
     def __init__(self, state: ViewState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        from viewer.display import Renderer
+        from medviewer.viewer.display import Renderer
 
         self.state = state
         self.renderer = Renderer()
@@ -83,7 +83,7 @@ class ImageCanvas(QWidget):
     # -- rendering -------------------------------------------------------------
     def default_window(self) -> Any:
         """The file's own window (first header window, else automatic)."""
-        from viewer.display import default_window
+        from medviewer.viewer.display import default_window
 
         if self.ref is None or self.stored is None:
             return None
@@ -141,7 +141,7 @@ class ImageCanvas(QWidget):
         self.ref, self.stored, self.meta = ref, stored, meta
         self.error = None
         if error is not None:
-            from viewer.errors import MedviewerError
+            from medviewer.viewer.errors import MedviewerError
 
             if not isinstance(error, MedviewerError):
                 log.error("decode failed: %s: %s", type(error).__name__, error)
@@ -156,7 +156,7 @@ class ImageCanvas(QWidget):
                 self.rendered = np.ascontiguousarray(grey)
                 self._qimage = array_to_qimage(self.rendered)
             except Exception as exc:
-                from viewer.errors import MedviewerError
+                from medviewer.viewer.errors import MedviewerError
 
                 if not isinstance(exc, MedviewerError):
                     log.exception("render failed")

@@ -21,7 +21,7 @@ from types import TracebackType
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
-from viewer import logs
+from medviewer.viewer import logs
 
 log = logging.getLogger("medviewer.crash")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThreadPool, Signal
 
-from viewer.ui.workers import ScanWorker, ThumbnailJob, thumb_signals
+from medviewer.viewer.ui.workers import ScanWorker, ThumbnailJob, thumb_signals
 
 log = logging.getLogger("medviewer.ui")
 

@@ -71,7 +71,7 @@ def slice_location(ds: Any) -> float | None:
 
 def pixel_value_text(stored: np.ndarray, meta: Any, col: int, row: int) -> str:
     """Value at (row, col): modality value (HU for CT, PS3.3 C.11.1), RGB or index."""
-    from viewer.display import value_at
+    from medviewer.viewer.display import value_at
 
     v = value_at(stored, meta, row, col)
     if v is None:

@@ -1,8 +1,9 @@
-"""Persistent user settings (QSettings, organisation and application 'medviewer').
+"""Persistent user settings: an INI file in medviewer's user data folder.
 
 Window geometry/state, recent folders, default preset, chosen model and device,
-overlay opacity.  Tests (or portable installs) point the storage to a folder with
-the environment variable ``MEDVIEWER_SETTINGS_DIR`` (an INI file is used there).
+overlay opacity.  The file is `medviewer.viewer.userdata.settings_file()`
+(<user data>/settings.ini; ``MEDVIEWER_SETTINGS_DIR`` or ``MEDVIEWER_HOME`` move it).
+Settings that older releases kept in Qt's native store are copied over once.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QByteArray, QSettings
+
+from medviewer.viewer.userdata import settings_file
 
 ORG = "medviewer"
 APP = "medviewer"
@@ -32,12 +35,21 @@ class Settings:
     """Thin typed wrapper around QSettings; the only place settings keys are read."""
 
     def __init__(self, directory: str | Path | None = None) -> None:
-        directory = directory or os.environ.get("MEDVIEWER_SETTINGS_DIR")
-        if directory:
-            path = Path(directory) / f"{APP}.ini"
-            self._qs = QSettings(str(path), QSettings.Format.IniFormat)
-        else:
-            self._qs = QSettings(ORG, APP)
+        path = Path(directory) / f"{APP}.ini" if directory else settings_file()
+        fresh = not path.exists()
+        self._qs = QSettings(str(path), QSettings.Format.IniFormat)
+        if fresh and not directory and not os.environ.get("MEDVIEWER_SETTINGS_DIR"):
+            self._migrate_native()
+
+    def _migrate_native(self) -> None:
+        """Copy settings of releases that used Qt's native store (once, never deleted)."""
+        old = QSettings(ORG, APP)
+        keys = old.allKeys()
+        if not keys:
+            return
+        for key in keys:
+            self._qs.setValue(key, old.value(key))
+        self._qs.sync()
 
     @property
     def qsettings(self) -> QSettings:

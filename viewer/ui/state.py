@@ -185,7 +185,7 @@ def dragged_window(start: Any, dx: float, dy: float) -> Any:
     Sensitivity scales with the starting width so CT and 8-bit images both feel
     natural.  Width stays >= 1 (PS3.3 C.11.2.1.2).
     """
-    from viewer.display import Window
+    from medviewer.viewer.display import Window
 
     k = max(float(start.width), 2.0) / 256.0
     width = max(1.0, float(start.width) + dx * k)

@@ -21,7 +21,7 @@ class WelcomeWidget(QWidget):
         logo = QLabel()
         logo.setAlignment(Qt.AlignmentFlag.AlignCenter)
         try:
-            from viewer.resources import resource
+            from medviewer.viewer.resources import resource
 
             pix = QPixmap(str(resource("icons", "medviewer-128.png")))
             if not pix.isNull():

@@ -16,16 +16,16 @@ from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHBoxLayout, QLabel, QM
                                QMenu, QProgressBar, QPushButton, QSlider, QStackedWidget,
                                QVBoxLayout, QWidget)
 
-from viewer.ui.actions import build_actions
-from viewer.ui.browser import SeriesBrowser
-from viewer.ui.canvas import ImageCanvas
-from viewer.ui.dialogs import shortcuts_dialog, skipped_dialog
-from viewer.ui.loader import StudyLoader
-from viewer.ui.settings import Settings
-from viewer.ui.state import ViewState
-from viewer.ui.tags import TagBrowser
-from viewer.ui.welcome import WelcomeWidget
-from viewer.ui.workers import warm_up
+from medviewer.viewer.ui.actions import build_actions
+from medviewer.viewer.ui.browser import SeriesBrowser
+from medviewer.viewer.ui.canvas import ImageCanvas
+from medviewer.viewer.ui.dialogs import shortcuts_dialog, skipped_dialog
+from medviewer.viewer.ui.loader import StudyLoader
+from medviewer.viewer.ui.settings import Settings
+from medviewer.viewer.ui.state import ViewState
+from medviewer.viewer.ui.tags import TagBrowser
+from medviewer.viewer.ui.welcome import WelcomeWidget
+from medviewer.viewer.ui.workers import warm_up
 
 log = logging.getLogger("medviewer.ui")
 
@@ -36,7 +36,7 @@ TAGS_DELAY_MS = 150
 def _remember_identifiers(series: Any) -> None:
     """Tell the log redactor this patient's identifiers (viewer.logs, no PHI in logs)."""
     try:
-        from viewer.logs import remember_identifiers
+        from medviewer.viewer.logs import remember_identifiers
     except ImportError:
         return
     for path in list(series.headers)[:1]:  # one header (parsed now), not the whole series
@@ -51,7 +51,7 @@ class MainWindow(QMainWindow):
 
     def __init__(self, settings: Settings | None = None, pixels: Any = None) -> None:
         super().__init__()
-        from viewer.io.pixels import PixelStore
+        from medviewer.viewer.io.pixels import PixelStore
 
         warm_up()
         self.setWindowTitle("medviewer")
@@ -234,7 +234,7 @@ class MainWindow(QMainWindow):
         """Open the demo study (generated once, in the worker) plus pydicom's real files."""
 
         def make() -> Path:
-            from viewer.io.demo import demo_root
+            from medviewer.viewer.io.demo import demo_root
 
             return demo_root()
 
@@ -356,7 +356,7 @@ class MainWindow(QMainWindow):
         preset = self.settings.default_preset()
         if (series is not None and series.modality == "CT" and preset
                 and self.state.window is None):
-            from viewer.display import PRESETS
+            from medviewer.viewer.display import PRESETS
 
             if preset in PRESETS:  # the user's default window for CT (View settings)
                 self.state.window = PRESETS[preset]
@@ -386,7 +386,7 @@ class MainWindow(QMainWindow):
                 log.debug("prefetch failed", exc_info=True)
 
     def _on_rendered(self) -> None:
-        from viewer.ui.actions import refresh_window_menu
+        from medviewer.viewer.ui.actions import refresh_window_menu
 
         refresh_window_menu(self)
 
@@ -410,14 +410,14 @@ class MainWindow(QMainWindow):
     @staticmethod
     def _apply_debug_logging(on: bool) -> None:
         try:
-            from viewer.logs import set_debug
+            from medviewer.viewer.logs import set_debug
         except ImportError:
             return
         set_debug(on)
 
     def show_log_location(self) -> str:
         try:
-            from viewer.logs import log_path
+            from medviewer.viewer.logs import log_path
             where = str(log_path())
         except Exception:
             where = "no log file (logging to the terminal)"
@@ -425,12 +425,12 @@ class MainWindow(QMainWindow):
         return where
 
     def show_shortcuts(self) -> None:
-        from viewer.ui.actions import shortcut_rows
+        from medviewer.viewer.ui.actions import shortcut_rows
 
         shortcuts_dialog(self, shortcut_rows(self)).exec()
 
     def _rebuild_recent_menu(self) -> None:
-        from viewer.ui.actions import rebuild_recent_menu
+        from medviewer.viewer.ui.actions import rebuild_recent_menu
 
         rebuild_recent_menu(self)
 

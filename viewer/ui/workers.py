@@ -62,10 +62,10 @@ class ScanWorker(QThread):
             self.sig_snapshot.emit(self.generation, result)
 
     def run(self) -> None:  # noqa: D102 - QThread entry point
-        from viewer.errors import MedviewerError
+        from medviewer.viewer.errors import MedviewerError
 
         try:
-            from viewer.io import scan as scan_mod
+            from medviewer.viewer.io import scan as scan_mod
 
             if self._make_path is not None:
                 self.path = Path(self._make_path())
@@ -102,7 +102,7 @@ class ThumbnailJob(QRunnable):
 
     def run(self) -> None:  # noqa: D102 - QRunnable entry point
         try:
-            from viewer.display import default_window, render
+            from medviewer.viewer.display import default_window, render
 
             stored = self.pixels.get(self.ref)
             meta = self.pixels.meta(self.ref)
@@ -151,8 +151,8 @@ def warm_up() -> None:
     import importlib
     import sys
 
-    for name in ("numpy.ma", "viewer.io.scan", "viewer.io.pixels", "viewer.display",
-                 "viewer.logs", "pydicom.pixels", "pydicom.pixels.decoders",
+    for name in ("numpy.ma", "medviewer.viewer.io.scan", "medviewer.viewer.io.pixels", "medviewer.viewer.display",
+                 "medviewer.viewer.logs", "pydicom.pixels", "pydicom.pixels.decoders",
                  "pydicom.pixels.processing"):
         try:
             importlib.import_module(name)
@@ -160,7 +160,7 @@ def warm_up() -> None:
             log.debug("warm-up import %s failed", name)
     if sys.getswitchinterval() > 0.001:
         sys.setswitchinterval(0.001)
-    from viewer.ui.gcpolicy import freeze_long_lived
+    from medviewer.viewer.ui.gcpolicy import freeze_long_lived
 
     freeze_long_lived()   # modules are forever: keep them out of full collections
 

@@ -13,7 +13,7 @@ from typing import Any
 
 def install(window: Any) -> Any:
     """Attach the AI controller to `window` (stored as `window.ai`) and return it."""
-    from viewer.ui.ai.controller import AIController
+    from medviewer.viewer.ui.ai.controller import AIController
 
     controller = AIController(window)
     window.ai = controller

@@ -18,10 +18,10 @@ from PySide6.QtCore import QObject, QThreadPool, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QVBoxLayout, QWidget
 
-from engine.results import ResultRouter
-from viewer.ui.ai.strip import SliceStrip
-from viewer.ui.ai.widgets import CamControls, ModelPicker, ProbabilityPanel
-from viewer.ui.ai.worker import CamJob, JobSignals, LoadJob, SeriesJob
+from medviewer.engine.results import ResultRouter
+from medviewer.viewer.ui.ai.strip import SliceStrip
+from medviewer.viewer.ui.ai.widgets import CamControls, ModelPicker, ProbabilityPanel
+from medviewer.viewer.ui.ai.worker import CamJob, JobSignals, LoadJob, SeriesJob
 
 log = logging.getLogger("medviewer.ai")
 
@@ -165,7 +165,7 @@ class AIController(QObject):
     def load_default_model(self) -> bool:
         """Load the bundled demo model unless a model is loaded or loading
         (used by `medviewer --demo`, so every AI feature works out of the box)."""
-        from viewer.resources import resource
+        from medviewer.viewer.resources import resource
 
         saved = self._setting("ai/model", "")
         if self.model is not None or (saved and Path(saved).is_file()):
@@ -179,7 +179,7 @@ class AIController(QObject):
     def on_loaded(self, gen: int, model: Any) -> None:
         if gen != self._model_gen:
             return
-        from engine.device import describe
+        from medviewer.engine.device import describe
 
         self.model = model
         self.router.cancel()
@@ -294,7 +294,7 @@ class AIController(QObject):
         self.panel.set_probabilities(self.probs[i], where=f"slice {i + 1}", seconds=per)
 
     def _show_series_result(self) -> None:
-        from engine.infer import aggregate, aggregation_name
+        from medviewer.engine.infer import aggregate, aggregation_name
 
         if self.probs is None or self.model is None:
             self.panel.set_series_result("")
@@ -373,7 +373,7 @@ class AIController(QObject):
             self._paint_cam(key)
 
     def _paint_cam(self, key: tuple[Any, ...]) -> None:
-        from engine.overlay import colorize
+        from medviewer.engine.overlay import colorize
 
         cls, cam = self.cams[key]
         self.cams.move_to_end(key)

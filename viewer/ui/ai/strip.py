@@ -7,7 +7,7 @@ from PySide6.QtCore import QPoint, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from engine.overlay import colormap_lut
+from medviewer.engine.overlay import colormap_lut
 
 
 class SliceStrip(QWidget):

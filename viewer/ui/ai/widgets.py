@@ -5,53 +5,21 @@ Widgets only display what the controller hands them; no engine work here.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QStandardPaths, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QLinearGradient, QPainter, QPaintEvent
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel,
                                QListWidget, QListWidgetItem, QProgressBar, QPushButton, QSlider,
                                QVBoxLayout, QWidget)
 
-from engine.overlay import COLORMAPS, colormap_lut
+from medviewer.engine.catalog import ModelEntry, list_models, model_folders
+from medviewer.engine.overlay import COLORMAPS, colormap_lut
 
 NOT_VALIDATED = ("Not validated for clinical use (intended use: {use}). "
                  "Results are for research/demo only and must not guide diagnosis.")
-
-
-def user_models_dir() -> Path:
-    """$MEDVIEWER_MODELS_DIR, else <app data>/models."""
-    env = os.environ.get("MEDVIEWER_MODELS_DIR")
-    if env:
-        return Path(env)
-    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
-    return Path(base or Path.home() / ".medviewer") / "models"
-
-
-def model_folders() -> list[Path]:
-    from viewer.resources import resource
-
-    return [resource("models"), user_models_dir()]
-
-
-def list_models(folders: list[Path] | None = None) -> list[tuple[Path, Any, str | None]]:
-    """(path, ModelCard | None, error | None) for every .safetensors in the folders (cards only)."""
-    from engine.modelfile import read_card
-    from viewer.errors import MedviewerError
-
-    out = []
-    for folder in folders if folders is not None else model_folders():
-        if not folder.is_dir():
-            continue
-        for path in sorted(folder.glob("*.safetensors")):
-            try:
-                out.append((path, read_card(path), None))
-            except MedviewerError as exc:
-                out.append((path, None, str(exc)))
-    return out
 
 
 def card_html(card: Any) -> str:
@@ -98,20 +66,39 @@ class ModelPicker(QWidget):
         self.list.itemDoubleClicked.connect(lambda _i: self._choose())
         self.use_button.clicked.connect(self._choose)
         self.refresh_button.clicked.connect(lambda: self.refresh())
-        self.folders: list[Path] | None = None
+        self.folders: list[tuple[Path, bool]] | None = None
 
-    def refresh(self, folders: list[Path] | None = None) -> int:
+    def refresh(self, folders: list[tuple[Path, bool]] | None = None, extra: list[Path] = ()) -> int:
+        """List the models of `folders` (default: user, then bundled) plus `extra` files."""
+        from medviewer.engine.modelfile import read_card
+        from medviewer.viewer.errors import ModelFileError
+
         if folders is not None:
             self.folders = folders
         self.list.clear()
-        for path, card, err in list_models(self.folders):
-            label = card.summary() if card else f"{path.name} (unusable)"
+        entries = list_models(self.folders)
+        known = {e.path.resolve() for e in entries}
+        for path in extra:
+            if Path(path).resolve() in known:
+                continue
+            try:
+                entries.append(ModelEntry(Path(path), read_card(path), None, False))
+            except ModelFileError as exc:
+                entries.append(ModelEntry(Path(path), None, str(exc), False))
+        names = [e.card.name for e in entries if e.card is not None]
+        for e in entries:
+            if e.card is None:
+                label = f"{e.path.name} (unusable)"
+            elif names.count(e.card.name) > 1:
+                label = e.label()  # same name twice: version, file, date tell them apart
+            else:
+                label = e.card.summary()
             item = QListWidgetItem(label)
-            item.setData(Qt.ItemDataRole.UserRole, (str(path), card, err))
-            item.setToolTip(str(path))
+            item.setData(Qt.ItemDataRole.UserRole, (str(e.path), e.card, e.error))
+            item.setToolTip(str(e.path))
             self.list.addItem(item)
         if self.list.count() == 0:
-            shown = ", ".join(str(f) for f in (self.folders or model_folders()))
+            shown = ", ".join(str(f) for f, _b in (self.folders or model_folders()))
             self.details.setText(f"No models found. Put .safetensors model files in: {shown}")
         return self.list.count()
 

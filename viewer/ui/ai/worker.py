@@ -16,7 +16,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, Signal
 
-from viewer.errors import MedviewerError
+from medviewer.viewer.errors import MedviewerError
 
 log = logging.getLogger("medviewer.ai")
 
@@ -63,7 +63,7 @@ class _Job(QRunnable):
         raise NotImplementedError
 
     def run(self) -> None:  # noqa: D102 - QRunnable entry point
-        from engine.infer import Cancelled
+        from medviewer.engine.infer import Cancelled
 
         t0 = time.perf_counter()
         error: str | None = None
@@ -93,14 +93,14 @@ class LoadJob(_Job):
         self.path, self.device, self.threads = path, device, threads
 
     def work(self) -> None:
-        from engine.modelfile import load_model
+        from medviewer.engine import load_model
 
         if self.threads:
             import torch
 
             torch.set_num_threads(self.threads)
         model = load_model(self.path, device=self.device)
-        from viewer.ui.gcpolicy import freeze_long_lived
+        from medviewer.viewer.ui.gcpolicy import freeze_long_lived
 
         freeze_long_lived()   # torch's modules, imported just now, live as long as the app
         self.signals.sig_loaded.emit(self.generation, model)
@@ -119,7 +119,7 @@ class SeriesJob(_Job):
         self.first_index, self.batch_size = first_index, batch_size
 
     def work(self) -> None:
-        from engine.series import predict_series
+        from medviewer.engine.series import predict_series
 
         def on_batch(start: int, probs: Any, cams: Any) -> None:
             self.signals.sig_batch.emit(self.generation, self.first_index + start, probs.copy(), cams)
@@ -144,7 +144,7 @@ class CamJob(_Job):
     def work(self) -> None:
         import numpy as np
 
-        from engine.gradcam import gradcam_images
+        from medviewer.engine.cam import gradcam_images
 
         pixels, meta = self.store.get(self.ref), self.store.meta(self.ref)
         if self.should_stop():

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.infer import iter_prepared
+from medviewer.engine.infer import iter_prepared
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from engine.modelfile import LoadedModel
+    from medviewer.engine.modelfile import LoadedModel
 
 METHODS = ("gradcam", "gradcampp")
 
@@ -36,7 +36,7 @@ class CamHooks:
     """
 
     def __init__(self, module: "torch.nn.Module", layer_name: str) -> None:
-        from engine.registry import get_submodule
+        from medviewer.engine.registry import get_submodule
 
         self.module = module
         self.layer = get_submodule(module, layer_name)
@@ -159,7 +159,7 @@ def gradcam_images(model: "LoadedModel", images: Any, metas: Sequence[Any] | Non
     """
     import torch
 
-    from engine.device import prepare_input
+    from medviewer.engine.device import prepare_input
 
     n = len(images)
     per_image = None if class_index is None or isinstance(class_index, int) else list(class_index)

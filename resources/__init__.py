@@ -1,0 +1,1 @@
+"""Package data of medviewer (icons, bundled models); found with importlib.resources."""
