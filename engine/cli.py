@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from medviewer.engine.cam import CAM_METHODS
 from medviewer.viewer.clikit import EXIT_FAIL, EXIT_OK, EXIT_PARTIAL, Parser, pick_series, require_images, write_png
 from medviewer.viewer.errors import UsageError
 
@@ -64,7 +65,8 @@ def main_predict(argv: list[str]) -> int:
     p.add_argument("--series", metavar="N|UID", help="Series Number or UID (default: every series)")
     p.add_argument("--json", metavar="OUT", help="write the JSON report here ('-' for stdout)")
     p.add_argument("--cam-dir", metavar="DIR", help="write Grad-CAM .npy maps and overlay PNGs here")
-    p.add_argument("--cam-method", choices=("gradcam", "gradcampp"), default="gradcam")
+    p.add_argument("--cam-method", choices=tuple(CAM_METHODS), default="gradcam",
+                   help="; ".join(f"{m.name}: {m.label}, {m.reference}" for m in CAM_METHODS.values()))
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     p.add_argument("--batch-size", type=int, default=16, metavar="N")
     p.add_argument("--aggregate", choices=AGGREGATIONS, default="mean",
