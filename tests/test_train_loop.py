@@ -184,3 +184,40 @@ def test_ctrl_c_mid_epoch_keeps_the_last_complete_epoch(tmp_path):
     ck = load_checkpoint(tmp_path / CHECKPOINT)
     assert ck["epoch"] == 0 and len(ck["history"]) == 1
     assert not (tmp_path / (CHECKPOINT + ".tmp")).exists()
+
+
+@pytest.mark.parametrize("sched", ["cosine", "onecycle", "step", "plateau"])
+def test_resume_with_more_epochs_replans_the_schedule(tmp_path, sched):
+    """A 3-epoch run resumed with --epochs 5 follows a 5-epoch plan from epoch 4 on (never wraps)."""
+    x, y, tr, va = tiny_data()
+    flags = ["--scheduler", sched, "--step-size", "2", "--gamma", "0.5", "--seed", "3"]
+    logs: list[str] = []
+    fit(args_for(*flags, "--epochs", "3"), x, y, tr, va, 3, tmp_path / "a", log=lambda m: None)
+    resumed = fit(args_for(*flags, "--epochs", "5", "--resume"), x, y, tr, va, 3, tmp_path / "a", log=logs.append)
+    planned5 = fit(args_for(*flags, "--epochs", "5"), x, y, tr, va, 3, None, log=lambda m: None)
+    lrs = [h["lr"] for h in resumed.history]
+    ref = [h["lr"] for h in planned5.history]
+    assert len(lrs) == 5
+    assert lrs[3:] == pytest.approx(ref[3:], rel=1e-9, abs=1e-12)   # the 5-epoch plan from the resume on
+    if sched in ("cosine", "onecycle"):
+        assert any("re-planned the " + sched in m for m in logs)
+        assert lrs[3] > 0 and lrs[3] >= lrs[4]             # still annealing: no restart from 0, no wrap
+    else:     # these schedules do not depend on --epochs: the resumed run IS the 5-epoch run
+        assert resumed.history == planned5.history
+        a, b = params(resumed.model), params(planned5.model)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_with_fewer_epochs_than_done_is_refused(tmp_path):
+    x, y, tr, va = tiny_data()
+    fit(args_for("--epochs", "2"), x, y, tr, va, 3, tmp_path, log=lambda m: None)
+    with pytest.raises(UsageError, match="already holds 2 epochs"):
+        fit(args_for("--epochs", "1", "--resume"), x, y, tr, va, 3, tmp_path, log=lambda m: None)
+
+
+def test_staged_run_never_hands_over_a_head_only_epoch():
+    """Restore-best judges the fine-tuning stage only: the result of --freeze staged is fine-tuned."""
+    x, y, tr, va = tiny_data()
+    res = fit(args_for("--freeze", "staged", "--epochs", "3", "--stage-epochs", "2", "--lr", "0.05"),
+              x, y, tr, va, 3, None, log=lambda m: None)
+    assert res.best_epoch == 3 and res.restored_epoch == 3

@@ -84,6 +84,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     o.add_argument("--patience", type=int, default=0, help="early stopping on val loss (0 = off)")
     o.add_argument("--no-restore-best", dest="restore_best", action="store_false",
                    help="keep the last epoch's weights instead of the best")
+    o.add_argument("--no-precise-bn", dest="precise_bn", action="store_false",
+                   help="keep BatchNorm's running statistics as training left them instead of "
+                        "recomputing them with the final weights after each epoch")
     o.add_argument("--class-weights", default="none", help="auto | none | w1,w2,...")
     o.add_argument("--seed", type=int, default=0)
     o.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -97,7 +100,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     a.add_argument("--translation", type=float, help="max shift, fraction of the size")
     a.add_argument("--contrast", type=float, help="max contrast change fraction")
     r = p.add_argument_group("run")
-    r.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    r.add_argument("--resume", action="store_true",
+                   help="continue the run in --out (checkpoint.pt; search.db with --search); a larger "
+                        "--epochs re-plans cosine/onecycle schedules")
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier run in --out (its outputs are deleted first); without it, "
+                        "--resume or an empty --out is required")
     r.add_argument("--test-only", action="store_true", help="evaluate OUT/model.safetensors on the test split")
     r.add_argument("--search", type=int, default=0, metavar="N", help="Optuna trials before the final run")
     r.add_argument("--search-epochs", type=int, default=0, help="epochs per trial (default --epochs)")

@@ -25,12 +25,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from medviewer.engine.train import checkpoint as ckpt
 from medviewer.engine.train import model as tmodel
+from medviewer.engine.train.schedule import replan
 from medviewer.engine.train.augment import AugmentSpec, augment_batch
 from medviewer.engine.train.ddp import DistInfo, all_reduce_sum
 from medviewer.viewer.errors import UsageError
 
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT = ckpt.CHECKPOINT
 
 
 class Interrupted(Exception):
@@ -45,6 +47,7 @@ class FitResult:
     stopped_early: bool = False
     interrupted: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    restored_epoch: int = -1     # the epoch (1-based) whose weights `model` holds; -1: not trained here
 
 
 # -- optimisers and schedulers ----------------------------------------------------------
@@ -121,6 +124,19 @@ def _progress(done: int, total: int, t0: float, prefix: str) -> None:
         print("\r" + " " * 70 + "\r", end="", file=sys.stderr, flush=True)
 
 
+def balanced_batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """``order`` cut into ceil(n / batch_size) batches whose sizes differ by at most one.
+
+    450 images at --batch-size 32 give 15 batches of 30, not 14 of 32 and one of 2:
+    a last batch of 2 makes BatchNorm normalise with the statistics of 2 images
+    (a noisy step) and pulls 10 % of every running statistic towards them.
+    """
+    n = len(order)
+    if n == 0:
+        return []
+    return list(torch.tensor_split(order, math.ceil(n / max(1, batch_size))))
+
+
 def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer,
                     x: torch.Tensor, y: torch.Tensor, order: torch.Tensor, batch_size: int,
                     device: torch.device, aug: AugmentSpec, gen: torch.Generator,
@@ -134,10 +150,10 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     seen, t0 = 0, time.perf_counter()
-    n_batches = math.ceil(len(order) / batch_size)
+    chunks = balanced_batches(order, batch_size)
+    n_batches = len(chunks)
     amp = device.type == "cuda" and scaler is not None
-    for b in range(n_batches):
-        idx = order[b * batch_size:(b + 1) * batch_size]
+    for b, idx in enumerate(chunks):
         if len(idx) < 2 and b > 0:          # BatchNorm cannot train on one sample
             continue
         xb = x[idx].to(device, non_blocking=True).float()
@@ -185,22 +201,56 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return loss_sum / len(x), float((p.argmax(1) == y).double().mean()), p
 
 
-# -- checkpoints --------------------------------------------------------------------------
+# -- BatchNorm statistics ----------------------------------------------------------------------
+PRECISE_BN_IMAGES = 2048
+
+
+def recalibrate_bn(model: nn.Module, x: torch.Tensor, idx: torch.Tensor, batch_size: int,
+                   device: torch.device, amp: bool = False) -> int:
+    """Precise BatchNorm: recompute the running mean/variance of every BatchNorm layer that
+    trains as the true average over ``idx`` (un-augmented training images) with the
+    CURRENT weights (Wu & Johnson, "Rethinking 'Batch' in BatchNorm", 2021, section 3).
+
+    The running averages kept during training (momentum 0.1) mix the statistics of
+    the last ~10 steps' weights and of small last batches; when the weights still move
+    fast (from-scratch training, Adam at 1e-3) the eval-mode network then sees
+    activations its running statistics do not describe, and validation loss jumps from
+    epoch to epoch.  Layers of a frozen backbone (weights that do not train) keep their
+    statistics.  Training itself is unchanged: train mode never reads running stats.
+    Returns the number of layers recalibrated.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+           and m.track_running_stats and (m.weight is None or m.weight.requires_grad)]
+    if not bns or len(idx) == 0:
+        return 0
+    was_training = model.training
+    momenta = [m.momentum for m in bns]
+    model.eval()                                  # dropout off, as at inference
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None                         # cumulative average over the batches below
+        m.train()
+    try:
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            for chunk in balanced_batches(idx, batch_size):
+                if len(chunk) > 1:
+                    model(x[chunk.to(x.device)].to(device, non_blocking=True).float())
+    finally:
+        for m, mom in zip(bns, momenta):
+            m.momentum = mom
+        model.train(was_training)
+    return len(bns)
+
+
+# -- checkpoints (engine.train.checkpoint) ----------------------------------------------------
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Atomic: write next to the target, then rename over it."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """Atomic; on a full disk the temporary file is removed (DiskFullError)."""
+    ckpt.save(path, state)
 
 
 def load_checkpoint(path: Path) -> dict:
-    from medviewer.viewer.errors import ModelFileError
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelFileError(f"{path}: unreadable checkpoint ({str(exc).splitlines()[0][:120]}); "
-                             "delete it to start over") from None
+    """``torch.load(weights_only=True)``; ModelFileError on anything unreadable."""
+    return ckpt.load(path)
 
 
 def _resident(t: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -240,30 +290,43 @@ def fit(args: Any, x: torch.Tensor, y: torch.Tensor, train_idx: Sequence[int], v
         tmodel.set_backbone_trainable(model, args.arch, False)
     xv, yv = x[list(val_idx)], y[list(val_idx)]
     x_train, y_train = _resident(x, device), _resident(y, device)
+    precise_bn = bool(getattr(args, "precise_bn", True))
+    amp = scaler is not None
+    # the same images on every rank (not the rank's shard), so that all ranks agree
+    bn_idx = train_idx_t[torch.randperm(len(train_idx_t), generator=torch.Generator().manual_seed(args.seed))]
+    bn_idx = bn_idx[:PRECISE_BN_IMAGES]
     history: list[dict[str, float]] = []
     best = {"loss": math.inf, "epoch": -1, "state": None}
     start, bad = 0, 0
-    ckpt = out / CHECKPOINT if out is not None else None
+    ckpt_path = out / CHECKPOINT if out is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    if ckpt is not None and args.resume and ckpt.is_file():
-        st = load_checkpoint(ckpt)
-        if st.get("arch") != args.arch or st.get("num_classes") != num_classes:
-            raise UsageError(f"{ckpt}: checkpoint is for {st.get('arch')} with {st.get('num_classes')} "
-                             "classes; use another --out or delete it")
-        start = int(st["epoch"]) + 1
+    if ckpt_path is not None and args.resume and ckpt_path.is_file():
+        st = load_checkpoint(ckpt_path)
+        ckpt.validate(st, ckpt_path, arch=args.arch, num_classes=num_classes, model=model, optimizer=opt,
+                      scheduler=sched, scaler=scaler)
+        start = st["epoch"] + 1
+        planned = st["args"]["epochs"]
+        if start > args.epochs:
+            raise UsageError(f"{ckpt_path}: the checkpoint already holds {start} epochs; --resume needs "
+                             f"--epochs {start} or more (--test-only evaluates the model)")
+        if args.freeze == "staged" and "stage_epochs" in st["args"] and st["args"]["stage_epochs"] != stage_epochs:
+            stage_epochs = args.stage_epochs = st["args"]["stage_epochs"]   # keep the run's own plan
         if args.freeze == "staged" and start > stage_epochs:
             tmodel.set_backbone_trainable(model, args.arch, True)
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
-        if sched is not None and st.get("scheduler"):
+        if sched is not None and st["scheduler"]:
             sched.load_state_dict(st["scheduler"])
-        if scaler is not None and st.get("scaler"):
+        if scaler is not None and st["scaler"]:
             scaler.load_state_dict(st["scaler"])
         history = list(st["history"])
-        best = {"loss": float(st["best_loss"]), "epoch": int(st["best_epoch"]), "state": st.get("best_state")}
-        bad = int(st["bad_epochs"])
-        log(f"resumed from {ckpt} after epoch {start}")
+        best = {"loss": float(st["best_loss"]), "epoch": st["best_epoch"], "state": st["best_state"]}
+        bad = st["bad_epochs"]
+        log(f"resumed from {ckpt_path} after epoch {start}")
+        note = replan(sched, args.scheduler, planned, args.epochs, steps, args.pct_start)
+        if note:
+            log(note)
     net: nn.Module = model
     if dist.world > 1:
         net = nn.parallel.DistributedDataParallel(model, find_unused_parameters=args.freeze != "none")
@@ -279,7 +342,11 @@ def fit(args: Any, x: torch.Tensor, y: torch.Tensor, train_idx: Sequence[int], v
                 scale_lr(opt, sched, args.unfreeze_lr_factor)
                 if dist.world > 1:   # DDP registers only parameters that require grad
                     net = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
-                log(f"epoch {epoch + 1}: unfreezing the backbone, lr x {args.unfreeze_lr_factor:g}")
+                log(f"epoch {epoch + 1}: unfreezing the backbone, lr x {args.unfreeze_lr_factor:g}; "
+                    "the best epoch is chosen among the fine-tuning epochs")
+                # restore-best and early stopping judge the fine-tuned model: an epoch of the
+                # head-only stage is never handed over as the result of a staged run
+                best, bad = {"loss": math.inf, "epoch": -1, "state": None}, 0
             staged_frozen = args.freeze == "backbone" or (args.freeze == "staged" and epoch < stage_epochs)
             gen = torch.Generator().manual_seed(args.seed * 100003 + epoch)
             torch.manual_seed(args.seed * 7919 + epoch)           # dropout
@@ -292,6 +359,8 @@ def fit(args: Any, x: torch.Tensor, y: torch.Tensor, train_idx: Sequence[int], v
                 frozen if staged_frozen else None, should_stop,
                 prefix=f"epoch {epoch + 1}/{args.epochs}")
             ls, cor, seen = all_reduce_sum(dist, [ls, cor, seen])
+            if precise_bn and len(xv):
+                recalibrate_bn(model, x_train, bn_idx, args.batch_size, device, amp)
             v_loss, v_acc, _ = evaluate(model, xv, yv, args.batch_size, device, weight)
             lr = opt.param_groups[-1]["lr"]
             if sched is not None and args.scheduler == "plateau":
@@ -312,8 +381,8 @@ def fit(args: Any, x: torch.Tensor, y: torch.Tensor, train_idx: Sequence[int], v
             eta = (time.perf_counter() - t_start) / (epoch + 1 - start) * (args.epochs - epoch - 1)
             log(f"epoch {epoch + 1}/{args.epochs}  train loss {rec['train_loss']:.4f} acc {rec['train_accuracy']:.3f}"
                 f"  val loss {v_loss:.4f} acc {v_acc:.3f}  lr {lr:.2e}  {dt:.1f}s  ETA {eta:.0f}s")
-            if ckpt is not None and dist.rank == 0:
-                save_checkpoint(ckpt, {
+            if ckpt_path is not None and dist.rank == 0:
+                save_checkpoint(ckpt_path, {
                     "epoch": epoch, "arch": args.arch, "num_classes": num_classes,
                     "model": model.state_dict(), "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict() if sched is not None else None,
@@ -334,12 +403,17 @@ def fit(args: Any, x: torch.Tensor, y: torch.Tensor, train_idx: Sequence[int], v
                 raise Interrupted()
     except (KeyboardInterrupt, Interrupted):
         done = len(history)
-        log(f"interrupted: {done} epoch(s) kept in {ckpt}; rerun with --resume to continue"
-            if ckpt else "interrupted")
-        return FitResult(model, history, best["epoch"], interrupted=True)
+        log(f"interrupted: {done} epoch(s) kept in {ckpt_path}; rerun with --resume to continue"
+            if ckpt_path else "interrupted")
+        return FitResult(model, history, best["epoch"], interrupted=True,
+                         restored_epoch=len(history))
+    restored = len(history)
     if best["state"] is not None and args.restore_best:
         model.load_state_dict(best["state"])
-    return FitResult(model, history, best["epoch"], stopped_early)
+        restored = best["epoch"]
+    if precise_bn and not len(xv) and history:    # with a validation split it was done every epoch
+        recalibrate_bn(model, x_train, bn_idx, args.batch_size, device, amp)
+    return FitResult(model, history, best["epoch"], stopped_early, restored_epoch=restored)
 
 
 def args_dict(args: Any) -> dict[str, Any]:
