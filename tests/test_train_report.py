@@ -47,7 +47,8 @@ def test_outputs_exist_and_model_loads(run):
 def test_report_json_schema_is_exact(run):
     _, out = run
     rep = json.loads((out / "report.json").read_text())
-    assert list(rep) == ["classes", "class_map", "splits", "hyperparameters", "history", "test", "search"]
+    assert list(rep) == ["classes", "class_map", "splits", "hyperparameters", "history", "test", "search",
+                         "training", "warnings"]
     assert rep["search"] is None
     assert rep["class_map"] == {"cavity": "cavity", "nodule": "nodule", "normal": "normal"}
     assert rep["splits"]["train"] == {"cavity": 8, "nodule": 8, "normal": 8}

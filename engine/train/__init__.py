@@ -7,7 +7,12 @@ Modules (all Qt-free):
   model     build(arch, num_classes, weights="imagenet"|"none"|PATH, dropout, hidden, head_batchnorm)
   augment   AugmentSpec, make_spec(preset, **overrides), augment_batch(x, spec, generator)
   loop      train_one_epoch(), evaluate() (inference_mode), fit(args, x, y, train_idx, val_idx, ...)
-  search    run_search(args, images, ...) (Optuna TPE + median pruner, OUT/search.db)
+  search    run_search(args, images, ...) (Optuna TPE + median pruner, OUT/search.db); choose()
+            never hands a chance-level trial to the final run
+  checkpoint  save (atomic, nothing left on a full disk) / load / validate every field
+  schedule  replan(): --resume with another --epochs re-plans cosine / one-cycle schedules
+  sanity    judge(): is the model better than chance and the majority class on validation?
+  outdir    prepare(out): an earlier run in --out needs --resume or --overwrite
   metrics   classification_metrics(y_true, probs, classes) (scikit-learn; report.json "test")
   report    report.json / predictions.csv / dataset.json; plots: report.html
   ddp       torchrun support (gloo on CPU, nccl on GPUs)

@@ -142,13 +142,27 @@ def _label_from_name(rx: re.Pattern[str] | None, path: Path, fallback: str) -> s
     return label.casefold()   # the regex ignores case, so "BACTERIA" == "bacteria"
 
 
+MAX_CSV_BYTES = 512 * 2**20
+
+
 def _read_csv(csv_path: Path, base: Path) -> list[tuple[Path, str, str | None]]:
-    if not csv_path.is_file():
-        raise DatasetError(f"{csv_path}: label file not found")
+    import os
+    import stat
+
+    try:
+        st = os.stat(csv_path)
+    except OSError:
+        raise DatasetError(f"{csv_path}: label file not found") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise DatasetError(f"{csv_path}: the label file is not a regular file (a FIFO, device or folder)")
+    if st.st_size > MAX_CSV_BYTES:
+        raise DatasetError(f"{csv_path}: the label file is {st.st_size / 2**20:.0f} MiB, over the "
+                           f"{MAX_CSV_BYTES // 2**20} MiB limit for path,label rows")
     rows: list[tuple[Path, str, str | None]] = []
     try:
         with csv_path.open(newline="", encoding="utf-8-sig") as fh:
-            for i, row in enumerate(csv.reader(fh)):
+            reader = csv.reader(fh)
+            for i, row in enumerate(reader):
                 row = [c.strip() for c in row]
                 if not row or not row[0] or row[0].startswith("#"):
                     continue
@@ -166,6 +180,11 @@ def _read_csv(csv_path: Path, base: Path) -> list[tuple[Path, str, str | None]]:
                 rows.append((p if p.is_absolute() else base / p, row[1], split))
     except UnicodeDecodeError:
         raise DatasetError(f"{csv_path}: not a UTF-8 CSV file") from None
+    except csv.Error as exc:   # a field over csv.field_size_limit() (128 kB), a NUL byte...
+        raise DatasetError(f"{csv_path}: line {reader.line_num}: not a valid path,label[,split] row "
+                           f"({exc})") from None
+    except OSError as exc:
+        raise DatasetError(f"{csv_path}: cannot read the label file ({exc.strerror or exc})") from None
     if not rows:
         raise DatasetError(f"{csv_path}: no rows (expected path,label[,split])")
     return rows
@@ -232,9 +251,23 @@ def discover(root: str | Path | None, *, label_regex: str | None = None,
         merged = {k: v for k, v in class_map.items() if k != v}
         for k, v in sorted(merged.items()):
             notes.append(f"class folder {k!r} -> class {v!r}")
+        empty: list[Path] = []
         for split, cdir in folders:
-            for f in _image_files(cdir):
+            files = _image_files(cdir)
+            if not files:
+                empty.append(cdir)
+            for f in files:
                 entries.append((f, _label_from_name(rx, f, class_map[cdir.name]), split, cdir.name))
+        found = {e[1] for e in entries}
+        by_class: dict[str, list[str]] = defaultdict(list)
+        for cdir in empty:
+            by_class[class_map[cdir.name]].append(cdir.relative_to(root_path).as_posix())
+        for cls, where in sorted(by_class.items()):
+            if cls in found:
+                notes.extend(f"warning: class folder {w!r} holds no images" for w in where)
+            else:
+                notes.append(f"warning: class {cls!r} is left out: its folder{'s' if len(where) > 1 else ''} "
+                             f"{', '.join(where)} hold{'' if len(where) > 1 else 's'} no images")
         if splits:
             notes.append("split folders: " + ", ".join(f"{k}={v.name}" for k, v in splits.items()))
     if not entries:

@@ -27,9 +27,50 @@ from medviewer.engine.preprocess import PreprocessSpec, preprocess
 from medviewer.engine.train.data import IMAGE_EXTS, Sample
 
 
-def read_stored(path: Path) -> tuple[np.ndarray, Any]:
+#: the largest file read as one training image (a whole-slide or tomosynthesis object is larger)
+MAX_FILE_BYTES = 1 << 30
+
+
+def read_file(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a REGULAR file of at most ``limit`` bytes; ValueError otherwise.
+
+    Opened non-blocking and checked with fstat on the open descriptor, so a FIFO
+    (which would block ``open``/``read`` forever), /dev/zero or another device
+    (which reads without end) or a folder is refused without waiting, and a file
+    swapped after a check cannot slip in.  Reads at most ``limit`` + 1 bytes.
+    """
+    import os
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode)
+                    or stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                    else "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file")
+            raise ValueError(f"not a regular file ({kind}); only image files are read")
+        if st.st_size > limit:
+            raise ValueError(f"file of {st.st_size / 2**20:.0f} MiB is over the {limit // 2**20} MiB limit "
+                             "for one training image")
+        chunks, total = [], 0
+        while total <= limit:
+            chunk = os.read(fd, min(1 << 24, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > limit:
+            raise ValueError(f"file grew over the {limit // 2**20} MiB limit while being read")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def read_stored(path: Path, data: bytes | None = None) -> tuple[np.ndarray, Any]:
     """(stored pixels, ImageMeta or None for plain images); raises ValueError/OSError."""
-    data = path.read_bytes()
+    if data is None:
+        data = read_file(path)
     if path.suffix.lower() in IMAGE_EXTS and data[128:132] != b"DICM":
         arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         if arr is None:
@@ -44,8 +85,10 @@ def read_stored(path: Path) -> tuple[np.ndarray, Any]:
 
     from medviewer.viewer.display import meta_from_dataset
 
+    import io
+
     try:
-        ds = pydicom.dcmread(path, force=True)   # some files lack the PS3.10 preamble
+        ds = pydicom.dcmread(io.BytesIO(data), force=True)   # some files lack the PS3.10 preamble
     except InvalidDicomError:
         raise ValueError("not a DICOM file (no DICM preamble) nor a known image format") from None
     if "PixelData" not in ds and "FloatPixelData" not in ds:
@@ -73,11 +116,12 @@ class ImageSet:
 
 def _load_one(sample: Sample, spec: PreprocessSpec):
     try:
-        stored, meta = read_stored(sample.path)
+        data = read_file(sample.path)
+        stored, meta = read_stored(sample.path, data)
         if stored.size == 0 or min(stored.shape[:2]) < 1:
             raise ValueError("empty image")
         tensor, _ = preprocess(stored, meta, spec)
-        digest = hashlib.sha256(sample.path.read_bytes()).hexdigest()
+        digest = hashlib.sha256(data).hexdigest()
         return tensor.to(torch.float16), (int(stored.shape[0]), int(stored.shape[1])), digest
     except Exception as exc:   # any decoder failure: listed and skipped, never fatal
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

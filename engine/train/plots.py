@@ -173,7 +173,18 @@ def write_html(out: Path, rep: dict, summ: dict, images: Any, test_idx: Sequence
     per = [[c, v["precision"], v["recall"], v["f1"], v["support"], t["roc_auc"].get(c)]
            for c, v in t["per_class"].items()]
     parts = [f"<h1>medviewer training report: {html.escape(card.name)}</h1>",
-             f"<p>{html.escape(card.summary())}</p>",
+             f"<p>{html.escape(card.summary())}</p>"]
+    if rep.get("warnings"):
+        parts.append("<div class='warn'><b>Warnings</b><ul>" +
+                     "".join(f"<li>{html.escape(w)}</li>" for w in rep["warnings"]) + "</ul></div>")
+    tr = rep.get("training") or {}
+    if tr.get("restored_epoch", -1) > 0:
+        chosen = ("the last epoch" if tr["restored_epoch"] == tr["epochs_run"]
+                  else f"the best {tr['selected_on'].replace('_', ' ')} (restore-best)")
+        check = (tr.get("validation_check") or {}).get("message", "")
+        parts.append(f"<p><b>Model:</b> the weights of epoch {tr['restored_epoch']} of {tr['epochs_run']}, "
+                     f"{html.escape(chosen)}. {html.escape(check)}</p>")
+    parts += [
              "<h2>Test metrics</h2>", html_table(rows, ["metric", "value"]),
              html_table(per, ["class", "precision", "recall", "F1", "support", "ROC AUC"]),
              f"<pre>{html.escape(cls_text)}</pre>",
@@ -195,7 +206,8 @@ def write_html(out: Path, rep: dict, summ: dict, images: Any, test_idx: Sequence
                                                                             "importances")}, indent=2)) + "</pre>")
     parts.append("<h2>Hyperparameters</h2><pre>" + html.escape(json.dumps(rep["hyperparameters"], indent=2)) + "</pre>")
     style = "body{font-family:sans-serif;max-width:1000px;margin:auto}table{border-collapse:collapse;margin:8px 0}" \
-            "td,th{border:1px solid #ccc;padding:2px 8px}img{max-width:100%}"
+            "td,th{border:1px solid #ccc;padding:2px 8px}img{max-width:100%}" \
+            ".warn{border:2px solid #b00;background:#fee;padding:4px 12px;margin:8px 0}"
     path = out / "report.html"
     path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>medviewer report</title>"
                     f"<style>{style}</style></head><body>{''.join(parts)}</body></html>", encoding="utf-8")

@@ -9,8 +9,10 @@ HTML report, never patient data: only file paths chosen by the user.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,40 +46,65 @@ def _clean(obj: Any) -> Any:
 HYPER_KEYS = ("arch", "weights", "freeze", "stage_epochs", "unfreeze_lr_factor", "dropout", "hidden",
               "head_batchnorm", "image_size", "resize", "window", "optimizer", "lr", "momentum", "nesterov",
               "weight_decay", "scheduler", "step_size", "gamma", "plateau_patience", "min_lr", "pct_start",
-              "epochs", "batch_size", "patience", "restore_best", "class_weights", "seed", "augment", "aug",
+              "epochs", "batch_size", "patience", "restore_best", "precise_bn", "class_weights", "seed", "augment", "aug",
               "val_fraction", "test_fraction", "label_from_name", "device", "amp")
 
 
 def build_report(args: Any, classes: list[str], class_map: dict[str, str], counts: dict,
-                 history: list[dict], metrics: dict, search: dict | None) -> dict:
+                 history: list[dict], metrics: dict, search: dict | None,
+                 training: dict | None = None, warnings: Sequence[str] = ()) -> dict:
+    """report.json: the keys of issue 4, then ``training`` (which epoch the model is,
+    how it was chosen, the validation check against chance) and ``warnings``."""
     hp = {k: v for k, v in args_dict(args).items() if k in HYPER_KEYS}
     return _clean({"classes": list(classes), "class_map": dict(class_map),
                    "splits": {s: dict(counts[s]) for s in ("train", "val", "test")},
-                   "hyperparameters": hp, "history": history, "test": metrics, "search": search})
+                   "hyperparameters": hp, "history": history, "test": metrics, "search": search,
+                   "training": training, "warnings": list(warnings)})
+
+
+def predictions_text(samples: Sequence[Any], y_idx: Sequence[int], probs: np.ndarray | None,
+                     classes: Sequence[str]) -> str:
+    """path, split, true, pred, p_<class>... for the test split (full float precision)."""
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(["path", "split", "true", "pred"] + [f"p_{c}" for c in classes])
+    if probs is not None:
+        for s, p in zip(samples, probs):
+            w.writerow([str(s.path), s.split, s.label, classes[int(np.argmax(p))]] + [repr(float(v)) for v in p])
+    return buf.getvalue()
 
 
 def write_predictions(path: Path, samples: Sequence[Any], y_idx: Sequence[int], probs: np.ndarray | None,
                       classes: Sequence[str]) -> None:
-    """path, split, true, pred, p_<class>... for the test split (full float precision)."""
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["path", "split", "true", "pred"] + [f"p_{c}" for c in classes])
-        if probs is None:
-            return
-        for s, p in zip(samples, probs):
-            w.writerow([str(s.path), s.split, s.label, classes[int(np.argmax(p))]] + [repr(float(v)) for v in p])
+    write_text(path, predictions_text(samples, y_idx, probs, classes))
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write next to the target and rename over it; on a full disk nothing is left behind."""
+    from medviewer.viewer.errors import DiskFullError
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise DiskFullError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
 
 def write_all(out: Path, *, args: Any, index: Any, images: Any, summ: dict, history: list[dict],
               test_idx: Sequence[int], probs: np.ndarray | None, metrics: dict, search: dict | None,
-              card: Any, model: Any, log: Callable[[str], None] = print) -> dict:
+              card: Any, model: Any, log: Callable[[str], None] = print,
+              training: dict | None = None, warnings: Sequence[str] = ()) -> dict:
     classes = index.classes
-    rep = build_report(args, classes, index.class_map, summ["counts"], history, metrics, search)
-    (out / "report.json").write_text(json.dumps(rep, indent=2), encoding="utf-8")
-    (out / "dataset.json").write_text(json.dumps(_clean(summ), indent=2), encoding="utf-8")
+    rep = build_report(args, classes, index.class_map, summ["counts"], history, metrics, search,
+                       training, warnings)
+    write_text(out / "report.json", json.dumps(rep, indent=2))
+    write_text(out / "dataset.json", json.dumps(_clean(summ), indent=2))
     test_samples = [images.samples[i] for i in test_idx]
     y_test = [int(images.y[i]) for i in test_idx]
-    write_predictions(out / "predictions.csv", test_samples, y_test, probs, classes)
+    write_text(out / "predictions.csv", predictions_text(test_samples, y_test, probs, classes))
     log(f"wrote {out / 'report.json'}, {out / 'predictions.csv'}")
     if getattr(args, "report", True):
         try:

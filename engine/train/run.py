@@ -8,7 +8,9 @@ search.db (Optuna, with ``--search``).
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,7 +57,23 @@ def _log(dist: ddp.DistInfo) -> Callable[[str], None]:
     return (lambda msg: print(msg, flush=True)) if dist.is_main else (lambda msg: None)
 
 
-def prepare(args: Any, log: Callable[[str], None]) -> tuple[Any, ImageSet, ModelCard, dict]:
+class Warnings:
+    """Warnings a researcher must not miss: stderr, the log file, report.json and report.html."""
+
+    def __init__(self, dist: ddp.DistInfo) -> None:
+        self.items: list[str] = []
+        self.main = dist.is_main
+
+    def __call__(self, msg: str) -> None:
+        if not self.main:
+            return
+        self.items.append(msg)
+        print(f"medviewer: WARNING: {msg}", file=sys.stderr, flush=True)
+        logging.getLogger("medviewer.train").warning(msg)
+
+
+def prepare(args: Any, log: Callable[[str], None],
+            warn: Callable[[str], None] | None = None) -> tuple[Any, ImageSet, ModelCard, dict]:
     """Discovery, decoding and the dataset summary (printed)."""
     index = discover(args.data, label_regex=args.label_from_name, labels_csv=args.labels,
                      val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed)
@@ -63,8 +81,9 @@ def prepare(args: Any, log: Callable[[str], None]) -> tuple[Any, ImageSet, Model
     t0 = time.perf_counter()
     images = load_images(index.samples, index.classes, PreprocessSpec.from_card(card), workers=args.workers)
     summ = summary(images, index.classes)
+    warn = warn or log
     for note in index.notes:
-        log(note)
+        (warn if note.startswith("warning: ") else log)(note.removeprefix("warning: "))
     log(f"{len(images.samples)} images decoded in {time.perf_counter() - t0:.1f}s "
         f"(sizes {summ['image_sizes']['min']}..{summ['image_sizes']['max']})")
     for p, reason in images.skipped:
@@ -73,6 +92,15 @@ def prepare(args: Any, log: Callable[[str], None]) -> tuple[Any, ImageSet, Model
         log(f"warning: leakage: identical file in {'+'.join(dup['splits'])}: {', '.join(dup['paths'][:3])}")
     index.samples = images.samples
     log(counts_table(index))
+    counts = index.counts()
+    for c in index.classes:
+        decoded = sum(counts[sp][c] for sp in counts)
+        if decoded == 0:
+            warn(f"class {c!r}: none of its images could be read; the model will still have an output "
+                 "for it but cannot learn it")
+        elif counts["train"][c] == 0 and not any(f"class {c!r} has no training images" in n
+                                                 for n in index.notes):
+            warn(f"class {c!r} has no readable training images (its images were skipped)")
     if not images.split_indices("train"):
         raise DatasetError(f"{index.root}: no readable training images "
                            f"({len(images.skipped)} unreadable)")
@@ -102,11 +130,13 @@ def main(args: Any, should_stop: Callable[[], bool] | None = None) -> int:
 
 def _main(args: Any, dist: ddp.DistInfo, log: Callable[[str], None],
           should_stop: Callable[[], bool] | None) -> int:
-    from medviewer.engine.train import report
+    from medviewer.engine.train import outdir, report, sanity
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    index, images, card, summ = prepare(args, log)
+    outdir.prepare(out, resume=bool(args.resume), overwrite=bool(getattr(args, "overwrite", False)),
+                   test_only=bool(args.test_only), is_main=dist.is_main, log=log)
+    warn = Warnings(dist)
+    index, images, card, summ = prepare(args, log, warn)
     classes = index.classes
     tr, va, te = (images.split_indices(s) for s in ("train", "val", "test"))
     search_block = None
@@ -122,13 +152,20 @@ def _main(args: Any, dist: ddp.DistInfo, log: Callable[[str], None],
         if args.search and args.search > 0 and dist.world > 1:
             raise UsageError("--search runs in one process; start it without torchrun")
         if args.search and args.search > 0:
-            from medviewer.engine.train.search import run_search
+            from medviewer.engine.train.search import choose, run_search
 
             search_block = run_search(args, images, tr, va, len(classes), out, log)
-            for k, v in search_block["best_params"].items():
-                setattr(args, k, v)
-            log("final training with the best parameters: " +
-                ", ".join(f"{k}={v}" for k, v in search_block["best_params"].items()))
+            chosen, why = choose(search_block, images.y[tr].tolist(), images.y[va].tolist(), len(classes))
+            search_block["used"] = "best trial" if chosen is not None else "command line"
+            if chosen is None:
+                warn(why)
+            else:
+                for k, v in chosen.items():
+                    setattr(args, k, v)
+                if why:
+                    warn(why)
+                log("final training with the best parameters: " + ", ".join(f"{k}={v}" for k, v in chosen.items()))
+                _fresh_final_run_if_params_changed(args, out, chosen, log)
             card = make_card(args, classes)
         log(f"training {args.arch} on {args.device} for {args.epochs} epoch(s)")
         result = fit(args, images.x, images.y, tr, va, len(classes), out, dist=dist,
@@ -139,6 +176,15 @@ def _main(args: Any, dist: ddp.DistInfo, log: Callable[[str], None],
         return 0
     device = torch.device(args.device)
     model = result.model.to(device)
+    training = _training_block(args, result, log)
+    _, _, val_probs = evaluate(model, images.x[va], images.y[va], args.batch_size, device)
+    verdict = sanity.judge(images.y[va].tolist(), val_probs.argmax(1).tolist() if len(va) else [],
+                           images.y[tr].tolist(), classes)
+    training["validation_check"] = verdict.to_json()
+    if verdict.better_than_chance is False or (verdict.better_than_chance is None and not args.test_only):
+        warn(verdict.message)
+    else:
+        log(verdict.message)
     test_loss, test_acc, probs = evaluate(model, images.x[te], images.y[te], args.batch_size, device)
     y_test = images.y[te].tolist()
     metrics = report.test_metrics(y_test, probs.numpy() if len(te) else None, classes)
@@ -153,7 +199,11 @@ def _main(args: Any, dist: ddp.DistInfo, log: Callable[[str], None],
         card.training_data = {
             "summary": f"{len(images.samples)} images, {len(classes)} classes "
                        f"(train {len(tr)}, val {len(va)}, test {len(te)})",
-            "counts": summ["counts"], "sha256": data_digest(images), "best_epoch": result.best_epoch}
+            "counts": summ["counts"], "sha256": data_digest(images), "best_epoch": result.best_epoch,
+            "restored_epoch": result.restored_epoch, "epochs_run": len(result.history),
+            "selected_on": training["selected_on"],
+            "better_than_chance_on_val": verdict.better_than_chance,
+            "warnings": list(warn.items)}
         from medviewer.engine.modelfile import save_model
 
         to_save = result.model
@@ -166,5 +216,37 @@ def _main(args: Any, dist: ddp.DistInfo, log: Callable[[str], None],
         log(f"wrote {out / MODEL_FILE}")
     report.write_all(out, args=args, index=index, images=images, summ=summ, history=result.history,
                      test_idx=te, probs=probs.numpy() if len(te) else None, metrics=metrics,
-                     search=search_block, card=card, model=model, log=log)
+                     search=search_block, card=card, model=model, log=log,
+                     training=training, warnings=warn.items)
     return 1 if images.skipped else 0
+
+
+def _training_block(args: Any, result: FitResult, log: Callable[[str], None]) -> dict[str, Any]:
+    """report.json "training": which epoch the model comes from and why."""
+    h = result.history
+    selected_on = "val_loss" if any(not math.isnan(r["val_loss"]) for r in h) else "train_loss"
+    block = {"epochs_run": len(h), "restore_best": bool(getattr(args, "restore_best", True)),
+             "selected_on": selected_on, "best_epoch": result.best_epoch,
+             "restored_epoch": result.restored_epoch, "stopped_early": result.stopped_early}
+    if h and result.restored_epoch > 0:
+        r = h[result.restored_epoch - 1]
+        if result.restored_epoch == len(h):
+            log(f"model: the weights of the last epoch ({len(h)})")
+        else:
+            log(f"model: the weights of epoch {result.restored_epoch} of {len(h)} "
+                f"(best {selected_on.replace('_', ' ')} {r[selected_on]:.4f}; --no-restore-best keeps the last)")
+    return block
+
+
+def _fresh_final_run_if_params_changed(args: Any, out: Path, chosen: dict[str, Any],
+                                       log: Callable[[str], None]) -> None:
+    """With --resume, the final run continues checkpoint.pt only if it was made with the chosen parameters."""
+    from medviewer.engine.train.loop import CHECKPOINT, load_checkpoint
+
+    path = out / CHECKPOINT
+    if not (args.resume and path.is_file()):
+        return
+    saved = load_checkpoint(path).get("args")
+    if not isinstance(saved, dict) or any(saved.get(k) != v for k, v in chosen.items()):
+        args.resume = False
+        log(f"the search chose other parameters than {path.name} was trained with: the final run starts over")

@@ -58,6 +58,8 @@ def run_search(args: Any, images: Any, train_idx: Sequence[int], val_idx: Sequen
                   log=lambda m: None)
         losses = [h["val_loss"] if not math.isnan(h["val_loss"]) else h["train_loss"] for h in res.history]
         best = min(losses) if losses else math.inf
+        if losses:
+            trial.set_user_attr("val_accuracy", res.history[losses.index(best)]["val_accuracy"])
         log(f"search trial {trial.number}: best val loss {best:.4f} with {trial.params}")
         return best
 
@@ -72,9 +74,58 @@ def run_search(args: Any, images: Any, train_idx: Sequence[int], val_idx: Sequen
         importances = {k: float(v) for k, v in optuna.importance.get_param_importances(study).items()}
     except Exception:   # needs >= 2 completed trials with varying parameters
         importances = {}
-    return {"n_trials": len(study.trials), "completed": len(done),
+    return {"n_trials": len(study.trials), "completed": len(done), "n_val": len(val_idx),
             "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
             "best_params": dict(study.best_params), "best_value": float(study.best_value),
             "importances": importances, "storage": str(out / "search.db"),
-            "trials": [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params}
-                       for t in study.trials]}
+            "trials": [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
+                        "val_accuracy": t.user_attrs.get("val_accuracy")} for t in study.trials]}
+
+
+def choose(block: dict[str, Any], y_train: Sequence[int], y_val: Sequence[int],
+           num_classes: int) -> tuple[dict[str, Any] | None, str | None]:
+    """The parameters the final run should use, and a warning (or None).
+
+    A trial counts only if it did better than chance on validation: its best
+    validation loss is below that of always predicting the training class
+    frequencies (engine.train.sanity.prior_loss) AND its accuracy at that epoch
+    is significantly above the majority class (one-sided binomial test).  The
+    best such trial is used.  When no trial qualifies, (None, warning): the
+    final run keeps the command-line settings rather than parameters chosen by
+    noise.
+    """
+    from medviewer.engine.train import sanity
+
+    trials = sorted((t for t in block["trials"] if t["state"] == "COMPLETE" and t["value"] is not None),
+                    key=lambda t: t["value"])
+    if not y_val or not trials:
+        return dict(block["best_params"]), None
+    floor = sanity.prior_loss(y_train, y_val, num_classes)
+    maj = sanity.majority(y_train, num_classes)
+    rate = sum(1 for v in y_val if v == maj) / len(y_val)
+
+    def above_chance(t: dict[str, Any]) -> bool:
+        acc = t.get("val_accuracy")
+        if acc is None or not t["value"] < floor:
+            return False
+        return sanity.p_above(round(acc * len(y_val)), len(y_val), rate) < sanity.ALPHA
+
+    for t in block["trials"]:
+        t["above_chance"] = above_chance(t) if t in trials else None
+    good = [t for t in trials if t["above_chance"]]
+    best = trials[0]
+    block["chance_floor"] = {"val_loss": floor, "majority_accuracy": rate}
+    if not good:
+        acc = best.get("val_accuracy")
+        return None, (f"search: none of the {len(trials)} completed trial(s) did better than chance on validation "
+                      f"(best val loss {best['value']:.4f} against {floor:.4f} for always predicting the training "
+                      f"class frequencies; its val accuracy {acc if acc is None else round(acc, 3)} against "
+                      f"{rate:.3f} for the majority class): the final run uses the command-line settings, not "
+                      f"trial {best['number']}'s {best['params']}. Give the trials more epochs (--search-epochs) "
+                      "or more trials, and check the data")
+    if good[0] is not best:
+        return dict(good[0]["params"]), (
+            f"search: the trial with the lowest val loss ({best['number']}) did not do better than chance "
+            f"(accuracy not above the majority class); the final run uses trial {good[0]['number']}, the best one "
+            "that did")
+    return dict(best["params"]), None
