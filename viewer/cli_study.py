@@ -33,16 +33,44 @@ def _exit_code(result: ScanResult) -> int:
     return EXIT_PARTIAL if result.skipped else EXIT_OK
 
 
+_STACK_WORDS = {"axial": "head to feet", "coronal": "anterior to posterior",
+                "sagittal": "right to left"}
+
+
+def stack_line(series: Series) -> str | None:
+    """'axial, head to feet: z 57.50 mm .. -60.00 mm' -- the display order of a stack and
+    where its first and last slices lie (viewer.display.orientation), None without geometry."""
+    from medviewer.viewer.display.orientation import plane_kind, slice_normal
+
+    if not series.items:
+        return None
+    first, last = series.items[0], series.items[-1]
+    geo = series.geometry.get(first)
+    a, b = series.location(first), series.location(last)
+    if geo is None or a is None or b is None or a.axis != b.axis:
+        return None
+    normal = slice_normal(geo.orientation)
+    if normal is None:
+        return None
+    kind = plane_kind(normal)
+    if len(series.items) == 1:
+        return f"{kind}: {a.axis_name} {a.text()}"
+    return f"{kind}, {_STACK_WORDS[kind]}: {a.axis_name} {a.text()} .. {b.text()}"
+
+
 def _listing(result: ScanResult) -> str:
     doc = result.to_json()
     lines = [f"{doc['root']}"]
-    for st in doc["studies"]:
+    for st, study in zip(doc["studies"], result.studies):
         lines.append(f"Study {st['date'] or '-'}  {st['description'] or '(no description)'}"
                      f"  patient id {st['patient_id'] or '-'}  [{st['study_uid']}]")
-        for se in st["series"]:
+        for se, series in zip(st["series"], study.series):
             number = "-" if se["number"] is None else se["number"]
             lines.append(f"  Series {number:>4}  {se['modality']:<6} {se['images']:>5} image(s)"
                          f"  {se['rows']}x{se['columns']}  {se['description'] or '(no description)'}")
+            stack = stack_line(series)
+            if stack:
+                lines.append(f"               {stack}")
     if not doc["studies"]:
         lines.append("No displayable images.")
     if doc["non_image"]:
