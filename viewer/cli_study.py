@@ -3,6 +3,7 @@
     medviewer info PATH [--json]
     medviewer export PATH OUT.png [--series N|UID] [--slice K] [--frame F]
                                   [--window CENTER WIDTH | --preset NAME]
+                                  [--plane axial|coronal|sagittal [--slab MM --projection P]]
 
 Indices are 0-based, like the "items" and "frame" of `info --json`.  Export
 writes the grey levels the canvas shows at 100% zoom (viewer.display.render,
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medviewer.viewer.cli_mpr import add_plane_options, export_plane
 from medviewer.viewer.clikit import (EXIT_FAIL, EXIT_OK, EXIT_PARTIAL, Parser, pick_series, quiet,
                                      require_images, write_png)
 from medviewer.viewer.errors import UsageError
@@ -142,13 +144,19 @@ def main_export(argv: list[str]) -> int:
     p.add_argument("out", help="output PNG file")
     p.add_argument("--series", metavar="N|UID", help="Series Number or Series Instance UID "
                    "(default: the first series)")
-    p.add_argument("--slice", type=int, default=0, metavar="K",
-                   help="0-based index in display order (default 0)")
+    p.add_argument("--slice", type=int, default=None, metavar="K",
+                   help="0-based index in display order (default 0); with --plane, the plane's "
+                        "index along its normal (default the middle plane)")
     p.add_argument("--frame", type=int, metavar="F", help="0-based frame of a multi-frame file")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--window", type=float, nargs=2, metavar=("CENTER", "WIDTH"))
     group.add_argument("--preset", metavar="NAME", help="lung, mediastinum, abdomen, bone, brain")
+    add_plane_options(p)
     args = p.parse_args(argv)
+    if args.plane is not None or args.slab is not None or args.projection is not None:
+        return export_plane(args)
+    if args.slice is None:
+        args.slice = 0
 
     out = Path(args.out)
     if out.suffix.lower() != ".png":
