@@ -18,7 +18,7 @@ from pydicom import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
-from medviewer.viewer.measure.report import MANUFACTURER, ReportError
+from medviewer.viewer.measure.report import MANUFACTURER, ReportError, evidence_header
 
 __all__ = ["read_key_images", "write_key_images"]
 
@@ -33,6 +33,7 @@ def write_key_images(images: Iterable[tuple[Dataset, int | None]], path: str | P
     evidence: list[Dataset] = []
     frames: dict[str, list[int]] = {}
     for header, frame in images:
+        header = evidence_header(header)
         uid = str(header.SOPInstanceUID)
         if uid not in frames:
             frames[uid] = []

@@ -42,7 +42,7 @@ from medviewer.viewer.measure.geometry import (Angle, Arrow, CobbAngle, Distance
                                                PointProbe, Rectangle, Shape)
 from medviewer.viewer.measure.tools import Annotation
 
-__all__ = ["ReportError", "read_report", "report_folder", "write_report"]
+__all__ = ["ReportError", "evidence_header", "read_report", "report_folder", "write_report"]
 
 LABEL = Code("111010", "DCM", "Label")
 FREETEXT = ("CORNERSTONEFREETEXT", "CST4")       # OHIF's free-text finding code
@@ -64,7 +64,9 @@ def report_folder(study_uid: str) -> Path:
     <user data folder>/annotations/<Study Instance UID>/."""
     from medviewer.viewer.userdata import user_data_dir
 
-    safe = "".join(c for c in study_uid if c.isdigit() or c == ".") or "unknown-study"
+    safe = "".join(c for c in study_uid if c.isdigit() or c == ".").strip(".")
+    if not safe:                # '..' or no UID at all: never a path outside the folder
+        safe = "unknown-study"
     return user_data_dir() / "annotations" / safe
 
 
@@ -79,6 +81,27 @@ def _hd():
     import highdicom as hd
 
     return hd
+
+
+_COPIED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "Modality",
+           "FrameOfReferenceUID", "NumberOfFrames", "Rows", "Columns", "SeriesNumber", "InstanceNumber",
+           "SpecificCharacterSet")
+_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+          "ReferringPhysicianName", "AccessionNumber", "StudyID")
+
+
+def evidence_header(header: Dataset) -> Dataset:
+    """The attributes an SR / KOS takes from a referenced image (UIDs, patient and study
+    module, PS3.3 C.7.1.1 / C.7.2.1), with Type 2 ones present (empty) when the image
+    lacks them -- as the SR's own patient and study modules require."""
+    out = Dataset()
+    for keyword in _COPIED + _TYPE2:
+        value = header.get(keyword)
+        if value is not None:
+            setattr(out, keyword, value)
+        elif keyword in _TYPE2:
+            setattr(out, keyword, "")
+    return out
 
 
 def _coordinates(shape: Shape) -> tuple[str, np.ndarray]:
@@ -157,6 +180,7 @@ def write_report(annotations: Iterable[Annotation], sources: Mapping[str, Datase
         src = sources.get(ann.sop_instance_uid)
         if src is None:
             raise ReportError(f"{Path(path).name}: image {ann.sop_instance_uid} is not in the study")
+        src = evidence_header(src)
         if ann.sop_instance_uid not in seen:
             seen.add(ann.sop_instance_uid)
             evidence.append(src)
