@@ -92,3 +92,17 @@ def test_series_that_cannot_be_a_volume(capsys, tmp_path: Path) -> None:
     code, _, err = run(capsys, "export", str(tmp_path), str(tmp_path / "x.png"), "--plane", "coronal")
     assert code == 2 and "cannot be reformatted: a single image" in err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_window_specifications_apply_to_planes(capsys, demo_dir: Path, tmp_path: Path) -> None:
+    outs = {}
+    for name, spec in (("pair", ["40", "400"]), ("comma", ["40,400"]), ("auto", ["auto"]),
+                       ("header", ["header"]), ("none", [])):
+        out = tmp_path / f"{name}.png"
+        args = ["--window", *spec] if spec else []
+        assert run(capsys, "export", str(demo_dir), str(out), "--plane", "sagittal", *args)[0] == 0
+        outs[name] = _png(out)
+    np.testing.assert_array_equal(outs["pair"], outs["comma"])
+    np.testing.assert_array_equal(outs["header"], outs["none"])   # the demo's header window is 40/400
+    np.testing.assert_array_equal(outs["header"], outs["pair"])
+    assert not np.array_equal(outs["auto"], outs["pair"])

@@ -35,8 +35,10 @@ def add_plane_options(p: argparse.ArgumentParser) -> None:
 
 def export_plane(args: argparse.Namespace) -> int:
     """Write one reformatted plane (or slab projection) of the chosen series as PNG."""
+    import numpy as np
+
     from medviewer.viewer.cli_study import _window
-    from medviewer.viewer.display import mpr
+    from medviewer.viewer.display import Window, mpr
     from medviewer.viewer.io.pixels import PixelStore
     from medviewer.viewer.io.scan import open_path
     from medviewer.viewer.io.volume import VolumeError, build_volume, check_series
@@ -78,6 +80,9 @@ def export_plane(args: argparse.Namespace) -> int:
                              f"0..{count - 1}")
         grid = mpr.grid_at(geometry, args.plane, index)
         plane = mpr.reformat(volume, grid, args.slab or 0.0, projection)
+        if window is not None and not isinstance(window, Window):   # a WindowSpec
+            sample = np.ascontiguousarray(volume.data[::max(1, len(volume.data) // 16)])
+            window = window.resolve(sample.reshape(-1, sample.shape[-1]), volume.meta)
         grey = mpr.render_plane(plane, window if window is not None else mpr.volume_window(volume))
         volume.close()
     finally:
