@@ -286,3 +286,24 @@ def test_bad_inputs_raise_one_line(study, tmp_path: Path) -> None:
     folder = report_folder("1.2.3/../x")    # never a path outside the user data folder
     assert folder.name == "1.2.3" and folder.parent.name == "annotations"
     assert report_folder("..").name == "unknown-study" and report_folder("").name == "unknown-study"
+
+
+def test_saved_next_to_the_study_then_found_when_it_is_opened_again(study, tmp_path: Path) -> None:
+    from medviewer.viewer.measure.report import find_reports, save_location
+
+    root, ct, mf = study
+    anns, sources = _annotations(ct, mf)
+    study_uid = str(ct.headers[ct.items[0].path].StudyInstanceUID)
+    path = save_location(root, study_uid)
+    assert path.parent == root and path.name.startswith("medviewer-measurements-")
+    write_report(anns, sources, path)
+    again = scan(root)                                  # the study opened again
+    (found,) = find_reports(again, study_uid)
+    assert found == path and [a.shape for a in read_report(found)] == [a.shape for a in anns]
+    assert find_reports(again, "1.2.3.4") == []         # another study's reports stay out
+    # no writable study folder (a CD, a PACS cache; root may write anywhere, so the
+    # folder is simply not given here): the user data folder
+    elsewhere = save_location(None, study_uid)
+    assert elsewhere.parent == report_folder(study_uid)
+    write_report(anns, sources, elsewhere)
+    assert find_reports(again, study_uid) == [path, elsewhere]

@@ -42,7 +42,8 @@ from medviewer.viewer.measure.geometry import (Angle, Arrow, CobbAngle, Distance
                                                PointProbe, Rectangle, Shape)
 from medviewer.viewer.measure.tools import Annotation
 
-__all__ = ["ReportError", "evidence_header", "read_report", "report_folder", "write_report"]
+__all__ = ["ReportError", "evidence_header", "find_reports", "read_report", "report_folder", "save_location",
+           "write_report"]
 
 LABEL = Code("111010", "DCM", "Label")
 FREETEXT = ("CORNERSTONEFREETEXT", "CST4")       # OHIF's free-text finding code
@@ -68,6 +69,47 @@ def report_folder(study_uid: str) -> Path:
     if not safe:                # '..' or no UID at all: never a path outside the folder
         safe = "unknown-study"
     return user_data_dir() / "annotations" / safe
+
+
+def save_location(study_root: str | Path | None, study_uid: str, when: datetime | None = None) -> Path:
+    """Where to save a study's report: next to the study (the folder the user opened)
+    when it is writable, else in `report_folder(study_uid)`."""
+    import os
+
+    stamp = (when or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    name = f"medviewer-measurements-{stamp}.dcm"
+    if study_root is not None:
+        root = Path(study_root)
+        folder = root if root.is_dir() else root.parent
+        if os.access(folder, os.W_OK | os.X_OK):
+            return folder / name
+    return report_folder(study_uid) / name
+
+
+_SR_CLASSES = ("Comprehensive SR", "Comprehensive 3D SR", "Enhanced SR")
+
+
+def find_reports(result, study_uid: str) -> list[Path]:
+    """Measurement reports to restore for a study: SR objects the scan found under the
+    opened folder (ours or other software's) and those in `report_folder(study_uid)`,
+    oldest first.  Only files the scan listed or medviewer's own folder are read."""
+    found = [n.path for n in getattr(result, "non_image", [])
+             if any(n.sop_class.startswith(c) for c in _SR_CLASSES)]
+    folder = report_folder(study_uid)
+    if folder.is_dir():
+        found += sorted(p for p in folder.glob("*.dcm") if p.is_file() and not p.is_symlink())
+    out = []
+    for path in found:
+        try:
+            import pydicom
+
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True,
+                                 specific_tags=["StudyInstanceUID"])
+        except Exception:
+            continue
+        if str(ds.get("StudyInstanceUID", "")) == study_uid:
+            out.append(path)
+    return sorted(set(out), key=lambda p: (p.stat().st_mtime, str(p)))
 
 
 def _unit(units: str):
