@@ -243,9 +243,9 @@ def _name(ref: ImageRef) -> str:
     return ref.path.name if ref.frame is None else f"{ref.path.name} frame {ref.frame + 1}"
 
 
-def _pixel_format(series: Series, ref: ImageRef) -> tuple | None:
+def _pixel_format(series: Series, ref: ImageRef, entries: dict) -> tuple | None:
     """What must agree between slices: size, spacing, pixel format, rescale."""
-    header = series.headers.entries().get(ref.path) if ref.frame is None else None
+    header = entries.get(ref.path) if ref.frame is None else None
     if header is not None and not tags.has(header, "ModalityLUTSequence"):
         spacing = tags.floats(header, "PixelSpacing", 2) or tags.floats(header, "ImagerPixelSpacing", 2)
         slope = tags.floats(header, "RescaleSlope", 1)
@@ -308,7 +308,8 @@ def check_series(series: Series, max_bytes: int | None = None) -> VolumeCheck:
         if np.abs(np.asarray(geo.orientation) - ori0).max() > ORIENTATION_TOLERANCE:
             return VolumeCheck(f"{_name(ref)}: Image Orientation (Patient) differs from "
                                f"{_name(refs[0])} (not one stack of parallel slices)")
-    first = _pixel_format(series, refs[0])
+    entries = series.headers.entries()
+    first = _pixel_format(series, refs[0], entries)
     if first is None:
         return VolumeCheck(f"{_name(refs[0])}: no DICOM header")
     if first[3] != 1 or first[4] not in ("MONOCHROME1", "MONOCHROME2"):
@@ -318,7 +319,7 @@ def check_series(series: Series, max_bytes: int | None = None) -> VolumeCheck:
     if not first[0] or not first[1]:
         return VolumeCheck(f"{_name(refs[0])}: no Rows/Columns")
     for ref in refs[1:]:
-        fmt = _pixel_format(series, ref)
+        fmt = _pixel_format(series, ref, entries)
         if fmt != first:
             if fmt is None:
                 return VolumeCheck(f"{_name(ref)}: no DICOM header")
