@@ -33,6 +33,7 @@ from medviewer.viewer.display.meta import ImageMeta, Window
 from medviewer.viewer.display.orientation import EdgeLabels, edge_labels
 from medviewer.viewer.display.pipeline import Renderer, default_window
 from medviewer.viewer.display import reslice
+from medviewer.viewer.display.slab import sample_oblique
 
 __all__ = ["Crosshair", "PLANES", "PROJECTIONS", "Plane", "PlaneGrid", "STANDARD_AXES",
            "cut_line", "grid_at", "plane_grid", "plane_offsets", "reformat", "render_plane",
@@ -272,7 +273,12 @@ def reformat(volume, grid: PlaneGrid, slab_mm: float = 0.0, projection: str = "t
             valid = np.outer(ok_rows, ok_cols) & ok_norm
     else:
         nonneg = volume_nonnegative(volume)
-        if slab_mm > 0:
+        sampled = sample_oblique(data, geometry, grid, slab_mm, projection, nonneg)
+        if sampled is not None:
+            values, valid = sampled
+        elif slab_mm > 0:
+            # irregular slice spacing: layers every voxel step along the normal, each
+            # resampled through the actual slice positions
             step = float(min(geometry.slice_spacing, *geometry.pixel_spacing))
             count = max(1, int(math.floor(slab_mm / step + 1e-6)) + 1)
             shifts = (np.arange(count) - (count - 1) / 2.0) * step
