@@ -48,8 +48,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["EDGE", "Lattice", "Slab", "bands", "fill_value", "lattice", "reduce_fill",
-           "run_parallel", "sample_oblique", "single_oblique", "source_view", "strips"]
+__all__ = ["EDGE", "FAST_KERNELS", "KERNELS", "Lattice", "Slab", "bands", "fill_value", "kernel",
+           "lattice", "run_parallel", "sample_oblique", "single_oblique", "source_view", "strips"]
 
 EDGE = 1e-5           # index units: slab samples this far outside the voxel hull count as inside
 _THIN_EDGE = 1e-3     # thin planes: the tolerance of reslice.inside
@@ -165,10 +165,6 @@ def fill_value(dtype: np.dtype, how: str) -> float:
     return float(info.min if how == "mip" else info.max)
 
 
-def reduce_fill(dtype: np.dtype, how: str) -> np.ndarray:
-    return np.asarray(fill_value(dtype, how)).astype(dtype)
-
-
 _POOL: ThreadPoolExecutor | None = None
 
 
@@ -199,8 +195,8 @@ def _sheet(src: np.ndarray, axis: int, index: int) -> np.ndarray:
 def bands(src: np.ndarray, lat: Lattice, a: int, rows: bool, thickness: float,
           how: str) -> tuple[np.ndarray, np.ndarray] | None:
     """Thin plane (thickness 0) or slab of a plane containing axis a in {0, 1}; returns
-    (float32 values, valid mask), (height, width).  None when the dominant axis is a
-    (cannot happen for a plane containing a) or the volume is too small."""
+    (values, valid mask), (height, width): the thin plane in src's dtype, slabs in
+    float32.  None when the dominant axis is a (not for a plane containing a)."""
     n_a = lat.shape[a]
     tied, free = (lat.dv, lat.du) if rows else (lat.du, lat.dv)
     n_t, n_u = (lat.height, lat.width) if rows else (lat.width, lat.height)
@@ -240,46 +236,45 @@ def bands(src: np.ndarray, lat: Lattice, a: int, rows: bool, thickness: float,
         a0 = np.zeros(n_t, np.intp)
         w = np.zeros(n_t)
     w[w < 1e-9] = 0.0
-    need = np.unique(np.concatenate([a0[ok_t], (a0 + 1)[ok_t & (w > 0)]]))
-    slot = np.full(n_a, -1, np.intp)
-    slot[need] = np.arange(need.size)
+    lines = np.nonzero(ok_t)[0]
+    s_lo = int(a0[lines].min())
+    s_hi = int((a0[lines] + (w[lines] > 0)).max())
     fill = fill_value(src.dtype, how)
     layers = mx.shape[0]
-    band = np.empty((need.size, layers, n_u), src.dtype)
-    sums = np.empty((need.size, n_u), np.float32) if how == "mean" and thickness > 0 else None
+    band = np.empty((s_hi - s_lo + 1, layers, n_u), src.dtype)
+    sums = np.empty((band.shape[0], n_u), np.float32) if how == "mean" and thickness > 0 else None
 
     def sample(part: Sequence[int]) -> None:
-        for s in part:
-            dst = band[slot[s]]
-            cv2.remap(_sheet(src, a, int(s)), mx, my, cv2.INTER_LINEAR, dst=dst,
+        for slot in part:
+            dst = band[slot]
+            cv2.remap(_sheet(src, a, s_lo + slot), mx, my, cv2.INTER_LINEAR, dst=dst,
                       borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
             if sums is not None:
-                sums[slot[s]] = cv2.reduce(dst, 0, cv2.REDUCE_SUM, dtype=cv2.CV_32F)[0]
+                sums[slot] = cv2.reduce(dst, 0, cv2.REDUCE_SUM, dtype=cv2.CV_32F)[0]
 
-    run_parallel(sample, list(need))
-    out = np.zeros((n_t, n_u), np.float32)
-    lines = np.nonzero(ok_t)[0]
+    run_parallel(sample, list(range(band.shape[0])))
     if layers == 1 or sums is not None:
-        # thin planes and means: blend whole lines at once (the mean of the blend is the
-        # blend of the means)
-        first = (band[:, 0, :].astype(np.float32) if sums is None else sums)
-        i0, i1 = slot[a0[lines]], slot[np.minimum(a0[lines] + 1, n_a - 1)]
-        ww = w[lines, None].astype(np.float32)
-        lo = first[i0]
-        hi = np.where(ww > 0, first[np.where(i1 >= 0, i1, i0)], lo)
-        out[lines] = lo + (hi - lo) * ww
+        # thin planes and means (the mean of the blend is the blend of the means): one
+        # remap blends the sheets' rows linearly at each line's fractional a
+        image = band[:, 0, :] if sums is None else sums
+        at = np.clip(pos_t - s_lo, 0, band.shape[0] - 1).astype(np.float32)
+        my_t = np.ascontiguousarray(np.broadcast_to(at[:, None], (n_t, n_u)))
+        mx_t = np.ascontiguousarray(np.broadcast_to(np.arange(n_u, dtype=np.float32), (n_t, n_u)))
+        out = cv2.remap(np.ascontiguousarray(image), mx_t, my_t, cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_REPLICATE)
         if sums is not None:
-            out[lines] /= np.maximum(ok.sum(axis=0), 1)[None, :].astype(np.float32)
+            out /= np.maximum(ok.sum(axis=0), 1)[None, :].astype(np.float32)
     else:
+        out = np.zeros((n_t, n_u), np.float32)
         op = cv2.REDUCE_MAX if how == "mip" else cv2.REDUCE_MIN
 
         def blend(part: Sequence[int]) -> None:
             for t in part:
-                lo = band[slot[a0[t]]]
+                lo = band[a0[t] - s_lo]
                 if w[t] == 0:
                     out[t] = cv2.reduce(lo, 0, op, dtype=-1)[0]
                 else:
-                    hi = band[slot[a0[t] + 1]]
+                    hi = band[a0[t] + 1 - s_lo]
                     mix = cv2.addWeighted(lo, 1.0 - float(w[t]), hi, float(w[t]), 0.0, dtype=cv2.CV_32F)
                     out[t] = cv2.reduce(mix, 0, op)[0]
 
@@ -366,34 +361,50 @@ def strips(src: np.ndarray, lat: Lattice, rows: bool, thickness: float,
 # dispatch
 
 
+KERNELS = ("bands", "strips", "layers", "crossings")
+FAST_KERNELS = ("bands", "strips")     # a 20 mm slab of a 400x512x512 volume in tens of ms
+
+
+def kernel(data: np.ndarray, lat: Lattice | None, thickness: float) -> str | None:
+    """Which kernel samples this plane: 'bands', 'strips', 'layers', 'crossings', or
+    None (the caller's general sampler: irregular slice spacing, thin planes other
+    than single-oblique ones, images too large for OpenCV's remap)."""
+    if lat is None or max(lat.shape) >= 32767 or max(lat.width, lat.height) >= 32767:
+        return None
+    fast = data.dtype in _FAST_DTYPES
+    single = single_oblique(lat) if fast else None
+    if thickness <= 0:
+        return "bands" if single is not None and single[0] != 2 else None
+    d = Slab.of(lat, thickness).d
+    if single is not None and single[0] == 2:
+        return "strips"
+    if single is not None and single[0] != d:
+        return "bands"
+    return "layers" if fast and d != 2 else "crossings"
+
+
 def sample_oblique(data: np.ndarray, geometry, grid, thickness: float, how: str,
                    nonnegative: bool) -> tuple[np.ndarray, np.ndarray] | None:
     """A plane that does not run along the voxel axes: the thin plane (thickness 0,
     `how` ignored) or the `how` projection of the slab, as (values in the data's
-    dtype, valid mask).  None where no kernel here applies (irregular slice spacing;
-    thin planes other than single-oblique ones): the caller's general sampler."""
+    dtype, valid mask); None where `kernel` names none."""
     lat = lattice(geometry, grid)
-    if lat is None or max(lat.shape) >= 32767 or lat.width >= 32767:
+    name = kernel(data, lat, thickness)
+    if name is None:
         return None
+    assert lat is not None
     from medviewer.viewer.display import slab_layers
 
-    fast = data.dtype in _FAST_DTYPES
-    src = source_view(data, nonnegative) if fast else data
-    single = single_oblique(lat) if fast else None
-    if thickness <= 0:
-        if single is None or single[0] == 2:
-            return None
-        values, valid = bands(src, lat, single[0], single[1], 0.0, "thin")
+    if name == "crossings":
+        return slab_layers.crossing_layers(data, lat, thickness, how, nonnegative)
+    src = source_view(data, nonnegative)
+    if name == "bands":
+        a, rows = single_oblique(lat) or (0, True)
+        values, valid = bands(src, lat, a, rows, thickness, how if thickness > 0 else "thin")
+    elif name == "strips":
+        values, valid = strips(src, lat, (single_oblique(lat) or (2, False))[1], thickness, how)
     else:
-        d = Slab.of(lat, thickness).d
-        if single is not None and single[0] != 2 and single[0] != d:
-            values, valid = bands(src, lat, single[0], single[1], thickness, how)
-        elif single is not None and single[0] == 2:
-            values, valid = strips(src, lat, single[1], thickness, how)
-        elif fast and d != 2:
-            values, valid = slab_layers.layers(src, lat, thickness, how)
-        else:
-            return slab_layers.crossing_layers(data, lat, thickness, how, nonnegative)
+        values, valid = slab_layers.layers(src, lat, thickness, how)
     if values.dtype != src.dtype:
         from medviewer.viewer.display.reslice import to_dtype
 

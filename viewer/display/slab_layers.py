@@ -28,9 +28,8 @@ from medviewer.viewer.display.slab import (_OUTSIDE, Lattice, Slab, fill_value, 
 
 __all__ = ["crossing_layers", "layers"]
 
-_SHRT = 32767
 _PRECISE = 16384      # stacked coordinates below this are float32 to 1/2048 pixel
-_TILE_ROWS = 48       # output rows per tile: the tile's sheets stay in the core's cache
+_SAMPLES = 400_000    # samples per tile: its maps and sheets stay in the core's cache
 
 
 def _index(lat: Lattice) -> list[np.ndarray]:
@@ -40,9 +39,13 @@ def _index(lat: Lattice) -> list[np.ndarray]:
     return [lat.o[a] + j * lat.dv[a] + i * lat.du[a] for a in range(3)]
 
 
-def _crossings(lat: Lattice, slab: Slab) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """Index of every pixel, and its first / last sheet inside the slab and the volume."""
-    q = _index(lat)
+def _crossings(lat: Lattice, slab: Slab, i=None, j=None) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Index of every pixel (or of pixels (i, j)), and its first / last sheet inside the
+    slab and the volume."""
+    if i is None:
+        q = _index(lat)
+    else:
+        q = [lat.o[a] + j * lat.dv[a] + i * lat.du[a] for a in range(3)]
     d = slab.d
     first, last = slab.first_last(q[d], lat.shape[d])
     for a in range(3):
@@ -51,96 +54,96 @@ def _crossings(lat: Lattice, slab: Slab) -> tuple[list[np.ndarray], np.ndarray, 
     return q, first, last
 
 
-def _tiles(first: np.ndarray, valid: np.ndarray, spread: int, rows: int) -> list[tuple[int, int, int, int]]:
-    """Rectangles (j0, j1, i0, i1) covering the valid pixels, at most `rows` high, whose
-    first sheets differ by at most `spread`."""
-    H, W = first.shape
-    out = []
-    stack = [(j0, min(H, j0 + rows), 0, W) for j0 in range(0, H, rows)]
-    while stack:
-        j0, j1, i0, i1 = stack.pop()
-        ok = valid[j0:j1, i0:i1]
-        if not ok.any():
-            continue
-        f = first[j0:j1, i0:i1][ok]
-        if int(f.max() - f.min()) <= spread or (j1 - j0 == 1 and i1 - i0 == 1):
-            out.append((j0, j1, i0, i1))
-        elif i1 - i0 >= j1 - j0:
-            mid = (i0 + i1) // 2
-            stack += [(j0, j1, i0, mid), (j0, j1, mid, i1)]
-        else:
-            mid = (j0 + j1) // 2
-            stack += [(j0, mid, i0, i1), (mid, j1, i0, i1)]
-    return out
-
-
 def layers(src: np.ndarray, lat: Lattice, thickness: float, how: str) -> tuple[np.ndarray, np.ndarray]:
     """Slab of any plane whose dominant axis is k or r; (values: src dtype for MIP /
-    MinIP, float32 means; valid mask)."""
+    MinIP, float32 means; valid mask).
+
+    The output is walked in sheared column tiles: row j of a tile starts `shift[j]`
+    columns further, so that the sheet a pixel's slab starts at changes by at most one
+    down a tile column and a narrow tile of all rows needs only a few more sheets
+    than it has layers (pixels are re-indexed, never resampled)."""
     slab = Slab.of(lat, thickness)
     d = slab.d
+    if abs(lat.du[d]) < abs(lat.dv[d]):        # sheets change faster down the rows
+        t_lat = Lattice(lat.o, lat.dv, lat.du, lat.m, lat.shape, lat.height, lat.width)
+        out, valid = layers(src, t_lat, thickness, how)
+        return np.ascontiguousarray(out.T), np.ascontiguousarray(valid.T)
     n, R, C = lat.shape
-    q, first, last = _crossings(lat, slab)
-    valid = last >= first
     H, W = lat.height, lat.width
     fill = fill_value(src.dtype, how)
     out = np.zeros((H, W), np.float32 if how == "mean" else src.dtype)
-    if not valid.any():
-        return out, valid
+    valid = np.zeros((H, W), bool)
     unit = C if d == 1 else R
-    window = max(2, min(_SHRT, _PRECISE) // unit - 1)  # sheets in one OpenCV image
+    window = max(2, _PRECISE // unit - 1)            # sheets in one OpenCV image
     group = min(slab.count, max(1, window // 2))     # layers per remap
-    spread = window - group
+    per_col = abs(float(lat.du[d]))
+    width = max(1, int((window - group - 2) / per_col)) if per_col > 1e-12 else W
+    shift = np.rint(np.arange(H) * (-lat.dv[d] / lat.du[d])).astype(np.int64) if per_col > 1e-12 \
+        else np.zeros(H, np.int64)
     img = src.reshape(n, R * C) if d == 1 else src.reshape(n * R, C)
     across = 2 if d == 1 else 1                      # the in-sheet axis stacked with the sheets
     other = 0 if d == 1 else 2                       # the in-sheet axis along the other image axis
-    # positions at the first crossing; each further layer adds one sheet step
-    pos_a = q[across] + (first - q[d]) * slab.rho[across]
-    pos_o = q[other] + (first - q[d]) * slab.rho[other]
-    count = last - first                              # last layer index of each pixel
     step_a, step_o = float(unit + slab.rho[across]), float(slab.rho[other])
-    tiles = _tiles(first, valid, spread, _TILE_ROWS)
+    starts = list(range(int(-shift.max()), int(W - shift.min()), width))
     reduce_op = {"mip": np.maximum, "minip": np.minimum}.get(how)
 
-    def run(part: Sequence[int]) -> None:
-        for t in part:
-            j0, j1, i0, i1 = tiles[t]
-            sl = (slice(j0, j1), slice(i0, i1))
-            ok = valid[sl]
-            f = first[sl]
-            base = int(f[ok].min())
-            top = int(count[sl][ok].max())
-            acc = None
-            for l0 in range(0, top + 1, group):
-                g = min(group, top + 1 - l0)
-                lo, hi = base + l0, min(base + l0 + window, lat.shape[d])
-                lo = max(lo, 0)
-                # the stacked coordinate reaches ~32000: one rounding to float32 (1/1024 px)
-                rel = (f - lo + l0) * unit + pos_a[sl] + l0 * slab.rho[across]
-                ls = np.arange(g, dtype=np.float64)[:, None, None]
-                a = (rel[None] + ls * step_a).astype(np.float32)
-                o = np.asarray(pos_o[sl] + l0 * slab.rho[other], np.float32)[None] + \
-                    ls.astype(np.float32) * np.float32(step_o)
-                cnt = count[sl] - l0
-                if (cnt[ok].min() < g - 1) or not ok.all():
-                    bad = ls > np.where(ok, cnt, -1.0)[None]
-                    a[bad] = _OUTSIDE
-                x, y = (a, o) if d == 1 else (o, a)
-                h, w = j1 - j0, i1 - i0
-                view = img[:, lo * C:hi * C] if d == 1 else img[lo * R:hi * R]
-                vals = cv2.remap(view, x.reshape(g * h, w), y.reshape(g * h, w), cv2.INTER_LINEAR,
-                                 borderMode=cv2.BORDER_CONSTANT, borderValue=fill).reshape(g, h, w)
-                if how == "mean":
-                    part_acc = vals.sum(axis=0, dtype=np.float32)
-                    acc = part_acc if acc is None else acc + part_acc
-                else:
-                    part_acc = vals.max(axis=0) if how == "mip" else vals.min(axis=0)
-                    acc = part_acc if acc is None else reduce_op(acc, part_acc)
-            out[sl] = np.where(ok, acc, out[sl])
+    def tile(start: tuple[int, int]) -> None:
+        u0, r0 = start
+        span = np.nonzero((u0 + shift < W) & (u0 + width + shift > 0))[0]
+        span = span[(span >= r0) & (span < r0 + rows)]
+        if span.size == 0:
+            return
+        jj = np.arange(int(span[0]), int(span[-1]) + 1)[:, None]
+        ii = u0 + np.arange(width)[None, :] + shift[jj[:, 0], None]
+        jj = np.broadcast_to(jj, ii.shape)
+        q, first, last = _crossings(lat, slab, ii.astype(np.float64), jj.astype(np.float64))
+        ok = (ii >= 0) & (ii < W) & (last >= first)
+        if not ok.any():
+            return
+        # layers count from the slab's first sheet, inside the volume or not, so that
+        # every pixel of the tile steps through the sheets together; samples outside
+        # the volume are masked
+        start = np.ceil(q[d] - slab.half - slab.tol)
+        lo_l = np.where(ok, first - start, np.inf)
+        hi_l = np.where(ok, last - start, -1.0)
+        base = int(start[ok].min())
+        top = int(hi_l.max())
+        layer0 = int(lo_l.min())
+        pos_a = q[across] + (start - q[d]) * slab.rho[across]
+        pos_o = q[other] + (start - q[d]) * slab.rho[other]
+        h, w = ii.shape
+        spread = int(start[ok].max()) - base
+        step = max(1, min(group, window - spread - 1))
+        acc = None
+        for l0 in range(layer0, top + 1, step):
+            g = min(step, top + 1 - l0)
+            lo = base + l0
+            lo_v, hi_v = max(lo, 0), min(lo + window, lat.shape[d])
+            # stacked coordinates stay below _PRECISE: one rounding to float32 (1/2048 px)
+            ls = np.arange(g, dtype=np.float64)[:, None, None]
+            rel = (start - lo_v + l0) * unit + pos_a + l0 * slab.rho[across]
+            a = (rel[None] + ls * step_a).astype(np.float32)
+            o = np.asarray(pos_o + l0 * slab.rho[other], np.float32)[None] + \
+                ls.astype(np.float32) * np.float32(step_o)
+            if (hi_l - l0).min() < g - 1 or (lo_l - l0).max() > 0:
+                a[(ls > (hi_l - l0)[None]) | (ls < (lo_l - l0)[None])] = _OUTSIDE
+            x, y = (a, o) if d == 1 else (o, a)
+            view = img[:, lo_v * C:hi_v * C] if d == 1 else img[lo_v * R:hi_v * R]
+            vals = cv2.remap(view, x.reshape(g * h, w), y.reshape(g * h, w), cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_CONSTANT, borderValue=fill).reshape(g, h, w)
+            if how == "mean":
+                part = vals.sum(axis=0, dtype=np.float32)
+                acc = part if acc is None else acc + part
+            else:
+                part = vals.max(axis=0) if how == "mip" else vals.min(axis=0)
+                acc = part if acc is None else reduce_op(acc, part)
+        jy, ix = jj[ok], ii[ok]
+        out[jy, ix] = acc[ok] if how != "mean" else acc[ok] / (last - first + 1)[ok].astype(np.float32)
+        valid[jy, ix] = True
 
-    run_parallel(run, list(range(len(tiles))))
-    if how == "mean":
-        out /= np.maximum(count + 1, 1).astype(np.float32)
+    rows = int(min(256, max(48, _SAMPLES // (width * slab.count))))
+    tiles = [(u0, r0) for u0 in starts for r0 in range(0, H, rows)]
+    run_parallel(lambda part: [tile(tiles[t]) for t in part], list(range(len(tiles))))
     return out, valid
 
 
