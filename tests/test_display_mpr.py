@@ -241,21 +241,6 @@ def test_axis_aligned_slabs_reduce_the_voxels_inside(how, fn) -> None:
     assert plane.projection == how and plane.thickness_mm == 1.5
 
 
-def test_oblique_mip_slab_is_the_max_over_parallel_layers() -> None:
-    base, _ = case("oblique acquisition")
-    data = _smooth(base.geometry.shape, seed=4).astype(np.int16)
-    volume = Volume(data, base.geometry, META)
-    grid = mpr.Crosshair.at_center(base.geometry).rotated("axial", 0.5).grid(base.geometry, "coronal")
-    plane = mpr.reformat(volume, grid, 3.0, "mip")
-    step = min(base.geometry.slice_spacing, *base.geometry.pixel_spacing)
-    count = int(math.floor(3.0 / step + 1e-6)) + 1
-    layers = [_reference(volume, grid, (i - (count - 1) / 2) * step) for i in range(count)]
-    ref = np.max([np.where(ins, r, -np.inf) for r, ins in layers], axis=0)
-    any_inside = np.any([ins for _, ins in layers], axis=0)
-    assert plane.valid is not None and np.array_equal(plane.valid, any_inside)
-    assert np.abs(plane.pixels - ref)[any_inside].max() <= 0.5 + np.ptp(data) / 32
-
-
 def test_plane_offsets_index_acquired_slices_rows_and_columns() -> None:
     volume, _ = case("unequal slice spacing")
     geo = volume.geometry

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -166,6 +167,7 @@ def fill_value(dtype: np.dtype, how: str) -> float:
 
 
 _POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
 
 
 def workers() -> int:
@@ -178,8 +180,9 @@ def run_parallel(fn: Callable[[Sequence[int]], object], items: Sequence[int]) ->
     n = workers()
     if n == 1 or len(items) < 8:
         return [fn(items)]
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix="slab")
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix="slab")
     parts = [items[i::n] for i in range(n)]
     return list(_POOL.map(fn, parts))
 

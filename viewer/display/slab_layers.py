@@ -158,6 +158,7 @@ def crossing_layers(data: np.ndarray, lat: Lattice, thickness: float, how: str,
     for layer in range(slab.count):
         sheet = first + layer
         idx = [np.asarray(q[a] + (sheet - q[slab.d]) * slab.rho[a], np.float32) for a in range(3)]
-        values, inside = reslice.sample_general(data, *idx, nonnegative)
+        values, inside = reslice.sample_general(data, *idx, nonnegative, keep_float=True)
         planes.append((values, inside & (layer <= count)))
-    return reslice.reduce_layers(planes, how, data.dtype)
+    values, valid = reslice.reduce_layers(planes, how, np.float32)
+    return reslice.to_dtype(values, data.dtype), valid
