@@ -175,7 +175,8 @@ def workers() -> int:
 
 
 def run_parallel(fn: Callable[[Sequence[int]], object], items: Sequence[int]) -> list:
-    """fn over `workers()` interleaved parts of items (OpenCV / numpy release the GIL)."""
+    """fn over `workers()` consecutive parts of items (OpenCV / numpy release the GIL;
+    neighbouring items share source data, so each worker keeps its own stretch)."""
     global _POOL
     n = workers()
     if n == 1 or len(items) < 8:
@@ -183,7 +184,8 @@ def run_parallel(fn: Callable[[Sequence[int]], object], items: Sequence[int]) ->
     with _POOL_LOCK:
         if _POOL is None:
             _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix="slab")
-    parts = [items[i::n] for i in range(n)]
+    size = -(-len(items) // n)
+    parts = [items[i * size:(i + 1) * size] for i in range(n)]
     return list(_POOL.map(fn, parts))
 
 

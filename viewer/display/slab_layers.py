@@ -142,7 +142,8 @@ def layers(src: np.ndarray, lat: Lattice, thickness: float, how: str) -> tuple[n
         valid[jy, ix] = True
 
     rows = int(min(256, max(48, _SAMPLES // (width * slab.count))))
-    tiles = [(u0, r0) for u0 in starts for r0 in range(0, H, rows)]
+    # row blocks outside, sheared columns inside: consecutive tiles share most sheets
+    tiles = [(u0, r0) for r0 in range(0, H, rows) for u0 in starts]
     run_parallel(lambda part: [tile(tiles[t]) for t in part], list(range(len(tiles))))
     return out, valid
 
