@@ -45,9 +45,11 @@ class SlabPoints:
         self.any = self.inside.any(axis=0)
 
     def reduce(self, values: np.ndarray, how: str) -> np.ndarray:
-        fill = {"mip": -np.inf, "minip": np.inf, "mean": np.nan}[how]
-        v = np.where(self.inside, values, fill)
-        out = np.nanmean(v, axis=0) if how == "mean" else REDUCE[how](v, axis=0)
+        if how == "mean":
+            total = np.where(self.inside, values, 0).sum(axis=0, dtype=np.float64)
+            return total / np.maximum(self.inside.sum(axis=0), 1)
+        fill = -np.inf if how == "mip" else np.inf
+        out = REDUCE[how](np.where(self.inside, values, fill), axis=0)
         return np.where(self.any, out, 0.0)
 
 
@@ -90,8 +92,8 @@ def sitk_slab(sitk, image, grid, points: SlabPoints, how: str) -> np.ndarray:
     res.SetOutputDirection(tuple(np.stack([right, down, normal]).T.ravel()))
     res.SetDefaultPixelValue(-32768 if how == "mip" else (32767 if how == "minip" else 0))
     res.SetOutputPixelType(sitk.sitkInt16 if how != "mean" else sitk.sitkFloat32)
-    block = sitk.GetArrayViewFromImage(res.Execute(image))
-    return REDUCE[how](block, axis=0)
+    resampled = res.Execute(image)     # the array view below needs the image alive
+    return REDUCE[how](sitk.GetArrayViewFromImage(resampled), axis=0)
 
 
 def sitk_image(sitk, data: np.ndarray, geometry):

@@ -16,8 +16,14 @@ integer indices):
   `cv2.remap` twice (slice k and slice k + 1, bilinear in-plane) and blended along
   k in float32.  OpenCV's remap takes coordinates below 32767, so the output is cut
   into tiles whose slices fit in one such window (63 slices of 512 rows).
-  OpenCV interpolates in-plane at 1/32-pixel positions (INTER_BITS = 5): a sample
-  lies within 1/64 pixel of the exact point (0.01 mm at 0.7 mm pixels).
+  With float maps OpenCV 5 interpolates 8U, 16U and 32F images at the exact float32
+  position (an int16 volume without negative values is read through its uint16
+  view); its 16S path, used for int16 volumes with negative values, still places
+  samples at 1/32 pixel (INTER_BITS = 5: within 1/64 pixel of the point, 0.01 mm at
+  0.7 mm pixels).  Each remap rounds to a stored value, so a thin oblique plane is
+  within 1 stored value of the trilinear value (two roundings) on the exact paths.
+
+Thick slabs and single-oblique thin planes go through viewer.display.slab.
 
 Results stay in the stored dtype (rounded) so the display pipeline's LUT /
 affine windowing applies unchanged; float volumes stay float32.
