@@ -93,13 +93,13 @@ def _check_linear(plane: mpr.Plane, tol: float = 0.75) -> int:
     return int(ok.sum())
 
 
-@pytest.mark.parametrize("dtype, tol", [(np.float32, 0.01), (np.int16, 1.7)])
+@pytest.mark.parametrize("dtype, tol", [(np.float32, 0.01), (np.int16, 1.5)])
 @pytest.mark.parametrize("name", sorted(GEOMETRIES))
 def test_every_plane_reproduces_a_linear_volume(name, dtype, tol) -> None:
     """Thin standard planes (several positions) and oblique planes land on the patient
     position that PlaneGrid.to_patient gives for each output pixel.  float32: exact;
-    int16: the voxels, OpenCV's two in-plane samples and the output are each rounded
-    (3 x 0.5) and OpenCV samples at 1/32 pixel (< 0.2 here)."""
+    int16 (no negative values: OpenCV's exact float-coordinate path): the voxels, the
+    in-sheet samples and the blend along the slices are each rounded (3 x 0.5)."""
     volume, _ = case(name, dtype=dtype)
     geo = volume.geometry
     cross = mpr.Crosshair.at_center(geo)
@@ -183,8 +183,9 @@ def _reference(volume: Volume, grid: mpr.PlaneGrid, shift: float = 0.0) -> tuple
                                   "oblique acquisition"])
 @pytest.mark.parametrize("dtype", [np.int16, np.uint16, np.float32])
 def test_trilinear_values_match_scipy(name, dtype) -> None:
-    """Smooth random volumes: thin oblique planes agree with map_coordinates within
-    OpenCV's 1/32-pixel sampling (the interpolated value of a point within 1/64 pixel)."""
+    """Smooth random volumes: thin oblique planes agree with map_coordinates within the
+    two roundings to stored values (OpenCV 5 interpolates uint16 / float32 at the exact
+    float position; a non-negative int16 volume is read through its uint16 view)."""
     base, _ = case(name)
     geo = base.geometry
     data = _smooth(geo.shape).astype(dtype)
@@ -197,8 +198,7 @@ def test_trilinear_values_match_scipy(name, dtype) -> None:
         ref, inside = _reference(volume, grid)
         ok = inside if plane.valid is None else plane.valid
         assert np.array_equal(ok, inside)
-        local = ndimage.maximum_filter(data.astype(float), 2) - ndimage.minimum_filter(data.astype(float), 2)
-        bound = 0.5 + local.max() / 32 + (0.01 if dtype == np.float32 else 0)
+        bound = 0.01 if dtype == np.float32 else 1.0
         err = np.abs(plane.pixels.astype(float) - ref)[ok]
         assert err.max() <= bound and err.mean() < 0.6, (err.max(), bound)
 
