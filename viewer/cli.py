@@ -5,6 +5,9 @@
     medviewer export PATH OUT.png ...  grey levels to PNG     (viewer.cli_study)
     medviewer predict PATH --model F   AI inference           (engine.cli)
     medviewer convert-model IN OUT     .pt -> .safetensors    (engine.cli)
+    medviewer ensemble M... --out E    ensemble model file    (engine.cli_models)
+    medviewer export-model M --onnx O  ONNX / TorchScript     (engine.cli_models)
+    medviewer compare RUN... --out D   compare training runs  (engine.train.compare)
     medviewer --train ...              the trainer            (engine.train.cli)
     medviewer make-dataset OUT ...     synthetic dataset      (engine.train.cli)
     medviewer --self-test              support self-test      (viewer.selftest)
@@ -32,6 +35,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo-study": ("medviewer.viewer.cli_study", "main_demo_study"),
     "predict": ("medviewer.engine.cli", "main_predict"),
     "convert-model": ("medviewer.engine.cli", "main_convert"),
+    "ensemble": ("medviewer.engine.cli_models", "main_ensemble"),
+    "export-model": ("medviewer.engine.cli_models", "main_export"),
+    "compare": ("medviewer.engine.train.compare", "main_compare"),
     "--train": ("medviewer.engine.train.cli", "main_train"),
     "train": ("medviewer.engine.train.cli", "main_train"),
     "make-dataset": ("medviewer.engine.train.cli", "main_make_dataset"),
