@@ -7,7 +7,8 @@
 
 The predict JSON is exactly {"model": {...}, "device", "series": [{"series_uid",
 "aggregate": {"method", "probabilities"}, "items": [{"path", "frame",
-"probabilities", "top", "cam"}]}]}; "cam" is a .npy path relative to --cam-dir
+"probabilities", "top", "cam"}]}]} (plus "tta": {"hflip", "shift"} with --tta);
+"cam" is a .npy path relative to --cam-dir
 (float32 [0, 1], the source image's rows x cols) with an overlay PNG beside it.
 Exit codes as for `info`: 0 ok, 1 ok but files skipped / slices undecodable,
 2 nothing usable or bad arguments (one-line errors via viewer.cli).

@@ -122,7 +122,10 @@ def member_inputs(model: Any, images: Any, metas: Sequence[Any] | None, a: int, 
     for m in model.members:
         key = (m.spec, str(m.device))
         if key not in done:
-            done[key] = prepare_items(m, items)
+            x, geoms = prepare_items(m, items)
+            if x.is_cuda:  # made on a side stream (preprocess_gpu): keep its memory for our stream
+                x.record_stream(torch.cuda.current_stream(x.device))
+            done[key] = (x, geoms)
         out.append((m, *done[key]))
     return out
 

@@ -160,8 +160,8 @@ def plot(result: dict[str, Any], path: Path) -> Path:
         ax.plot([lr], [result["losses"][k]], mark, ms=9, label=f"{name}: {lr:.2e}")
     ax.set_xscale("log")
     ax.set(xlabel="learning rate", ylabel="training loss",
-           title=f"LR range test ({result['arch']}, {result['optimizer']}): suggested --lr "
-                 f"{result['suggested_lr']:.1e}")
+           title=f"LR range test ({result['arch']}, {result['optimizer']})\n"
+                 f"suggested --lr {result['suggested_lr']:.1e} (valley)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
