@@ -213,5 +213,10 @@ def build(args: Any, model: nn.Module, x: torch.Tensor, y: torch.Tensor, train_i
     remap = torch.full((len(x),), -1, dtype=torch.long)
     tr = torch.as_tensor(list(train_idx), dtype=torch.long)
     remap[tr] = torch.arange(len(train_idx))
-    return FeatureCache(tail, torch.stack(copies).to(device), val.to(device), y[tr].to(device), remap,
-                        time.perf_counter() - t0)
+    train = torch.stack(copies)
+    home = torch.device("cpu")
+    if device.type == "cuda":   # on the GPU when it fits in a quarter of its free memory
+        free, _ = torch.cuda.mem_get_info(device)
+        if 4 * (train.numel() + val.numel()) < free // 4:
+            home = device
+    return FeatureCache(tail, train.to(home), val.to(home), y[tr].to(home), remap, time.perf_counter() - t0)
