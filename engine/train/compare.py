@@ -155,10 +155,20 @@ def _ece(metrics: dict[str, Any]) -> float | None:
 
 
 def training_seconds(run: Run) -> float | None:
+    """Seconds of all training epochs: the final model's and, after --folds, the folds'."""
+    from medviewer.engine.train.runlog import read_history_csv
+
     secs = [h.get("seconds") for h in run.history]
     if not secs or any(not isinstance(s, (int, float)) for s in secs):
         return None
-    return float(sum(secs))
+    total = float(sum(secs))
+    if run.report.get("cv"):
+        for f in sorted(run.path.glob("cv/fold_*/history.csv")):
+            try:
+                total += sum(r.get("seconds") or 0.0 for r in read_history_csv(f))
+            except (OSError, ValueError):
+                pass
+    return total
 
 
 def paired_tests(runs: Sequence[Run], best: Run, metric: str, n_boot: int, seed: int) -> dict[str, dict]:

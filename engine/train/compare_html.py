@@ -52,7 +52,7 @@ def _curves(runs: Sequence[Any], path: Path) -> str | None:
     if not drawn:
         plt.close(fig)
         return None
-    a.set(xlabel="epoch", ylabel="loss", title="validation loss")
+    a.set(xlabel="epoch", ylabel="loss (log scale)", title="validation loss", yscale="log")
     b.set(xlabel="epoch", ylabel="accuracy", title="validation accuracy")
     b.legend(fontsize=7, loc="best")
     fig.tight_layout()
@@ -116,7 +116,8 @@ def _fmt(v: Any, digits: int = 3) -> str:
 
 
 def _table(rows: Sequence[dict], cols: Sequence[str], best: Any, metric: str) -> str:
-    shown = [c for c in cols if not c.endswith(("_ci_low", "_ci_high"))]
+    shown = [c for c in cols if not c.endswith(("_ci_low", "_ci_high"))
+             and not (c == "split" and len({r.get("split") for r in rows}) == 1)]   # said above the table
     head = "".join(f"<th onclick='sortBy(this)'>{html.escape(METRIC_LABELS.get(c, c).replace('_', ' '))}</th>"
                    for c in shown)
     body = []
