@@ -114,8 +114,13 @@ def test_report_cv_block_and_final_model_on_train_plus_val(cv_run):
     # the final model: all 36 train+val images, no validation left, tested on the untouched test split
     assert all(h["val_loss"] is None for h in rep["history"]) and len(rep["history"]) == 2
     assert sum(rep["splits"]["test"].values()) == 6 and rep["test"]["ci95"]["macro_f1"]
-    card = json.loads((out / "report.json").read_text())["hyperparameters"]
-    assert card["restore_best"] is True        # the user's flags are reported as given
+    hp = rep["hyperparameters"]
+    assert hp["restore_best"] is True        # the user's flags are reported as given
+    from medviewer.engine.modelfile import read_card
+
+    td = read_card(out / "model.safetensors").training_data
+    assert td["cross_validation"]["folds"] == 3 and td["cross_validation"]["mean"] == cv["mean"]
+    assert "3-fold cross-validation, final model on train+val" in td["summary"]
 
 
 def test_folds_hold_whole_patients(cv_run, monkeypatch):

@@ -138,6 +138,10 @@ def _main(args: Any, dist: ddp.DistInfo, log: Callable[[str], None],
             log("final training with the best parameters: " +
                 ", ".join(f"{k}={v}" for k, v in search_block["best_params"].items()))
             card = make_card(args, classes)
+        from medviewer.engine.train.runlog import EpochLog
+
+        # opened first: a missing TensorBoard is reported before any training
+        epoch_log = EpochLog(out, getattr(args, "tensorboard", False), args.resume) if dist.is_main else None
         fit_args, fit_tr, fit_va = args, tr, va
         if getattr(args, "folds", 0):
             if dist.world > 1:
@@ -149,9 +153,6 @@ def _main(args: Any, dist: ddp.DistInfo, log: Callable[[str], None],
                 return 130
             fit_args, fit_tr, fit_va = folds.final_recipe(args, cv_block, log), tr + va, []
             log(f"final model on all {len(fit_tr)} train+val images")
-        from medviewer.engine.train.runlog import EpochLog
-
-        epoch_log = EpochLog(out, getattr(args, "tensorboard", False), args.resume) if dist.is_main else None
         log(f"training {args.arch} on {args.device} for {fit_args.epochs} epoch(s)")
         result = fit(fit_args, images.x, images.y, fit_tr, fit_va, len(classes), out, dist=dist,
                      should_stop=should_stop, log=log, on_epoch=epoch_log)
@@ -190,8 +191,12 @@ def _main(args: Any, dist: ddp.DistInfo, log: Callable[[str], None],
         card.tta = tta.to_card() if tta is not None else {}
         card.training_data = {
             "summary": f"{len(images.samples)} images, {len(classes)} classes "
-                       f"(train {len(tr)}, val {len(va)}, test {len(te)})",
+                       f"(train {len(tr)}, val {len(va)}, test {len(te)})"
+                       + (f"; {args.folds}-fold cross-validation, final model on train+val" if cv_block else ""),
             "counts": summ["counts"], "sha256": data_digest(images), "best_epoch": result.best_epoch}
+        if cv_block:
+            card.training_data["cross_validation"] = {"folds": int(args.folds), "mean": cv_block["mean"],
+                                                      "std": cv_block["std"]}
         from medviewer.engine.modelfile import save_model
 
         to_save = result.model
