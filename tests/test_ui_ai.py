@@ -1,13 +1,12 @@
 """viewer.ui.ai with pytest-qt (offscreen): picker, analysis worker, strip, stale results,
-cancel, Grad-CAM overlay, export, and the GUI heartbeat while 300 slices are classified."""
+cancel, Grad-CAM overlay, export, model files loaded directly.  (The GUI heartbeat while
+300 slices are classified is in bench/bench_ui_responsiveness.py and test_ui_heartbeat.py.)"""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 
 import dicomgen
@@ -84,52 +83,26 @@ def test_picker_lists_models_with_card_and_errors(win, models_dir):
     assert not ai.picker.use_button.isEnabled()
 
 
-def test_analyze_series_heartbeat_strip_and_panel(qtbot, win, models_dir, study):
+def test_analyze_series_strip_and_panel(qtbot, win, models_dir, study):
     w, ai = win
     root, uid_a, _ = study
     _load(qtbot, ai, models_dir)
     assert ai.panel.notice.isVisible() and "Not validated" in ai.panel.notice.text()
     assert "tiny" in ai.panel.header.text() and "cpu" in ai.panel.header.text()
+    # the header names the file in use (two models of one name are told apart)
+    assert "tiny.safetensors" in ai.panel.header.text() and str(models_dir) in ai.panel.header.text()
     w.state.set_series(_series(w, uid_a))
     qtbot.waitUntil(lambda: w.state.series is not None)
-
-    # heartbeat: the GUI thread must keep ticking while 300 slices are classified
-    # Wall-clock gaps also count time the OS gave other processes (CI boxes are shared), so
-    # the hard limits are on the GUI thread's own CPU time between ticks and per result slot;
-    # wall-clock gaps must stay under 50 ms for the vast majority of ticks.
-    ticks: list[float] = []
-    cpu: list[float] = []
-    hb = QTimer()
-    hb.setInterval(10)
-    hb.timeout.connect(lambda: (ticks.append(time.perf_counter()), cpu.append(time.thread_time())))
-    slots: list[float] = []
-    orig = ai.on_batch
-
-    def timed(*a):
-        t0 = time.thread_time()
-        orig(*a)
-        slots.append(time.thread_time() - t0)
-
-    ai.signals.sig_batch.disconnect(ai.on_batch)
-    ai.signals.sig_batch.connect(timed)
-    hb.start()
     gen = ai.analyze_series()
     assert gen is not None
     qtbot.waitUntil(lambda: ai.strip.filled() == 300 and not ai.panel.progress.isVisible(), timeout=120000)
-    hb.stop()
-    gaps, cpu_gaps = np.diff(ticks), np.diff(cpu)
-    print(f"heartbeat: {len(ticks)} ticks, wall max gap {gaps.max() * 1000:.1f} ms, "
-          f"p90 {np.percentile(gaps, 90) * 1000:.1f} ms; GUI-thread CPU max between ticks "
-          f"{cpu_gaps.max() * 1000:.1f} ms; slowest result slot {max(slots) * 1000:.1f} ms CPU")
-    assert len(ticks) > 20
-    assert max(slots) < 0.05                      # our own GUI-thread work per batch
-    assert cpu_gaps.max() < 0.05, f"GUI thread busy {cpu_gaps.max() * 1000:.0f} ms in one go"
-    assert np.percentile(gaps, 90) < 0.05, f"GUI ticks late: p90 gap {np.percentile(gaps, 90) * 1000:.0f} ms"
 
     # strip, panel and series result agree with the engine
     probs = ai.probs
     assert probs.shape == (300, 2) and not np.isnan(probs).any()
-    np.testing.assert_allclose(ai.strip.values, probs[:, 1])
+    top = int(np.argmax(probs.mean(0)))              # "Top class": the series' top class (mean)
+    np.testing.assert_allclose(ai.strip.values, probs[:, top])
+    assert ai.strip.caption == f"Strip: P({('normal', 'lesion')[top]}) per slice (series top class, mean)"
     assert "mean over 300/300 slices" in ai.panel.series_label.text()
     assert "Analyzed 300 image(s)" in ai.panel.status.text()
     ai.panel.aggregation.setCurrentIndex(1)          # max over slices
@@ -186,13 +159,13 @@ def test_gradcam_overlay_on_image_grid_and_export(qtbot, win, models_dir, study,
     ai.cam.enabled.setChecked(True)
     qtbot.waitUntil(lambda: ai._cam_shown is not None, timeout=60000)
     assert "gradcam" in w.canvas.overlay_names()
-    ov = w.canvas._overlays["gradcam"]
+    ov = w.canvas._layers["gradcam"]
     assert ov.rgba.shape == (40, 24, 4) and ov.ref == w.state.ref()
     # class selector recomputes for that class; opacity/colormap only recolour
     ai.cam.target.setCurrentIndex(1)   # "normal"
     qtbot.waitUntil(lambda: ai._cam_shown is not None and ai._cam_shown[2] == 0, timeout=60000)
     ai.cam.opacity.setValue(80)
-    assert abs(w.canvas._overlays["gradcam"].opacity - 0.8) < 1e-6
+    assert abs(w.canvas.overlay_opacity("gradcam") - 0.8) < 1e-6
     w.state.set_zoom(3.0)
     w.state.set_pan(15, -10)
     out = ai.export_png(tmp_path / "view.png")
@@ -243,7 +216,7 @@ def test_overlay_pixels_land_on_their_image_pixels_under_zoom_and_pan(qtbot, win
     ai.cam.opacity.setValue(100)
     ai.cam.opacity.blockSignals(False)
     key = ai._cam_key()
-    ai.cams[key] = (1, cam)
+    ai.results.cams.put(key, 1, cam)
     ai._paint_cam(key)
     from medviewer.engine.overlay import colormap_lut
 

@@ -414,7 +414,7 @@ def test_default_ct_preset_and_overlay_opacity_are_saved(qtbot, window, tmp_path
     window.canvas.set_overlay("x", np.zeros((24, 32, 4), np.uint8), opacity=0.3)
     assert Settings(tmp_path / "settings").overlay_opacity() == pytest.approx(0.3)
     window.canvas.set_overlay("y", np.zeros((24, 32, 4), np.uint8))
-    assert window.canvas._overlays["y"].opacity == pytest.approx(0.3)
+    assert window.canvas.overlay_opacity("y") == pytest.approx(0.3)
 
 
 def test_keys_go_to_the_viewer_except_in_the_tag_filter(qtbot, opened):
