@@ -157,13 +157,13 @@ def test_gradcam_overlay_on_image_grid_and_export(qtbot, win, models_dir, study,
     plain = tmp_path / "plain.png"
     ai.export_png(plain)
     ai.cam.enabled.setChecked(True)
-    qtbot.waitUntil(lambda: ai._cam_shown is not None, timeout=60000)
+    qtbot.waitUntil(lambda: ai.cam_layer.shown is not None, timeout=60000)
     assert "gradcam" in w.canvas.overlay_names()
     ov = w.canvas._layers["gradcam"]
     assert ov.rgba.shape == (40, 24, 4) and ov.ref == w.state.ref()
     # class selector recomputes for that class; opacity/colormap only recolour
     ai.cam.target.setCurrentIndex(1)   # "normal"
-    qtbot.waitUntil(lambda: ai._cam_shown is not None and ai._cam_shown[2] == 0, timeout=60000)
+    qtbot.waitUntil(lambda: ai.cam_layer.shown is not None and ai.cam_layer.shown[2] == 0, timeout=60000)
     ai.cam.opacity.setValue(80)
     assert abs(w.canvas.overlay_opacity("gradcam") - 0.8) < 1e-6
     w.state.set_zoom(3.0)
@@ -215,9 +215,9 @@ def test_overlay_pixels_land_on_their_image_pixels_under_zoom_and_pan(qtbot, win
     ai.cam.opacity.blockSignals(True)
     ai.cam.opacity.setValue(100)
     ai.cam.opacity.blockSignals(False)
-    key = ai._cam_key()
+    key = ai.cam_layer.key()
     ai.results.cams.put(key, 1, cam)
-    ai._paint_cam(key)
+    ai.cam_layer.paint(key)
     from medviewer.engine.overlay import colormap_lut
 
     hot, cold = colormap_lut("jet")[255], colormap_lut("jet")[0]

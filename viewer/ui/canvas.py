@@ -18,18 +18,17 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QImage, QPainter, QPen
+from PySide6.QtGui import QColor, QImage, QPainter
 from PySide6.QtWidgets import QWidget
 
 from medviewer.viewer.display import Renderer, default_window, has_own_window
-from medviewer.viewer.display.serieswindow import DEFAULT_SAMPLES
 from medviewer.viewer.state.view import ViewGeometry, pixel_aspect
-from medviewer.viewer.ui.overlays import (CursorValue, corner_texts, draw_outlined_text,
-                                          paint_corner_texts, pixel_value_text)
+from medviewer.viewer.ui.imagesource import ImageSource
+from medviewer.viewer.ui.overlays import CursorValue, corner_texts, paint_corner_texts, pixel_value_text
 from medviewer.viewer.ui.qimage import array_to_qimage
+from medviewer.viewer.ui.rulers import Rulers, paint_rulers, ruler_length
 from medviewer.viewer.ui.state import ViewState, dragged_window
-from medviewer.viewer.ui.workers import (CANCELLED, TaskRunner, TaskState, decode_task, error_line,
-                                         series_window_task)
+from medviewer.viewer.ui.workers import error_line
 
 log = logging.getLogger("medviewer.ui")
 
@@ -74,11 +73,10 @@ class ImageCanvas(QWidget):
         self._scaled_key: tuple | None = None
         self._image_windows: dict[Any, Any] = {}
         self._layers: dict[str, _Layer] = {}
-        self._rulers: dict[Any, list[tuple[QPointF, QPointF]]] = {}
+        self._rulers = Rulers()
         self._drag: dict[str, Any] | None = None
-        self._pending: set[Any] = set()
-        self.decoder = TaskRunner(self, name="decode")
-        self.decoder.sig_finished.connect(self._on_task_finished)
+        self.source = ImageSource(state, self)
+        self.source.sig_ready.connect(self._on_ready)
         state.sig_series_changed.connect(lambda _s: self.refresh())
         state.sig_slice_changed.connect(lambda _i: self.refresh())
         state.sig_window_changed.connect(lambda _w: self.refresh())
@@ -119,23 +117,10 @@ class ImageCanvas(QWidget):
             return self.state.window
         return self.default_window()
 
-    def _needs_series_window(self, meta: Any) -> bool:
-        series = self.state.series
-        return (series is not None and meta is not None and not has_own_window(meta)
-                and self.state.session.needs_series_window(series.series_uid))
-
-    def _start_series_window(self) -> None:
-        series = self.state.series
-        key = ("window", series.series_uid)
-        if key not in self._pending:
-            self._pending.add(key)
-            self.decoder.start(series_window_task, self.state.pixels, list(series.items),
-                               DEFAULT_SAMPLES, key=key, replace=False)
-
     def _on_auto_window_changed(self) -> None:
         if self.ref is not None and self.ref == self.state.ref() and self.stored is not None:
-            if self._needs_series_window(self.meta):
-                self._start_series_window()   # shown per image until it arrives
+            if self.source.needs_series_window(self.meta):
+                self.source.compute_series_window()   # shown per image until it arrives
             self._render()
         else:
             self.refresh()
@@ -147,58 +132,25 @@ class ImageCanvas(QWidget):
         return self.state.ref() is not None and self.state.ref() != self.ref
 
     def refresh(self) -> None:
-        """Show the current slice: render at once when decoded, else decode it in the
-        background (the previous image stays up meanwhile)."""
+        """Show the current slice: at once when it is ready, else when `source` has
+        made it ready (the previous image stays up meanwhile)."""
         ref = self.state.ref()
-        pixels = self.state.pixels
-        if ref is None or pixels is None:
+        if ref is None or self.state.pixels is None:
             self.ref = self.stored = self.meta = self.rendered = self._qimage = None
             self.error = None
             self.update()
             return
         if ref != self.ref or (self.stored is None and self.error is None):
-            try:
-                cached = ref in pixels
-            except TypeError:
-                cached = False
-            if not cached:
-                if ref not in self._pending:
-                    self._pending.add(ref)
-                    self.decoder.start(decode_task, pixels, ref, key=ref, replace=False)
+            ready = self.source.request(ref)
+            if ready is None:
                 self.update()  # the corner text follows the state at once
                 return
-            try:
-                stored, meta, error = pixels.get(ref), pixels.meta(ref), None
-            except Exception as exc:
-                stored, meta, error = None, None, error_line(exc, "decode")
-            if not self._show(ref, stored, meta, error):
-                return
+            self.ref, (self.stored, self.meta, self.error) = ref, ready
         self._render()
 
-    def _show(self, ref: Any, stored: Any, meta: Any, error: str | None) -> bool:
-        """Take the decoded image, unless its series' window is still unknown (then
-        compute that first, so the first image is not shown with a window that
-        changes a moment later)."""
-        if error is None and self._needs_series_window(meta):
-            self._start_series_window()
-            self.update()
-            return False
-        self.ref, self.stored, self.meta, self.error = ref, stored, meta, error
-        return True
-
-    def _on_task_finished(self, state: TaskState, result: Any, error: str | None) -> None:
-        key = state.key
-        self._pending.discard(key)
-        if isinstance(key, tuple) and key[:1] == ("window",):
-            if error != CANCELLED:
-                # None (no usable slice, or a failure): a window per image for this series;
-                # the session announces it and _on_auto_window_changed shows the image
-                self.state.session.remember_series_window(key[1], result if error is None else None)
-            return
-        if key != self.state.ref():
-            return  # stale: the user moved on (STYLE.md pattern 5)
-        stored, meta = result if error is None else (None, None)
-        if self._show(key, stored, meta, error):
+    def _on_ready(self, ref: Any, stored: Any, meta: Any, error: str | None) -> None:
+        if ref == self.state.ref():
+            self.ref, self.stored, self.meta, self.error = ref, stored, meta, error
             self._render()
 
     def _render(self) -> None:
@@ -218,7 +170,7 @@ class ImageCanvas(QWidget):
 
     def shutdown(self, msecs: int = 3000) -> None:
         """Wait for a decode in flight (the window is closing)."""
-        self.decoder.shutdown(msecs)
+        self.source.shutdown(msecs)
 
     # -- geometry (viewer.state.ViewGeometry) ------------------------------------------
     def image_size(self) -> tuple[int, int]:
@@ -335,16 +287,11 @@ class ImageCanvas(QWidget):
 
     # -- rulers ------------------------------------------------------------------
     def rulers(self) -> list[tuple[QPointF, QPointF]]:
-        return self._rulers.get(self.ref, [])
+        return self._rulers.of(self.ref)
 
     def ruler_length(self, a: QPointF, b: QPointF) -> tuple[float, str]:
         """Length between image points; mm when Pixel Spacing is known, else px."""
-        dx, dy = b.x() - a.x(), b.y() - a.y()
-        spacing = getattr(self.meta, "pixel_spacing", None)
-        if spacing:
-            row_mm, col_mm = float(spacing[0]), float(spacing[1])
-            return math.hypot(dx * col_mm, dy * row_mm), "mm"
-        return math.hypot(dx, dy), "px"
+        return ruler_length(self.meta, a, b)
 
     def clear_rulers(self) -> None:
         self._rulers.clear()
@@ -398,7 +345,11 @@ class ImageCanvas(QWidget):
                     p.setOpacity(flags.opacity)
                     p.drawImage(rect, layer.image)
             p.setOpacity(1.0)
-            self._paint_rulers(p, geo)
+            lines = list(self.rulers())
+            d = self._drag
+            if d and d.get("mode") == "ruler" and d.get("b") is not None:
+                lines.append((d["a"], d["b"]))
+            paint_rulers(p, geo, lines, self.meta)
         elif self.error and self.ref == self.state.ref():
             p.setPen(QColor(255, 120, 120))
             p.drawText(QRectF(0, 0, geo.width, geo.height),
@@ -409,21 +360,6 @@ class ImageCanvas(QWidget):
                                  geo.scale(), None if anonymize else self.cursor_value,
                                  meta=self.meta, anonymize=anonymize)
             paint_corner_texts(p, int(geo.width), int(geo.height), texts, self.text_opacity)
-
-    def _paint_rulers(self, p: QPainter, geo: ViewGeometry) -> None:
-        lines = list(self.rulers())
-        if self._drag and self._drag.get("mode") == "ruler" and self._drag.get("b") is not None:
-            lines.append((self._drag["a"], self._drag["b"]))
-        ink = QColor(255, 220, 0)
-        pen = QPen(ink, 1.5)
-        for a, b in lines:
-            sa, sb = QPointF(*geo.image_to_screen(a.x(), a.y())), QPointF(*geo.image_to_screen(b.x(), b.y()))
-            p.setPen(pen)
-            p.drawLine(sa, sb)
-            for pt in (sa, sb):
-                p.drawEllipse(pt, 3, 3)
-            length, unit = self.ruler_length(a, b)
-            draw_outlined_text(p, sb.x() + 6, sb.y() - 6, f"{length:.1f} {unit}", ink)
 
     # -- mouse -------------------------------------------------------------------
     def wheelEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
@@ -474,9 +410,8 @@ class ImageCanvas(QWidget):
 
     def mouseReleaseEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
         d, self._drag = self._drag, None
-        if d and d["mode"] == "ruler" and d.get("b") is not None and self.ref is not None:
-            if (d["b"] - d["a"]).manhattanLength() > 0.5:
-                self._rulers.setdefault(self.ref, []).append((d["a"], d["b"]))
+        if d and d["mode"] == "ruler" and d.get("b") is not None:
+            self._rulers.add(self.ref, d["a"], d["b"])
         self.update()
         event.accept()
 

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHBoxLayout, QLabel, QMainWindow,
-                               QMenu, QProgressBar, QPushButton, QScrollArea, QSlider,
-                               QStackedWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QMainWindow, QMenu, QScrollArea,
+                               QStackedWidget, QWidget)
 
 from medviewer.viewer import logs
 from medviewer.viewer.display import PRESETS
@@ -26,20 +25,20 @@ from medviewer.viewer.state.view import ViewSession
 from medviewer.viewer.ui.actions import (build_actions, rebuild_recent_menu, refresh_window_menu,
                                          shortcut_rows)
 from medviewer.viewer.ui.browser import SeriesBrowser
-from medviewer.viewer.ui.canvas import ImageCanvas
 from medviewer.viewer.ui.cine import Cine
 from medviewer.viewer.ui.dialogs import shortcuts_dialog, skipped_dialog
 from medviewer.viewer.ui.focus import ReturnFocus
 from medviewer.viewer.ui.loader import StudyLoader
 from medviewer.viewer.ui.settings import Settings
 from medviewer.viewer.ui.state import ViewState
+from medviewer.viewer.ui.statusbar import ScanStatus
 from medviewer.viewer.ui.tags import TagBrowser
+from medviewer.viewer.ui.viewport import Viewport
 from medviewer.viewer.ui.welcome import WelcomeWidget
 from medviewer.viewer.ui.workers import warm_up
 
 log = logging.getLogger("medviewer.ui")
 
-PREFETCH_RADIUS = 3
 TAGS_DELAY_MS = 150
 
 
@@ -88,31 +87,17 @@ class MainWindow(QMainWindow):
 
     # -- construction ---------------------------------------------------------------
     def _build_pages(self) -> None:
-        """Central widget: the welcome page, or canvas + slice scroller + strip holder."""
+        """Central widget: the welcome page, or the viewport (canvas, scroller, strip)."""
         self.stack = QStackedWidget(self)
         self.welcome = WelcomeWidget()
-        self.canvas = ImageCanvas(self.state)
+        self.viewport = Viewport(self.state)
+        self.canvas = self.viewport.canvas
         self.canvas.default_overlay_opacity = self.settings.overlay_opacity()
-        self.slider = QSlider(Qt.Orientation.Horizontal)
-        self.slider.setObjectName("slice_slider")
-        self.slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.slice_label = QLabel("")
-        self._strip_holder = QVBoxLayout()
-        self._strip_holder.setContentsMargins(0, 0, 0, 0)
-        self._strip: QWidget | None = None
-        page = QWidget()
-        lay = QVBoxLayout(page)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.setSpacing(2)
-        lay.addWidget(self.canvas, 1)
-        row = QHBoxLayout()
-        row.addWidget(self.slider, 1)
-        row.addWidget(self.slice_label)
-        lay.addLayout(row)
-        lay.addLayout(self._strip_holder)
-        self.viewer_page = page
+        self.slider = self.viewport.slider
+        self.slice_label = self.viewport.slice_label
+        self.viewer_page = self.viewport
         self.stack.addWidget(self.welcome)
-        self.stack.addWidget(page)
+        self.stack.addWidget(self.viewport)
         self.setCentralWidget(self.stack)
 
     def _build_docks(self) -> None:
@@ -126,37 +111,27 @@ class MainWindow(QMainWindow):
         self._tags_timer.setInterval(TAGS_DELAY_MS)
 
     def _build_status_bar(self) -> None:
-        sb = self.statusBar()
-        self.cursor_label = QLabel("")
-        self.cursor_label.setObjectName("cursor_label")
-        self.progress = QProgressBar()
-        self.progress.setMaximumWidth(220)
-        self.progress.setVisible(False)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setVisible(False)
-        self.skipped_button = QPushButton("Skipped: 0")
-        self.skipped_button.setObjectName("skipped_button")
-        self.skipped_button.setFlat(True)
-        self.skipped_button.setVisible(False)
-        for w in (self.cursor_label, self.progress, self.cancel_button, self.skipped_button):
-            sb.addPermanentWidget(w)
+        self.status = ScanStatus(self.statusBar(), self)
+        self.cursor_label = self.status.cursor_label
+        self.progress = self.status.progress
+        self.cancel_button = self.status.cancel_button
+        self.skipped_button = self.status.skipped_button
 
     def _connect(self) -> None:
         self.canvas.sig_overlay_opacity.connect(self.settings.set_overlay_opacity)
-        self.cancel_button.clicked.connect(self.cancel_scan)
-        self.skipped_button.clicked.connect(self.show_skipped)
+        self.status.sig_cancel.connect(self.cancel_scan)
+        self.status.sig_show_skipped.connect(self.show_skipped)
         self.welcome.sig_open_folder.connect(lambda: self.choose_folder())
         self.welcome.sig_open_demo.connect(lambda: self.open_demo())
         self.welcome.sig_open_recent.connect(lambda p: self.open_path(p))
         self.browser.sig_series_selected.connect(self.state.set_series)
-        self.loader.sig_progress.connect(self._on_progress)
+        self.loader.sig_progress.connect(self.status.set_progress)
         self.loader.sig_result.connect(self._on_result)
-        self.loader.sig_failed.connect(self._on_failed)
+        self.loader.sig_failed.connect(self.status.failed)
         self.loader.sig_thumbnail.connect(self.browser.set_thumbnail)
-        self.slider.valueChanged.connect(self.state.set_slice)
         self.state.sig_series_changed.connect(self._on_series_changed)
-        self.state.sig_slice_changed.connect(self._on_slice_changed)
-        self.canvas.sig_cursor.connect(self._on_cursor)
+        self.state.sig_slice_changed.connect(lambda _i: self._tags_timer.start())
+        self.canvas.sig_cursor.connect(self.status.set_cursor)
         self.canvas.sig_rendered.connect(lambda: refresh_window_menu(self))
         self.cine.sig_playing.connect(self._on_cine_playing)
         self._tags_timer.timeout.connect(self._update_tags)
@@ -224,13 +199,7 @@ class MainWindow(QMainWindow):
 
     def set_slice_strip(self, widget: QWidget | None) -> None:
         """Place a per-slice widget under the slice scroller (None removes it)."""
-        if self._strip is not None:
-            self._strip_holder.removeWidget(self._strip)
-            self._strip.setParent(None)
-        self._strip = widget
-        if widget is not None:
-            self._strip_holder.addWidget(widget)
-            widget.show()
+        self.viewport.set_slice_strip(widget)
 
     def add_drop_handler(self, accepts: Callable[[Path], bool], handle: Callable[[Path], Any]) -> None:
         """Dropped files for which `accepts(path)` is true go to `handle(path)` instead of
@@ -295,13 +264,9 @@ class MainWindow(QMainWindow):
         self.canvas.clear_overlays()
         self.canvas.clear_rulers()
         self.state.set_series(None)
-        self.skipped_button.setVisible(False)
         self._show_viewer_page()
         self.setWindowTitle(f"medviewer - {label}")
-        self.progress.setRange(0, 0)
-        self.progress.setVisible(True)
-        self.cancel_button.setVisible(True)
-        self.show_message(f"Scanning {label}...", 0)
+        self.status.started(label)
         self.loader.start(path)
 
     def _show_viewer_page(self) -> None:
@@ -334,41 +299,13 @@ class MainWindow(QMainWindow):
     def is_scanning(self) -> bool:
         return self.loader.is_running()
 
-    def _on_progress(self, done: int, total: int) -> None:
-        self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(done)
-        self.progress.setFormat(f"{done}/{total}")
-
-    def _on_failed(self, error: str) -> None:
-        self.progress.setVisible(False)
-        self.cancel_button.setVisible(False)
-        self.show_message(error, 15000)
-
     def _on_result(self, result: Any, final: bool) -> None:
         self._apply_result(result)
-        if not final:
-            return
-        self.progress.setVisible(False)
-        self.cancel_button.setVisible(False)
-        n_series = len(result.all_series())
-        n_img = sum(len(s.items) for s in result.all_series())
-        n_skip = len(result.skipped) + len(result.non_image)
-        self.skipped_button.setText(f"Skipped: {len(result.skipped)}"
-                                    + (f" (+{len(result.non_image)} non-image)"
-                                       if result.non_image else ""))
-        self.skipped_button.setVisible(n_skip > 0)
-        msg = f"{n_series} series, {n_img} images"
-        if result.skipped:
-            msg += f", {len(result.skipped)} file(s) skipped"
-        if not getattr(result, "complete", True):
-            msg += " (scan cancelled)"
-        if n_img == 0:
-            msg = f"No displayable images in {result.root}" + (
-                f" ({len(result.skipped)} file(s) skipped)" if result.skipped else "")
-        self.show_message(msg, 0)
-        log.info("scan finished: %d series, %d images, %d skipped",
-                 n_series, n_img, len(result.skipped))
-        self.session.events.scan_finished.emit(result)
+        if final:
+            self.status.finished(result)
+            log.info("scan finished: %d series, %d images, %d skipped", len(result.all_series()),
+                     sum(len(s.items) for s in result.all_series()), len(result.skipped))
+            self.session.events.scan_finished.emit(result)
 
     def _apply_result(self, result: Any) -> None:
         self.scan_result = result
@@ -393,37 +330,12 @@ class MainWindow(QMainWindow):
         if (series is not None and series.modality == "CT" and preset in PRESETS
                 and self.state.window is None):
             self.state.window = PRESETS[preset]  # the user's default window for CT (View settings)
-        n = len(series.items) if series is not None else 0
-        self.slider.blockSignals(True)
-        self.slider.setRange(0, max(0, n - 1))
-        self.slider.setValue(self.state.index)
-        self.slider.blockSignals(False)
         if series is not None:
             self.browser.select_uid(series.series_uid)
-
-    def _on_slice_changed(self, index: int) -> None:
-        n = self.state.count()
-        self.slider.blockSignals(True)
-        if self.slider.maximum() != max(0, n - 1):
-            self.slider.setRange(0, max(0, n - 1))
-        self.slider.setValue(index)
-        self.slider.blockSignals(False)
-        self.slice_label.setText(f"{index + 1}/{n}" if n else "")
-        self._tags_timer.start()
-        series = self.state.series
-        if series is not None and n:
-            lo, hi = max(0, index - PREFETCH_RADIUS), min(n, index + PREFETCH_RADIUS + 1)
-            try:
-                self.pixels.prefetch(series.items[lo:hi])
-            except Exception:
-                log.debug("prefetch failed", exc_info=True)
 
     def _update_tags(self) -> None:
         if self.tags_dock.isVisible():
             self.tags.set_dataset(self.state.header())
-
-    def _on_cursor(self, cv: Any) -> None:
-        self.cursor_label.setText("" if cv is None else f"({cv.col}, {cv.row}) {cv.text}")
 
     def show_skipped(self) -> None:
         skipped_dialog(self, self.scan_result).exec()

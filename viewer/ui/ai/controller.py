@@ -16,22 +16,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, QThreadPool, QTimer
+from PySide6.QtCore import QObject, QThreadPool
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QVBoxLayout, QWidget
 
 from medviewer.engine.infer import aggregate, aggregation_name
 from medviewer.engine.results import ResultRouter
 from medviewer.viewer.state.ai import AIResults, ResultKey
+from medviewer.viewer.ui.ai.camlayer import OVERLAY, CamLayer
 from medviewer.viewer.ui.ai.strip import SliceStrip
 from medviewer.viewer.ui.ai.widgets import CamControls, ModelPicker, ProbabilityPanel
-from medviewer.viewer.ui.ai.worker import cam_task, load_task, series_task
+from medviewer.viewer.ui.ai.worker import load_task, series_task
 from medviewer.viewer.ui.workers import CANCELLED, TaskRunner, TaskState
 
 log = logging.getLogger("medviewer.ai")
 
-OVERLAY = "gradcam"
-CAM_DELAY_MS = 80
 MODEL_SUFFIX = ".safetensors"
 
 
@@ -43,14 +42,12 @@ class AIController(QObject):
         self.window = window
         self.state = window.state
         self.router = ResultRouter()        # series/image classification jobs
-        self.cam_router = ResultRouter()    # Grad-CAM requests (newest wins)
         self.results = AIResults(lambda probs, method, k: aggregate(probs, method, k=k))
         self.model: Any = None
         self.dropped = 0                    # stale batches dropped (for tests and logs)
         self._job_started = 0.0
         self._job_count = 0
         self._per_image: float | None = None
-        self._cam_shown: tuple[Any, ...] | None = None
         self._job_view: tuple[str, str] | None = None   # (study, series) of the last analysis
         self._build_widgets()
         self._build_runners()
@@ -79,9 +76,7 @@ class AIController(QObject):
         self.strip = SliceStrip(align_to=getattr(w, "slider", None))
         w.set_slice_strip(self.strip)
         self.strip.setVisible(False)
-        self._cam_timer = QTimer(self)
-        self._cam_timer.setSingleShot(True)
-        self._cam_timer.setInterval(CAM_DELAY_MS)
+        self.cam_layer = CamLayer(w, self.cam, self.results, lambda: self.model, self)
 
     def _build_runners(self) -> None:
         # model loads and analyses share one thread (never two torch jobs at once)
@@ -89,7 +84,6 @@ class AIController(QObject):
         self.pool.setMaxThreadCount(1)
         self.loads = TaskRunner(self, name="model load", pool=self.pool)
         self.jobs = TaskRunner(self, name="AI analysis", pool=self.pool)
-        self.cam_jobs = TaskRunner(self, name="Grad-CAM")
 
     def _build_actions(self) -> None:
         menu = self.window.ai_menu
@@ -116,12 +110,10 @@ class AIController(QObject):
         self.state.sig_series_changed.connect(self.on_series_changed)
         self.state.sig_slice_changed.connect(self.on_slice_changed)
         self.results.choice_changed.connect(self._show_results)
-        self._cam_timer.timeout.connect(self.request_cam)
         self.loads.sig_finished.connect(self._on_load_finished)
         self.jobs.sig_partial.connect(self.on_batch)
         self.jobs.sig_progress.connect(self.on_progress)
         self.jobs.sig_finished.connect(self.on_finished)
-        self.cam_jobs.sig_finished.connect(self.on_cam)
         self.window.add_drop_handler(lambda p: p.suffix.lower() == MODEL_SUFFIX and p.is_file(),
                                      self.load_model_file)
 
@@ -235,7 +227,7 @@ class AIController(QObject):
 
         self.model = model
         self.router.cancel()
-        self.cam_router.cancel()
+        self.cam_layer.cancel()
         self.results.clear()
         self.panel.set_model(model.card, describe(model.device), model.path)
         self.panel.status.setText(f"Model ready: {model.card.summary()}")
@@ -289,7 +281,7 @@ class AIController(QObject):
     def cancel(self) -> None:
         """Stop the running job at its next batch; results so far stay."""
         self.router.cancel()
-        self.cam_router.cancel()
+        self.cam_layer.cancel()
 
     # -- results --------------------------------------------------------------------
     def on_progress(self, state: TaskState, done: int, total: int) -> None:
@@ -369,7 +361,7 @@ class AIController(QObject):
     def on_series_changed(self, _series: Any) -> None:
         view = self._view_key()
         self.router.set_view(*(view or (None, None)))
-        self.cam_router.cancel()
+        self.cam_layer.cancel()
         if view != self._job_view:
             self.router.cancel()  # results for the old series would be dropped anyway
         self._show_results()
@@ -384,66 +376,8 @@ class AIController(QObject):
         self.results.set_class_choice(self.cam.class_index())   # the strip follows at once
         self.update_cam()
 
-    def _cam_key(self) -> tuple[Any, ...] | None:
-        ref = self.state.ref()
-        if ref is None or self.model is None:
-            return None
-        return (self.model.model_id, ref, self.cam.class_index(), self.cam.cam_method())
-
     def update_cam(self) -> None:
-        """Show / hide / recolour the overlay; schedule a computation when needed."""
-        key = self._cam_key()
-        if not self.cam.enabled.isChecked() or key is None:
-            self.window.canvas.set_overlay(OVERLAY, None)
-            self.cam.caption.setText("")        # the caption goes with the layer
-            self._cam_shown = None
-            return
-        if key in self.results.cams:
-            self._paint_cam(key)
-        else:
-            self.window.canvas.set_overlay(OVERLAY, None)
-            self._cam_shown = None
-            self.cam.caption.setText("Grad-CAM: computing...")
-            self._cam_timer.start()
-
-    def request_cam(self) -> None:
-        key = self._cam_key()
-        if key is None or not self.cam.enabled.isChecked() or key in self.results.cams:
-            return
-        view = self._view_key()
-        gen = self.cam_router.start_job(view[0], view[1], self.model.model_id)
-        self.cam_router.set_view(*view)
-        self.cam_jobs.start(cam_task, self.model, self.window.pixels, key[1], key[2], key[3],
-                            key=(gen, key, self.state.index),
-                            is_current=lambda: self.cam_router.is_current(gen))
-
-    def on_cam(self, state: TaskState, result: Any, error: str | None) -> None:
-        gen, key, index = state.key
-        if error:
-            if error != CANCELLED and key == self._cam_key():
-                self.cam.caption.setText(f"Grad-CAM failed: {error}")
-            return
-        if result is None or not self.cam_router.accept(self.cam_router.tag(gen, index)):
-            self.dropped += 1
-            return
-        self.results.cams.put(key, *result)
-        if key == self._cam_key() and self.cam.enabled.isChecked():
-            self._paint_cam(key)
-
-    def _paint_cam(self, key: tuple[Any, ...]) -> None:
-        from medviewer.engine.overlay import colorize
-
-        cls, cam = self.results.cams.get(key)
-        try:
-            self.window.canvas.set_overlay(OVERLAY, colorize(cam, self.cam.colormap.currentText()),
-                                           self.cam.alpha(), ref=key[1])
-        except ValueError as exc:  # the image changed size under us: never paint a mismatch
-            log.warning("Grad-CAM overlay not shown: %s", exc)
-            return
-        self._cam_shown = key
-        how = "chosen class" if key[2] is not None else "this slice's top class"
-        self.cam.caption.setText(f"Grad-CAM: '{self.model.classes[cls]}' ({how}), "
-                                 f"slice {self.state.index + 1}")
+        self.cam_layer.update()
 
     # -- export -----------------------------------------------------------------------------
     def choose_export(self) -> Path | None:
@@ -464,4 +398,4 @@ class AIController(QObject):
         self.cancel()
         self.loads.shutdown(5000)
         self.jobs.shutdown(5000)
-        self.cam_jobs.shutdown(5000)
+        self.cam_layer.shutdown(5000)
