@@ -21,6 +21,7 @@ from pathlib import Path
 
 from medviewer.viewer.clikit import (EXIT_FAIL, EXIT_OK, EXIT_PARTIAL, Parser, pick_series, quiet,
                                      require_images, write_png)
+from medviewer.viewer.display.text import size_text
 from medviewer.viewer.errors import UsageError
 from medviewer.viewer.io.model import ImageRef, ScanResult, Series
 from medviewer.viewer.io.scan import open_path
@@ -41,7 +42,7 @@ def _listing(result: ScanResult) -> str:
         for se in st["series"]:
             number = "-" if se["number"] is None else se["number"]
             lines.append(f"  Series {number:>4}  {se['modality']:<6} {se['images']:>5} image(s)"
-                         f"  {se['rows']}x{se['columns']}  {se['description'] or '(no description)'}")
+                         f"  {size_text(se['rows'], se['columns'])}  {se['description'] or '(no description)'}")
     if not doc["studies"]:
         lines.append("No displayable images.")
     if doc["non_image"]:
@@ -145,7 +146,7 @@ def main_export(argv: list[str]) -> int:
         store.close()
     write_png(out, grey)
     kind = "RGB" if grey.ndim == 3 else "grey"
-    print(f"wrote {out} ({grey.shape[1]}x{grey.shape[0]} {kind})", file=sys.stderr)
+    print(f"wrote {out} ({size_text(grey.shape[0], grey.shape[1])} {kind})", file=sys.stderr)
     return EXIT_PARTIAL if result.skipped else EXIT_OK
 
 
