@@ -258,3 +258,98 @@ def test_demo_flag_loads_the_bundled_demo_model(qtbot, tmp_path, monkeypatch):
     finally:
         ai.shutdown()
         w.shutdown()
+
+
+def _biased_model(path, classes=("normal", "nodule", "cavity"), favour=0, name="tiny"):
+    """A 3-class model whose top class is `favour` (not the last class) on any input."""
+    import torch
+
+    from medviewer.engine.card import ModelCard
+    from medviewer.engine.modelfile import save_model
+    from medviewer.engine.registry import build_model, head_spec
+
+    torch.manual_seed(1)
+    module = build_model("resnet18", len(classes)).eval()
+    with torch.no_grad():
+        module.fc.weight.mul_(0.01)
+        module.fc.bias.zero_()
+        module.fc.bias[favour] = 3.0
+    save_model(path, module, ModelCard(name=name, architecture="resnet18", classes=list(classes),
+                                       input_size=32, head=head_spec(), intended_use="research"))
+    return path
+
+
+def test_strip_shows_the_class_named_in_the_panel_and_follows_the_selector(qtbot, win, study, tmp_path):
+    w, ai = win
+    _, uid_a, uid_b = study
+    ai.load_model(str(_biased_model(tmp_path / "three.safetensors")))
+    qtbot.waitUntil(lambda: ai.model is not None and len(ai.model.classes) == 3, timeout=30000)
+    w.state.set_series(_series(w, uid_b))
+    ai.analyze_series()
+    qtbot.waitUntil(lambda: ai.strip.filled() == 12 and not ai.panel.progress.isVisible(), timeout=60000)
+    probs = ai.probs.copy()
+    assert int(np.argmax(probs.mean(0))) == 0          # the top class is not the last one
+    # "Top class": the series' top class, named
+    np.testing.assert_allclose(ai.strip.values, probs[:, 0])
+    assert ai.strip.caption == "Strip: P(normal) per slice (series top class, mean)"
+    # every selector change recolours at once from the stored probabilities (no new analysis)
+    started = ai.jobs.generation
+    for index, cls in ((1, 0), (2, 1), (3, 2), (0, 0)):
+        ai.cam.target.setCurrentIndex(index)
+        np.testing.assert_allclose(ai.strip.values, probs[:, cls])
+        assert f"P({ai.model.classes[cls]})" in ai.strip.caption
+        assert ("series top class" in ai.strip.caption) == (index == 0)
+    assert ai.jobs.generation == started
+    # a tooltip per slice with that class's probability
+    ai.cam.target.setCurrentIndex(3)
+    x = ai.strip.cell_rect(4).center().x()
+    assert ai.strip.tooltip_at(x).startswith(f"slice 5: cavity {probs[4, 2]:.3f}")
+    # the strip's top class follows the panel's aggregation too
+    ai.cam.target.setCurrentIndex(0)
+    ai.panel.aggregation.setCurrentIndex(1)            # max over slices
+    top_max = int(np.argmax(probs.max(0)))
+    np.testing.assert_allclose(ai.strip.values, probs[:, top_max])
+    assert "max" in ai.strip.caption
+
+
+def test_gradcam_caption_goes_with_the_layer(qtbot, win, models_dir, study):
+    w, ai = win
+    _, _, uid_b = study
+    _load(qtbot, ai, models_dir)
+    _show_grid_slice(qtbot, w, uid_b, 3)
+    ai.cam.enabled.setChecked(True)
+    qtbot.waitUntil(lambda: ai.cam_layer.shown is not None, timeout=60000)
+    assert ai.cam.caption.text().startswith("Grad-CAM: '") and "slice 4" in ai.cam.caption.text()
+    ai.cam.enabled.setChecked(False)
+    assert ai.cam.caption.text() == "" and "gradcam" not in w.canvas.overlay_names()
+    assert "Grad-CAM" not in ai.panel.status.text()
+
+
+def test_model_file_loaded_directly_or_dropped_and_told_apart(qtbot, win, models_dir, study, tmp_path):
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    w, ai = win
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    # a second model named "tiny", outside the models folder
+    _biased_model(other / "tiny_v2.safetensors", name="tiny")
+    ai.load_model_file(other / "tiny_v2.safetensors")
+    qtbot.waitUntil(lambda: ai.model is not None and ai.model.path.name == "tiny_v2.safetensors", timeout=30000)
+    header = ai.panel.header.text()
+    assert "tiny_v2.safetensors" in header and str(other) in header
+    labels = [ai.picker.list.item(i).text() for i in range(ai.picker.list.count())]
+    tiny = [lbl for lbl in labels if lbl.startswith("tiny")]
+    assert len(tiny) == 2 and len(set(tiny)) == 2 and any("tiny_v2.safetensors" in lbl for lbl in tiny)
+    assert ai.picker.list.currentItem().text() in tiny and "tiny_v2" in ai.picker.list.currentItem().text()
+    # dropping a model file loads it (it is not opened as a study)
+    scan_before = w.scan_result
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(models_dir / "tiny.safetensors"))])
+    w.dropEvent(QDropEvent(QPointF(5, 5), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
+                           Qt.KeyboardModifier.NoModifier))
+    qtbot.waitUntil(lambda: ai.model.path == models_dir / "tiny.safetensors", timeout=30000)
+    assert w.scan_result is scan_before and not w.is_scanning()
+    assert str(models_dir) in ai.panel.header.text()
+    # AI > Load model file... is in the menu
+    assert any(a.text() == "Load model file..." for a in w.ai_menu.actions())

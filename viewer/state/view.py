@@ -274,7 +274,8 @@ class ViewSession:
     viewports: list[ViewportState] = field(default_factory=lambda: [ViewportState("main")])
     active_index: int = 0
     auto_window_per_image: bool = False
-    series_windows: dict[str, Window | None] = field(default_factory=dict)  # None: none usable
+    # series UID -> (automatic window or None when no slice was usable, slices it was computed from)
+    series_windows: dict[str, tuple[Window | None, int]] = field(default_factory=dict)
     events: SessionEvents = field(default_factory=SessionEvents)
 
     @property
@@ -314,22 +315,34 @@ class ViewSession:
         return "" if study is None else str(study.study_uid)
 
     # -- automatic windows ------------------------------------------------------------
+    def scan_complete(self) -> bool:
+        res = self.scan_result
+        return res is not None and bool(getattr(res, "complete", True))
+
     def set_auto_window_per_image(self, on: bool) -> None:
         if bool(on) != self.auto_window_per_image:
             self.auto_window_per_image = bool(on)
             self.events.auto_window_changed.emit()
 
-    def needs_series_window(self, series_uid: str) -> bool:
-        """True until the automatic window of the series has been computed (or found impossible)."""
-        return not self.auto_window_per_image and series_uid not in self.series_windows
+    def needs_series_window(self, series_uid: str, n_slices: int) -> bool:
+        """True when the automatic window of the series has not been computed, or was
+        computed from a scan snapshot with another number of slices and the scan is now
+        complete (computed once more, then never again)."""
+        if self.auto_window_per_image:
+            return False
+        entry = self.series_windows.get(series_uid)
+        return entry is None or (entry[1] != n_slices and self.scan_complete())
 
     def series_window(self, series_uid: str) -> Window | None:
-        """The series' automatic window; None when per image (the user's choice, or no slice usable)."""
+        """The series' automatic window; None when per image (the user's choice, or no
+        slice usable) or not computed yet."""
         if self.auto_window_per_image:
             return None
-        return self.series_windows.get(series_uid)
+        entry = self.series_windows.get(series_uid)
+        return None if entry is None else entry[0]
 
-    def remember_series_window(self, series_uid: str, window: Window | None) -> None:
-        """Store the automatic window computed for a series (None: use one per image)."""
-        self.series_windows[series_uid] = window
+    def remember_series_window(self, series_uid: str, window: Window | None, n_slices: int) -> None:
+        """Store the automatic window computed from a series of `n_slices` slices
+        (None: use one per image)."""
+        self.series_windows[series_uid] = (window, int(n_slices))
         self.events.auto_window_changed.emit()

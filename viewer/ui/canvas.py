@@ -81,6 +81,7 @@ class ImageCanvas(QWidget):
         state.sig_slice_changed.connect(lambda _i: self.refresh())
         state.sig_window_changed.connect(lambda _w: self.refresh())
         state.sig_auto_window_changed.connect(self._on_auto_window_changed)
+        state.sig_scan_finished.connect(lambda _r: self._on_auto_window_changed())
         state.sig_view_changed.connect(self.update)
         state.sig_overlays_changed.connect(self.update)
 
@@ -127,9 +128,10 @@ class ImageCanvas(QWidget):
 
     # -- rendering -------------------------------------------------------------
     def loading(self) -> bool:
-        """True while the image the state points at is not on screen yet (decoding,
-        or its series' automatic window is being computed)."""
-        return self.state.ref() is not None and self.state.ref() != self.ref
+        """True while the image the state points at is not on screen with its final
+        window yet (decoding, or its series' automatic window is being computed)."""
+        return self.state.ref() is not None and (self.state.ref() != self.ref
+                                                 or self.source.computing_window())
 
     def refresh(self) -> None:
         """Show the current slice: at once when it is ready, else when `source` has
@@ -366,6 +368,8 @@ class ImageCanvas(QWidget):
         delta = event.angleDelta().y()
         if not delta:
             return
+        if not self.hasFocus():   # scrolling the image gives the keys back to it (viewer.ui.focus)
+            self.setFocus(Qt.FocusReason.MouseFocusReason)
         if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
             self.zoom_by(ZOOM_STEP if delta > 0 else 1 / ZOOM_STEP, event.position())
         else:

@@ -54,16 +54,23 @@ class ImageSource(QObject):
     def needs_series_window(self, meta: Any) -> bool:
         series = self.state.series
         return (series is not None and meta is not None and not has_own_window(meta)
-                and self.state.session.needs_series_window(series.series_uid))
+                and self.state.session.needs_series_window(series.series_uid, len(series.items)))
 
     def compute_series_window(self) -> None:
-        """Start computing the automatic window of the series in view (once)."""
+        """Start computing the automatic window of the series in view (once per series,
+        once more if it was computed from a scan snapshot)."""
         series = self.state.series
-        key = ("window", series.series_uid)
+        key = ("window", series.series_uid, len(series.items))
         if key not in self._pending:
             self._pending.add(key)
             self.tasks.start(series_window_task, self.state.pixels, list(series.items),
                              DEFAULT_SAMPLES, key=key, replace=False)
+
+    def computing_window(self) -> bool:
+        """A series window of the series in view is being computed."""
+        series = self.state.series
+        return series is not None and any(
+            isinstance(k, tuple) and k[:2] == ("window", series.series_uid) for k in self._pending)
 
     def shutdown(self, msecs: int = 3000) -> None:
         self.tasks.shutdown(msecs)
@@ -71,7 +78,8 @@ class ImageSource(QObject):
     def _ready_or_window(self, stored: Any, meta: Any, error: str | None) -> Ready | None:
         if error is None and self.needs_series_window(meta):
             self.compute_series_window()
-            return None
+            if self.state.session.series_window(self.state.series.series_uid) is None:
+                return None   # no window yet: wait for it (a snapshot's window is shown meanwhile)
         return stored, meta, error
 
     def _on_finished(self, state: TaskState, result: Any, error: str | None) -> None:
@@ -81,7 +89,7 @@ class ImageSource(QObject):
             if error != CANCELLED:
                 # None (no usable slice, or a failure): one window per image for this series;
                 # the session announces it (sig_auto_window_changed) and the canvas refreshes
-                self.state.session.remember_series_window(key[1], result if error is None else None)
+                self.state.session.remember_series_window(key[1], result if error is None else None, key[2])
             return
         if key != self.state.ref():
             return  # stale: the user moved on (STYLE.md pattern 5)
