@@ -163,6 +163,10 @@ def test_export_anonymized_in_the_last_folder_at_the_image_resolution(qtbot, win
     # the image's own resolution: one output pixel per image pixel (rows stretched by 0.5/0.8)
     native = w.canvas.render_view(native=True)
     assert (native.width(), native.height()) == (32, round(24 * 0.5 / 0.8))
+    # image pixels only (grey), no yellow corner text over a small image
+    colours = {(native.pixelColor(x, y).red(), native.pixelColor(x, y).green(), native.pixelColor(x, y).blue())
+               for x in range(32) for y in range(15)}
+    assert all(r == g == b for r, g, b in colours) and len(colours) > 5
     # the dialog: anonymize on by default, starts in the folder used last
     out_dir = tmp_path / "exports"
     out_dir.mkdir()
@@ -245,6 +249,37 @@ def test_small_window_keeps_every_ai_control_reachable(qtbot, tmp_path, monkeypa
             assert len(controls) >= 5
             for c in controls:
                 assert _reachable(c, w), f"{type(c).__name__} {c.objectName() or c.text() if hasattr(c, 'text') else ''}"
+    finally:
+        ai.shutdown()
+        w.shutdown()
+
+
+def test_wheel_over_a_combo_box_scrolls_the_panel_instead_of_changing_it(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDVIEWER_SETTINGS_DIR", str(tmp_path / "settings"))
+    from PySide6.QtCore import QPoint
+    from PySide6.QtGui import QWheelEvent
+
+    from medviewer.viewer.ui.ai import install
+
+    w = MainWindow(settings=Settings(tmp_path / "settings"))
+    qtbot.addWidget(w)
+    ai = install(w)
+    w.resize(1000, 500)
+    w.show()
+    qtbot.waitExposed(w)
+    try:
+        scroll = ai.results_dock.widget()
+        scroll.setFixedHeight(150)                    # the panel does not fit: it scrolls
+        qtbot.wait(20)
+        bar = scroll.verticalScrollBar()
+        assert bar.maximum() > 0
+        method = ai.cam.method
+        before, pos = method.currentIndex(), bar.value()
+        ev = QWheelEvent(QPointF(5, 5), method.mapToGlobal(QPointF(5, 5)), QPoint(0, 0), QPoint(0, -120),
+                         Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier,
+                         Qt.ScrollPhase.NoScrollPhase, False)
+        QApplication.sendEvent(method, ev)
+        assert method.currentIndex() == before and bar.value() > pos
     finally:
         ai.shutdown()
         w.shutdown()

@@ -270,7 +270,8 @@ class ImageCanvas(QWidget):
     def render_view(self, anonymize: bool = False, native: bool = False) -> QImage:
         """The view for export: as on screen, or (`native`) at the image's own
         resolution (one image pixel per output pixel, rows stretched by the pixel
-        aspect); `anonymize` leaves the patient's name, ID and birth date out."""
+        aspect; the image, overlays and rulers without corner text, which would cover
+        a small image); `anonymize` leaves the patient's name, ID and birth date out."""
         if native and self._qimage is not None:
             cols, rows = self.image_size()
             height = max(1, int(round(rows * self.aspect())))
@@ -283,7 +284,7 @@ class ImageCanvas(QWidget):
                          QImage.Format.Format_RGB32)
             img.setDevicePixelRatio(ratio)
         p = QPainter(img)
-        self._paint(p, geo, anonymize)
+        self._paint(p, geo, anonymize, text=not (native and self._qimage is not None))
         p.end()
         return img
 
@@ -322,7 +323,7 @@ class ImageCanvas(QWidget):
         self._paint(p, self.view_geometry())
         p.end()
 
-    def _paint(self, p: QPainter, geo: ViewGeometry, anonymize: bool = False) -> None:
+    def _paint(self, p: QPainter, geo: ViewGeometry, anonymize: bool = False, text: bool = True) -> None:
         p.fillRect(QRectF(0, 0, geo.width, geo.height), Qt.GlobalColor.black)
         if self._qimage is not None:
             rect = QRectF(*geo.image_rect())
@@ -357,7 +358,7 @@ class ImageCanvas(QWidget):
             p.drawText(QRectF(0, 0, geo.width, geo.height),
                        Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
                        f"Cannot display this image:\n{self.error}")
-        if self.state.show_text and self.state.series is not None:
+        if text and self.state.show_text and self.state.series is not None:
             texts = corner_texts(self.state, self.state.header(), self.effective_window(),
                                  geo.scale(), None if anonymize else self.cursor_value,
                                  meta=self.meta, anonymize=anonymize)

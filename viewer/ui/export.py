@@ -40,6 +40,7 @@ class ExportDialog(QDialog):
         folder = Path(settings.export_folder() or Path.home())
         self.path = QLineEdit(str(folder / default_file_name(window)))
         self.path.setObjectName("export_path")
+        self.path.setMinimumWidth(420)
         browse = QPushButton("Browse...")
         browse.clicked.connect(self._browse)
         self.anonymize = QCheckBox("Anonymize overlays (no patient name, ID or birth date)")
@@ -49,9 +50,11 @@ class ExportDialog(QDialog):
         self.size.setObjectName("export_size")
         canvas = window.canvas
         cols, rows = canvas.image_size()
-        self.size.addItem(f"As on screen ({size_text(canvas.height(), canvas.width())} px)", SCREEN)
+        self.size.addItem(f"As on screen: {size_text(canvas.height(), canvas.width(), False)} px "
+                          "(rows x cols), with the corner text", SCREEN)
         if cols and rows:
-            self.size.addItem(f"Image's own resolution ({size_text(round(rows * canvas.aspect()), cols)})",
+            native = size_text(round(rows * canvas.aspect()), cols, False)
+            self.size.addItem(f"Image's own resolution: {native} px (rows x cols), image and overlays",
                               NATIVE)
         self.size.setCurrentIndex(max(0, self.size.findData(settings.export_size())))
         row = QHBoxLayout()

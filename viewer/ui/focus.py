@@ -9,8 +9,9 @@ image (the canvas takes focus on the wheel) return the focus to the image.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QObject, Qt
-from PySide6.QtWidgets import QAbstractSpinBox, QWidget
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt
+from PySide6.QtWidgets import (QAbstractScrollArea, QAbstractSlider, QAbstractSpinBox, QComboBox,
+                               QScrollBar, QWidget)
 
 DONE_KEYS = (Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Escape)
 
@@ -33,3 +34,27 @@ class ReturnFocus(QObject):
             # Escape would otherwise travel on to the dock; Enter still reaches the field
             return event.key() == Qt.Key.Key_Escape
         return False
+
+
+class WheelScrolls(QObject):
+    """In a scroll area, the wheel scrolls the area unless the control under the mouse has
+    focus (a combo box or slider passed on the way down must not change its value)."""
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        if event.type() == QEvent.Type.Wheel and isinstance(obj, QWidget) and not obj.hasFocus():
+            area = obj.parentWidget()
+            while area is not None and not isinstance(area, QAbstractScrollArea):
+                area = area.parentWidget()
+            if area is not None:
+                QCoreApplication.sendEvent(area.verticalScrollBar(), event)
+            return True
+        return False
+
+
+def guard_wheel(container: QWidget, guard: WheelScrolls) -> None:
+    """Give the combo boxes, sliders and spin boxes in `container` focus-gated wheels."""
+    for w in container.findChildren(QWidget):
+        if isinstance(w, (QComboBox, QAbstractSpinBox)) or (
+                isinstance(w, QAbstractSlider) and not isinstance(w, QScrollBar)):
+            w.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+            w.installEventFilter(guard)

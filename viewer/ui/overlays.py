@@ -138,7 +138,7 @@ def corner_texts(state: Any, header: Any, window: Any, scale: float,
 
 
 def draw_outlined_text(p: Any, x: float, y: float, text: str, ink: Any = None,
-                       outline: float = 3.0) -> None:
+                       outline: float = 2.5) -> None:
     """Draw `text` with its baseline at (x, y) in `ink`, outlined in black so it reads
     on any grey (bone, contrast, air): the glyph outlines are stroked, then filled."""
     from PySide6.QtCore import Qt

@@ -48,12 +48,13 @@ class Rulers:
 
 def paint_rulers(p: QPainter, geo: ViewGeometry, lines: list[Line], meta: Any) -> None:
     """Each line with its end points and its length, outlined so it reads on bone."""
-    pen = QPen(INK, 1.5)
+    pen, under = QPen(INK, 1.5), QPen(QColor(0, 0, 0, 200), 3.5)
     for a, b in lines:
         sa, sb = QPointF(*geo.image_to_screen(a.x(), a.y())), QPointF(*geo.image_to_screen(b.x(), b.y()))
-        p.setPen(pen)
-        p.drawLine(sa, sb)
-        for pt in (sa, sb):
-            p.drawEllipse(pt, 3, 3)
+        for stroke in (under, pen):     # a dark edge under the line: visible on bone too
+            p.setPen(stroke)
+            p.drawLine(sa, sb)
+            for pt in (sa, sb):
+                p.drawEllipse(pt, 3, 3)
         length, unit = ruler_length(meta, a, b)
         draw_outlined_text(p, sb.x() + 6, sb.y() - 6, f"{length:.1f} {unit}", INK)

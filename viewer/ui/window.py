@@ -27,7 +27,7 @@ from medviewer.viewer.ui.actions import (build_actions, rebuild_recent_menu, ref
 from medviewer.viewer.ui.browser import SeriesBrowser
 from medviewer.viewer.ui.cine import Cine
 from medviewer.viewer.ui.dialogs import shortcuts_dialog, skipped_dialog
-from medviewer.viewer.ui.focus import ReturnFocus
+from medviewer.viewer.ui.focus import ReturnFocus, WheelScrolls, guard_wheel
 from medviewer.viewer.ui.loader import StudyLoader
 from medviewer.viewer.ui.settings import Settings
 from medviewer.viewer.ui.state import ViewState
@@ -71,6 +71,7 @@ class MainWindow(QMainWindow):
         self._shown_once = False
         self._menus: dict[str, QMenu] = {}
         self._drop_handlers: list[tuple[Callable[[Path], bool], Callable[[Path], Any]]] = []
+        self._wheel_guard = WheelScrolls(self)
         self._build_pages()
         self._build_docks()
         self._build_status_bar()
@@ -148,6 +149,8 @@ class MainWindow(QMainWindow):
         geo, st = self.settings.geometry(), self.settings.window_state()
         if geo is not None:
             self.restoreGeometry(geo)
+        else:
+            self._fit_to_screen()
         if st is not None and self.restoreState(st):
             return
         right = [d for d in self.findChildren(QDockWidget)
@@ -159,6 +162,13 @@ class MainWindow(QMainWindow):
         # needs the shown layout
         QTimer.singleShot(0, lambda: self.resizeDocks(
             [self.browser_dock, self.tags_dock], [270, 440], Qt.Orientation.Horizontal))
+
+    def _fit_to_screen(self) -> None:
+        """First start: 1280x820, or less on a smaller screen (docks scroll, nothing is cut)."""
+        screen = self.screen()
+        if screen is not None:
+            avail = screen.availableGeometry()
+            self.resize(min(self.width(), avail.width()), min(self.height(), avail.height()))
 
     # -- extension points ---------------------------------------------------------
     def add_dock(self, widget: QWidget, area: Any = Qt.DockWidgetArea.RightDockWidgetArea,
@@ -175,6 +185,7 @@ class MainWindow(QMainWindow):
             scroll.setFrameShape(QScrollArea.Shape.NoFrame)
             scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
             scroll.setWidget(widget)
+            guard_wheel(widget, self._wheel_guard)
             dock.setWidget(scroll)
         else:
             dock.setWidget(widget)
