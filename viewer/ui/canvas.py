@@ -121,7 +121,7 @@ class ImageCanvas(QWidget):
     def _on_auto_window_changed(self) -> None:
         if self.ref is not None and self.ref == self.state.ref() and self.stored is not None:
             if self.source.needs_series_window(self.meta):
-                self.source.compute_series_window()   # shown per image until it arrives
+                self.source.compute_series_window()   # the window so far (or per image) until then
             self._render()
         else:
             self.refresh()
