@@ -5,6 +5,7 @@
     medviewer export PATH OUT.png ...  grey levels to PNG     (viewer.cli_study)
     medviewer predict PATH --model F   AI inference           (engine.cli)
     medviewer convert-model IN OUT     .pt -> .safetensors    (engine.cli)
+    medviewer pacs echo|find|get|send  PACS (DIMSE, DICOMweb) (viewer.pacs.cli)
     medviewer --train ...              the trainer            (engine.train.cli)
     medviewer make-dataset OUT ...     synthetic dataset      (engine.train.cli)
     medviewer --self-test              support self-test      (viewer.selftest)
@@ -31,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("medviewer.viewer.cli_study", "main_export"),
     "demo-study": ("medviewer.viewer.cli_study", "main_demo_study"),
     "predict": ("medviewer.engine.cli", "main_predict"),
+    "pacs": ("medviewer.viewer.pacs.cli", "main_pacs"),
     "convert-model": ("medviewer.engine.cli", "main_convert"),
     "--train": ("medviewer.engine.train.cli", "main_train"),
     "train": ("medviewer.engine.train.cli", "main_train"),
