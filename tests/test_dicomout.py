@@ -323,8 +323,12 @@ def test_opened_in_medviewer_sc_is_a_series_of_the_study(ct_outputs):
     assert len(pm) == 1 and len(pm[0].items) == 6  # the map's frames, displayable too
     store = PixelStore(workers=1)
     store.add_headers(pm[0].headers)
-    grey = render(store.get(pm[0].items[0]), store.meta(pm[0].items[0]))
+    ref = pm[0].items[3]
+    meta = store.meta(ref)  # from the header read without pixels: Float Pixel Data still recognised
+    assert meta.float_pixels and meta.windows[0].function == "LINEAR_EXACT"
+    grey = render(store.get(ref), meta)
     assert grey.dtype == np.uint8 and grey.shape == (24, 20)
+    assert np.abs(grey.astype(float) - store.get(ref) * 255.0).max() <= 0.51  # [0, 1] -> 0..255
     assert [n.sop_class for n in res.non_image if n.path.name.endswith("-sr.dcm")] == ["Comprehensive SR Storage"]
 
 

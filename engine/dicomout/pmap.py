@@ -68,7 +68,12 @@ def build_pm(model: ModelInfo, result: SeriesResult, maps: list[np.ndarray], *, 
         device_serial_number=(model.sha256 or "none")[:64],
         contains_recognizable_visual_features=False,
         real_world_value_mappings=[mapping],
-        voi_lut_transformations=[hd.VOILUTTransformation(window_center=0.5, window_width=1.0)],
+        # LINEAR_EXACT (PS3.3 C.11.2.1.3.2): [0, 1] maps onto the whole grey range (LINEAR with
+        # width 1 would be a step at 0 for float data)
+        # (lists: highdicom 0.28 splits a lone explanation string into characters)
+        voi_lut_transformations=[hd.VOILUTTransformation(window_center=[0.5], window_width=[1.0],
+                                                         window_explanation=["SALIENCY 0-1"],
+                                                         voi_lut_function="LINEAR_EXACT")],
         content_description=f"{method.meaning} of '{cls}'"[:64],
         content_label="GRADCAM",
         series_description=f"AI Grad-CAM map: {model.title}"[:64],
