@@ -27,6 +27,16 @@ ORTHANC = Path("/usr/sbin/Orthanc")
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 
 
+def _die_with_parent() -> None:
+    """Linux: SIGTERM to Orthanc when the test process dies (even killed), so no server outlives it."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -84,7 +94,7 @@ class OrthancServer:
         cfg.write_text(json.dumps(self.config(), indent=2))
         log = open(self.folder / "orthanc.log", "wb")
         self.proc = subprocess.Popen([str(ORTHANC), str(cfg)], stdout=log, stderr=subprocess.STDOUT,
-                                     cwd=self.folder, start_new_session=True)
+                                     cwd=self.folder, start_new_session=True, preexec_fn=_die_with_parent)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -139,8 +139,9 @@ def _num(item: Dataset) -> tuple[str, float | None, str]:
         number = float(value.get("FloatingPointValue", value.NumericValue))
     except (AttributeError, TypeError, ValueError):
         return str(value.get("NumericValue", "")), None, unit
-    text = f"{number:.6g}" + (f" {unit}" if unit else "")
-    return text, number, unit
+    # dimensionless values in [0, 1] (probabilities, scores) read best with fixed decimals
+    shown = f"{number:.4f}" if not unit and 0.0 <= number <= 1.0 else f"{number:.6g}"
+    return shown + (f" {unit}" if unit else ""), number, unit
 
 
 def _link(item: Dataset) -> ImageLink | None:
@@ -210,6 +211,36 @@ def _node(item: Dataset, depth: int, budget: list[int]) -> ReportNode:
     return node
 
 
+def _incomplete(path: Path, ds: Dataset) -> str | None:
+    """Why the file is cut short (viewer.report.integrity), None when complete or not checkable."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    from medviewer.viewer.report.integrity import truncation
+
+    meta = getattr(ds, "file_meta", None)
+    if meta is None or meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+        return None
+    data = path.read_bytes()
+    start = 132 if data[128:132] == b"DICM" else 0
+    if start:  # the File Meta group (explicit VR little endian) comes first: its length says where it ends
+        group_length = meta.get("FileMetaInformationGroupLength")
+        if group_length is None:
+            return None
+        start += 12 + int(group_length)
+    implicit, little = getattr(ds, "original_encoding", (None, None))
+    if implicit is None:
+        return None
+    return truncation(data, bool(implicit), bool(little), start)
+
+
+def _when(date: str, time: str) -> str:
+    """DA + TM (PS3.5 6.2) as 'YYYY-MM-DD HH:MM:SS'."""
+    d = f"{date[:4]}-{date[4:6]}-{date[6:8]}" if len(date) >= 8 and date[:8].isdigit() else date
+    t = time.split(".")[0]
+    t = ":".join(t[i:i + 2] for i in range(0, len(t), 2)) if t.isdigit() else t
+    return f"{d} {t}".strip()
+
+
 def read_report(path: str | Path) -> ReportDocument:
     """Read an SR document; ReportError for files that are not one or cannot be parsed."""
     path = Path(path)
@@ -220,6 +251,9 @@ def read_report(path: str | Path) -> ReportDocument:
         raise ReportError(f"{path.name}: not readable as DICOM ({text})") from None
     if str(ds.get("ValueType", "")) != "CONTAINER" or "ConceptNameCodeSequence" not in ds:
         raise ReportError(f"{path.name}: not a Structured Report (no root CONTAINER content item)")
+    why = _incomplete(path, ds)
+    if why:
+        raise ReportError(f"{path.name}: unreadable report content (file truncated: {why})")
     try:
         root = _node(ds, 0, [MAX_ITEMS])
         root.relationship = ""
@@ -227,7 +261,7 @@ def read_report(path: str | Path) -> ReportDocument:
         raise ReportError(f"{path.name}: unreadable report content ({type(exc).__name__}: "
                           f"{str(exc)[:100]})") from None
     sop = str(ds.get("SOPClassUID", ""))
-    dt = f"{ds.get('ContentDate', '')} {ds.get('ContentTime', '')}".strip()
+    dt = _when(str(ds.get("ContentDate", "") or ""), str(ds.get("ContentTime", "") or ""))
     doc = ReportDocument(path, pydicom.uid.UID(sop).name if sop else "SR document", root.concept,
                          root.template, str(ds.get("PatientName", "")), str(ds.get("PatientID", "")),
                          str(ds.get("StudyInstanceUID", "")), str(ds.get("SeriesDescription", "")), dt,
@@ -262,10 +296,18 @@ def measurement_groups(doc: ReportDocument) -> list[MeasurementGroup]:
                 elif c.value_type == "NUM":
                     mods = [f"{m.concept}: {m.value}" for m in c.children if m.value_type in ("CODE", "TEXT")]
                     g.measurements.append(Measurement(c.concept, c.value, c.number, c.unit, mods))
-                    g.images.extend(m.link for m in c.children if m.link is not None)
                 elif c.value_type in ("CODE", "TEXT") and c.relationship == "CONTAINS":
                     g.evaluations.append((c.concept, c.value))
-                elif c.link is not None:
-                    g.images.append(c.link)
+            # images the group was measured on, at any depth (TID 1410: IMAGE under the region's SCOORD)
+            for link in _links(node):
+                if link not in g.images:
+                    g.images.append(link)
             out.append(g)
+    return out
+
+
+def _links(node: ReportNode) -> list[ImageLink]:
+    out = [node.link] if node.link is not None else []
+    for child in node.children:
+        out.extend(_links(child))
     return out

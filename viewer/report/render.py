@@ -26,7 +26,8 @@ def _e(text: object) -> str:
 
 def _v(text: object) -> str:
     """A value: escaped, line breaks kept."""
-    return _e(text).replace("\r\n", "\n").replace("\n", "<br>")
+    lines = str(text).replace("\r\n", "\n").replace("\r", "\n").strip("\n").split("\n")
+    return "<br>".join(_e(line) for line in lines)
 
 
 def _link(link) -> str:

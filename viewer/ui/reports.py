@@ -155,6 +155,10 @@ def install(window: Any) -> ReportsPanel:
     panel = ReportsPanel()
     window.reports_dock = window.add_dock(panel, title="Reports")
     window.reports = panel
+    tags = getattr(window, "tags_dock", None)
+    if tags is not None:  # a tab next to the DICOM tags: a report needs the height
+        window.tabifyDockWidget(tags, window.reports_dock)
+        tags.raise_()
 
     def update(result: Any) -> None:
         panel.set_reports(result)
