@@ -60,7 +60,11 @@ MODEL_SHA256 = private("MODEL_SHA256", "SHA-256 of the model file")
 AGGREGATION = private("AGGREGATION", "Series aggregation method")
 SALIENCY_METHOD = private("SALIENCY_METHOD", "Saliency map method")
 SALIENCY_CLASS = private("SALIENCY_CLASS", "Saliency map class")
-SALIENCY_METHODS = {
-    "gradcam": private("GRADCAM", "Grad-CAM"),
-    "gradcampp": private("GRADCAMPP", "Grad-CAM++"),
-}
+
+
+def saliency_method(name: str) -> CodedConcept:
+    """The coded saliency method (Grad-CAM, Grad-CAM++, ...) of `engine.cam.CAM_METHODS`."""
+    from medviewer.engine.cam import CAM_METHODS
+
+    method = CAM_METHODS.get(name)
+    return private(_code_value(name.upper())[:16], method.label if method is not None else name)

@@ -43,7 +43,7 @@ def build_pm(model: ModelInfo, result: SeriesResult, maps: list[np.ndarray], *, 
     if len(maps) != len(result.images):
         raise ValueError("one map per analysed image is needed")
     cls = model.classes[result.top]
-    method = codes.SALIENCY_METHODS[result.cam_method]
+    method = codes.saliency_method(result.cam_method)
     mapping = hd.pm.RealWorldValueMapping(
         lut_label="SALIENCY",
         lut_explanation=f"{method.meaning} of class {cls}"[:64],

@@ -87,7 +87,7 @@ class SeriesResult:
     aggregation: str                     # "mean" | "max" | "topk_mean"
     top_k: int
     series_probs: np.ndarray             # (C,)
-    cam_method: str                      # "gradcam" | "gradcampp"
+    cam_method: str                      # a name of engine.cam.CAM_METHODS
     failed: dict[int, str] = field(default_factory=dict)   # series index -> reason
 
     @property

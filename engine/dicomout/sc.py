@@ -20,6 +20,7 @@ import highdicom as hd
 import numpy as np
 from pydicom import Dataset
 
+from medviewer.engine.dicomout import codes
 from medviewer.engine.dicomout.result import ModelInfo, SeriesResult
 from medviewer.engine.dicomout.source import SourceImage, ascii_text, laterality, patient_study
 
@@ -42,7 +43,7 @@ def banner_lines(model: ModelInfo, result: SeriesResult, src: SourceImage) -> li
     cls = model.classes[result.top]
     lines = [
         (f"AI RESULT - {model.name} {model.version} (medviewer)", YELLOW),
-        (f"Grad-CAM{'++' if result.cam_method == 'gradcampp' else ''} of '{cls}' | {src.label} of "
+        (f"{codes.saliency_method(result.cam_method).meaning} of '{cls}' | {src.label} of "
          f"{result.total}: {model.classes[top]} {probs[top]:.3f}"
          + (f", {cls} {probs[result.top]:.3f}" if top != result.top else ""), WHITE),
         (f"Series ({result.aggregation_name}): {cls} {result.series_probs[result.top]:.3f}", WHITE),

@@ -82,7 +82,7 @@ class ReportBuilder:
         params = [f"architecture: {m.architecture}", f"input size: {m.input_size} px",
                   f"model file SHA-256: {m.sha256 or 'unknown (no model file)'}",
                   f"series aggregation: {r.aggregation_name} over {len(r.images)} of {r.total} images",
-                  f"saliency: {codes.SALIENCY_METHODS[r.cam_method].meaning} of class "
+                  f"saliency: {codes.saliency_method(r.cam_method).meaning} of class "
                   f"'{m.classes[r.top]}'"]
         return hd.sr.AlgorithmIdentification(name=m.name[:64], version=m.version[:64],
                                              parameters=[p[:1024] for p in params],
@@ -96,7 +96,7 @@ class ReportBuilder:
     def series_group(self, sr_uid: str) -> hd.sr.MeasurementsAndQualitativeEvaluations:
         r, m = self.result, self.model
         evaluations = [
-            hd.sr.QualitativeEvaluation(codes.SALIENCY_METHOD, codes.SALIENCY_METHODS[r.cam_method]),
+            hd.sr.QualitativeEvaluation(codes.SALIENCY_METHOD, codes.saliency_method(r.cam_method)),
             hd.sr.QualitativeEvaluation(codes.SALIENCY_CLASS, codes.class_code(m.classes[r.top])),
             *self.series_evaluations,
         ]
