@@ -21,23 +21,25 @@ from medviewer.viewer.report.model import measurement_groups
 
 @pytest.fixture(scope="module")
 def ours(tmp_path_factory):
-    from medviewer.engine.dicomout import write_series_outputs
-    from medviewer.engine.modelfile import load_model
-    from medviewer.engine.series import SeriesPrediction
-    from medviewer.viewer.io.pixels import PixelStore
+    """medviewer's AI report of a generated 4-image series (engine.dicomout.sr, no model run)."""
+    from medviewer.engine.dicomout.result import ModelInfo, SeriesResult
+    from medviewer.engine.dicomout.source import source_images
+    from medviewer.engine.dicomout.sr import ReportBuilder
+    from medviewer.engine.infer import aggregate
     from medviewer.viewer.io.scan import scan
-    from test_engine_modelfile import make_model_file
 
     root = tmp_path_factory.mktemp("report")
     paths, _ = dicomgen.ct_series(root / "ct", n=4, rows=16, cols=16)
-    make_model_file(root / "m.safetensors", arch="resnet18", classes=("normal", "lesion"), size=32)
-    model = load_model(root / "m.safetensors", device="cpu")
     series = scan(root / "ct").all_series()[0]
-    store = PixelStore(workers=1)
-    store.add_headers(series.headers)
     probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.1, 0.9]], np.float32)
-    written = write_series_outputs(model, series, SeriesPrediction(probs), store, root / "out")
-    return written[0], paths
+    images = source_images(series)
+    result = SeriesResult(series.series_uid, str(images[0].header.StudyInstanceUID), 1, "Axial CT", images, 4,
+                          probs, "mean", 3, aggregate(probs), "gradcam")
+    info = ModelInfo("tiny", "1.0", "resnet18", ("normal", "lesion"), "research", "ab" * 32, 32)
+    sr = ReportBuilder(info, result).build(series_uid=hd.UID(), sop_uid=hd.UID(), series_number=9011)
+    path = root / "sr.dcm"
+    sr.save_as(path)
+    return path, paths
 
 
 def test_own_ai_report_is_read_as_tid1500(ours):
@@ -156,3 +158,32 @@ def test_deep_or_huge_trees_are_cut_not_crashing(tmp_path):
     while n.children:
         n, depth = n.children[0], depth + 1
     assert depth == 64 and to_html(doc)
+
+
+def test_report_builder_extension_points_for_other_results(ours, tmp_path):
+    """A reader's verdict and an out-of-distribution score go where TID 1500 puts them."""
+    from medviewer.engine.dicomout import codes
+    from medviewer.engine.dicomout.result import ModelInfo, SeriesResult
+    from medviewer.engine.dicomout.source import source_images
+    from medviewer.engine.dicomout.sr import ReportBuilder
+    from medviewer.viewer.io.scan import scan
+
+    series = scan(ours[1][0].parent).all_series()[0]
+    images = source_images(series)
+    probs = np.array([[0.7, 0.3]] * 4, np.float32)
+    result = SeriesResult(series.series_uid, str(images[0].header.StudyInstanceUID), 1, "", images, 4, probs,
+                          "max", 3, probs.max(0), "gradcampp")
+    builder = ReportBuilder(ModelInfo("tiny", "1.0", "resnet18", ("normal", "lesion"), "validated", None), result)
+    builder.add_report_code(codes.private("VERDICT", "Reader verdict"), codes.private("ACCEPTED", "Accepted"))
+    builder.add_series_measurement(codes.private("OOD", "Out-of-distribution score"), 0.12)
+    path = tmp_path / "ext.dcm"
+    builder.build(series_uid=hd.UID(), sop_uid=hd.UID(), series_number=1).save_as(path)
+    doc = read_report(path)
+    series_group = measurement_groups(doc)[0]
+    assert ("Out-of-distribution score", 0.12) in [(m.concept, m.number) for m in series_group.measurements]
+    assert all(m.modifiers == ["Derivation: Maximum"] for m in series_group.measurements[:2])
+    assert ("Saliency map method", "Grad-CAM++") in series_group.evaluations
+    html = to_html(doc)
+    assert "Reader verdict" in html and "Accepted" in html
+    assert "Regulatory notice" not in html  # a validated model: no "not validated" statement
+    assert any(v == "model file SHA-256: unknown (no model file)" for _k, v in series_group.algorithm)
