@@ -522,74 +522,94 @@ def dicom_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[SendResul
     return files, missing
 
 
-def read_for_send(path: Path) -> tuple[Dataset | None, str]:
-    """(dataset, "") or (None, reason): what C-STORE / STOW-RS would send."""
+def read_for_send(path: Path, pixels: bool = False) -> tuple[Dataset | None, str]:
+    """(dataset, "") or (None, reason): the header (or, with `pixels`, the whole file) to send."""
     import pydicom
 
     try:
-        ds = pydicom.dcmread(path)
+        ds = pydicom.dcmread(path, stop_before_pixels=not pixels)
     except Exception as exc:
         return None, f"not a DICOM file ({(str(exc).splitlines() or [type(exc).__name__])[0][:80]})"
     for key in ("SOPClassUID", "SOPInstanceUID"):
         if not ds.get(key):
             return None, f"no {key}"
+    if "TransferSyntaxUID" not in getattr(ds, "file_meta", {}):
+        return None, "no transfer syntax (not a DICOM Part 10 file)"
     return ds, ""
 
 
 def send_files(node: DimseNode, paths: Sequence[str | Path], aet: str, t: Timeouts | None = None,
                progress: Progress | None = None, should_stop: StopFlag | None = None) -> list[SendResult]:
-    """C-STORE each DICOM file (PS3.4 B.2); one result per file, in order."""
+    """C-STORE each DICOM file (PS3.4 B.2); one result per file, in order.
+
+    Files are planned from their headers and sent from disk one at a time (pynetdicom
+    streams a file path as stored), so memory does not grow with the number of files.
+    """
     from pynetdicom import build_context
 
     t = t or Timeouts()
     files, results = dicom_files(paths)
-    loaded: list[tuple[Path, Dataset]] = []
+    planned: list[tuple[Path, str, str, str]] = []   # path, SOP class, transfer syntax, SOP instance
     for f in files:
         ds, why = read_for_send(f)
         if ds is None:
             results.append(SendResult(f, False, why))
         else:
-            loaded.append((f, ds))
-    if not loaded:
+            planned.append((f, str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID), str(ds.SOPInstanceUID)))
+    if not planned:
         return results
-    keys = sorted({(str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID)) for _f, ds in loaded})
+    keys = sorted({(c, ts) for _f, c, ts, _s in planned})
+    done = len(results)
     for start in range(0, len(keys), MAX_CONTEXTS):
         chunk = keys[start:start + MAX_CONTEXTS]
         wanted = set(chunk)
-        batch = [(f, ds) for f, ds in loaded if (str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID)) in wanted]
+        batch = [p for p in planned if (p[1], p[2]) in wanted]
         contexts = [build_context(c, [ts] + [s for s in (ExplicitVRLittleEndian, ImplicitVRLittleEndian) if s != ts])
                     for c, ts in chunk]
-        done = len(results)
         with association(node, aet, t, contexts) as assoc:
-            for f, ds in batch:
+            for f, sop_class, syntax, sop in batch:
                 if should_stop and should_stop():
-                    results.append(SendResult(f, False, "cancelled", str(ds.SOPInstanceUID)))
-                    continue
-                if not assoc.is_established:
-                    results.append(SendResult(f, False, "association lost", str(ds.SOPInstanceUID)))
-                    continue
-                results.append(_store_one(assoc, node, f, ds, t))
+                    results.append(SendResult(f, False, "cancelled", sop))
+                elif not assoc.is_established:
+                    results.append(SendResult(f, False, "association lost", sop))
+                else:
+                    results.append(_store_one(assoc, node, f, sop_class, syntax, sop, t))
                 done += 1
                 if progress:
                     progress(done, len(files))
-    return results
+    return _in_order(results, files)
 
 
-def _store_one(assoc: Any, node: DimseNode, path: Path, ds: Dataset, t: Timeouts) -> SendResult:
-    sop = str(ds.SOPInstanceUID)
-    accepted = [cx for cx in assoc.accepted_contexts if cx.abstract_syntax == ds.SOPClassUID]
+def _in_order(results: list[SendResult], files: Sequence[Path]) -> list[SendResult]:
+    """Results in the order of the files (missing paths first)."""
+    order = {f: i for i, f in enumerate(files)}
+    return sorted(results, key=lambda r: order.get(r.path, -1))
+
+
+def _store_one(assoc: Any, node: DimseNode, path: Path, sop_class: str, syntax: str, sop: str,
+               t: Timeouts) -> SendResult:
+    from pydicom.uid import UID
+
+    accepted = {cx.transfer_syntax[0] for cx in assoc.accepted_contexts if cx.abstract_syntax == sop_class}
     if not accepted:
-        return SendResult(path, False, f"the node does not accept {ds.SOPClassUID.name}", sop)
-    syntaxes = {cx.transfer_syntax[0] for cx in accepted}
-    if ds.file_meta.TransferSyntaxUID not in syntaxes:
+        return SendResult(path, False, f"the node does not accept {UID(sop_class).name}", sop)
+    payload: Any = path
+    if syntax not in accepted:  # e.g. a compressed file and a node that takes native data only
+        ds, why = read_for_send(path, pixels=True)
+        if ds is None:
+            return SendResult(path, False, why, sop)
         try:
             ds.decompress()
         except Exception as exc:
             return SendResult(path, False, f"the node does not accept its transfer syntax and it cannot be "
                                            f"decompressed ({type(exc).__name__})", sop)
-    status = assoc.send_c_store(ds)
+        payload = ds
+    try:
+        status = assoc.send_c_store(payload)
+    except (OSError, ValueError, AttributeError) as exc:
+        return SendResult(path, False, f"cannot send ({type(exc).__name__}: {str(exc)[:80]})", sop)
     if not status or "Status" not in status:
-        return SendResult(path, False, f"no C-STORE response within {t.dimse:g} s", sop)
+        return SendResult(path, False, lost(node, assoc, "C-STORE", t).split(": ", 1)[1], sop)
     code = int(status.Status)
     if code == 0:
         return SendResult(path, True, "stored", sop)

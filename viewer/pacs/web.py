@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from medviewer.viewer.pacs.dimse import InstanceRef, SendResult, StudyMatch, StudyQuery, dicom_files, read_for_send
+from medviewer.viewer.pacs.dimse import (InstanceRef, SendResult, StudyMatch, StudyQuery, _in_order, dicom_files,
+                                         read_for_send)
 from medviewer.viewer.pacs.local import UID_RE, LocalStore, RetrieveReport, encode
 from medviewer.viewer.pacs.nodes import PacsError, Timeouts, WebNode
 
@@ -258,16 +259,17 @@ def send_files(node: WebNode, paths: Sequence[str | Path], t: Timeouts | None = 
 
     t = t or Timeouts()
     files, results = dicom_files(paths)
-    loaded = []
-    for f in files:
-        ds, why = read_for_send(f)
-        if ds is None:
-            results.append(SendResult(f, False, why))
-        else:
-            loaded.append((f, ds))
-    c = client(node, t) if loaded else None
-    for start in range(0, len(loaded), STOW_BATCH):
-        batch = loaded[start:start + STOW_BATCH]
+    c = client(node, t) if files else None
+    for start in range(0, len(files), STOW_BATCH):  # at most STOW_BATCH files in memory
+        batch = []
+        for f in files[start:start + STOW_BATCH]:
+            ds, why = read_for_send(f, pixels=True)
+            if ds is None:
+                results.append(SendResult(f, False, why))
+            else:
+                batch.append((f, ds))
+        if not batch:
+            continue
         if should_stop and should_stop():
             results.extend(SendResult(f, False, "cancelled", str(ds.SOPInstanceUID)) for f, ds in batch)
             continue
@@ -289,5 +291,5 @@ def send_files(node: WebNode, paths: Sequence[str | Path], t: Timeouts | None = 
             else:
                 results.append(SendResult(f, False, "not confirmed by the server", sop))
         if progress:
-            progress(min(start + STOW_BATCH, len(loaded)), len(loaded))
-    return results
+            progress(min(start + STOW_BATCH, len(files)), len(files))
+    return _in_order(results, files)
