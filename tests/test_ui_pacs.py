@@ -63,6 +63,11 @@ def win(qtbot, tmp_path, monkeypatch, pacs):
     w.shutdown()
 
 
+def scanned(w) -> bool:
+    """The final result of the scan is in (snapshots have complete=False)."""
+    return w.scan_result is not None and w.scan_result.complete and not w.is_scanning()
+
+
 def test_query_retrieve_dialog_searches_retrieves_and_opens(win, qtbot, pacs):
     assert win.pacs.scp is None  # nothing listens unless the user turns it on
     dlg = win.pacs.open_query_retrieve()
@@ -78,7 +83,7 @@ def test_query_retrieve_dialog_searches_retrieves_and_opens(win, qtbot, pacs):
     dlg.retrieve()
     qtbot.waitUntil(lambda: not dlg.busy(), timeout=30000)
     assert "6 instance(s) received of 6" in dlg.status.text()
-    qtbot.waitUntil(lambda: win.scan_result is not None and not win.is_scanning()
+    qtbot.waitUntil(lambda: scanned(win)
                     and bool(win.scan_result.all_series()), timeout=20000)
     assert Path(win.scan_result.root).name == pacs["study"]
     assert [len(s.items) for s in win.scan_result.all_series()] == [6]
@@ -107,7 +112,7 @@ def test_save_ai_results_as_dicom_then_send_them(win, qtbot, tmp_path, pacs, mod
     from medviewer.viewer.display import PRESETS
 
     win.open_path(pacs["paths"][0].parent)
-    qtbot.waitUntil(lambda: win.scan_result is not None and not win.is_scanning(), timeout=20000)
+    qtbot.waitUntil(lambda: scanned(win), timeout=20000)
     win.ai.load_model(str(model_file))
     qtbot.waitUntil(lambda: win.ai.model is not None, timeout=30000)
     win.state.set_window(PRESETS["lung"])
@@ -141,7 +146,7 @@ def test_storage_scp_receives_a_push_into_the_received_list(win, qtbot, pacs):
                     timeout=20000)
     assert "from ORTHANC" in win.pacs.received.item(0).text()
     win.pacs.received.sig_open.emit(win.pacs.received.item(0).data(256))
-    qtbot.waitUntil(lambda: win.scan_result is not None and not win.is_scanning()
+    qtbot.waitUntil(lambda: scanned(win)
                     and bool(win.scan_result.all_series()), timeout=20000)
     assert any(len(s.items) == 6 for s in win.scan_result.all_series())
     win.pacs.set_listening(False)
@@ -164,7 +169,7 @@ def test_reports_dock_renders_srs_and_follows_image_links(win, qtbot, tmp_path, 
     model = load_model(model_file, device="cpu")
     write_series_outputs(model, series, predict_series(model, store, series.items, (24, 24)), store, study / "ai")
     win.open_path(study)
-    qtbot.waitUntil(lambda: win.scan_result is not None and not win.is_scanning(), timeout=20000)
+    qtbot.waitUntil(lambda: scanned(win), timeout=20000)
     panel = win.reports
     assert panel.list.count() == 2
     ours = next(i for i in range(panel.list.count()) if "tiny-1.0-sr.dcm" in panel.list.item(i).text())
