@@ -191,3 +191,23 @@ def test_reports_dock_renders_srs_and_follows_image_links(win, qtbot, tmp_path, 
     panel.list.setCurrentRow(other)
     qtbot.waitUntil(lambda: "Diagnosis" in panel.html, timeout=10000)
     assert "A mass of" in panel.html and "see item 1.3.2" in panel.html
+
+
+def test_dicomweb_secret_is_asked_once_per_session_and_never_saved(qtbot, monkeypatch, tmp_path):
+    from PySide6.QtWidgets import QInputDialog
+
+    from medviewer.viewer.pacs.nodes import WebNode, load_config, save_config
+    from medviewer.viewer.ui.pacs import workers
+
+    monkeypatch.delenv("MEDVIEWER_DICOMWEB_PASSWORD", raising=False)
+    monkeypatch.delenv("MEDVIEWER_DICOMWEB_TOKEN", raising=False)
+    asked = []
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: (asked.append(a[2]) or "s3cret", True))
+    node = WebNode.parse("https://pacs.example.org/dicom-web", "site", auth="basic", username="jane")
+    first = workers.with_credentials(None, node)
+    second = workers.with_credentials(None, node)
+    assert first.password == second.password == "s3cret" and len(asked) == 1 and "jane" in asked[0]
+    path = tmp_path / "pacs.json"
+    save_config(PacsConfig(nodes=[first]), path)
+    assert "s3cret" not in path.read_text() and load_config(path).nodes[0].username == "jane"
+    workers._session_secrets.clear()

@@ -16,7 +16,7 @@ from PySide6.QtCore import QObject, QThreadPool, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QInputDialog, QListWidget, QListWidgetItem, QWidget
 
-from medviewer.viewer.ui.pacs.workers import PacsJob, PacsSignals
+from medviewer.viewer.ui.pacs.workers import PacsJob, PacsSignals, with_credentials
 
 log = logging.getLogger("medviewer.pacs")
 
@@ -229,7 +229,7 @@ class PacsController(QObject):
             node = node or self.choose_node(f"Send {what}")
             if node is None:
                 return None
-            client = PacsClient(node, self.config.aet, self.config.timeouts())
+            client = PacsClient(with_credentials(self.window, node), self.config.aet, self.config.timeouts())
         except Exception as exc:
             self.window.show_message(str(exc), 10000)
             return None

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDialog,
                                QHBoxLayout, QHeaderView, QLabel, QLineEdit, QProgressBar, QPushButton,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from medviewer.viewer.ui.pacs.workers import PacsJob, PacsSignals
+from medviewer.viewer.ui.pacs.workers import PacsJob, PacsSignals, with_credentials
 
 MODALITIES = ("", "CT", "MR", "CR", "DX", "MG", "US", "PT", "NM", "XA", "RF", "SR", "OT")
 DATES = (("Any date", None), ("Today", 0), ("Last 7 days", 7), ("Last 30 days", 30), ("Last year", 365))
@@ -169,7 +169,7 @@ class QueryRetrieveDialog(QDialog):
         text = self.node.currentText().strip()
         node = data if data is not None and self.node.itemText(self.node.currentIndex()) == text \
             else parse_node(text, self.config)
-        return PacsClient(node, self.config.aet, self.config.timeouts())
+        return PacsClient(with_credentials(self, node), self.config.aet, self.config.timeouts())
 
     def query(self) -> Any:
         from medviewer.viewer.pacs.dimse import StudyQuery

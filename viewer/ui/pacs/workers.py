@@ -68,3 +68,28 @@ class PacsJob(QRunnable):
             self.signals.sig_done.emit(self.generation, self.kind, result, error)
         except RuntimeError:  # the dialog was closed meanwhile
             pass
+
+
+_session_secrets: dict[str, str] = {}   # node URL -> password or token, for this session only (never saved)
+
+
+def with_credentials(parent: Any, node: Any) -> Any:
+    """A DICOMweb node with its password / bearer token: from the environment, else asked once per session."""
+    from dataclasses import replace
+
+    from PySide6.QtWidgets import QInputDialog, QLineEdit
+
+    if getattr(node, "kind", "") != "dicomweb" or node.auth == "none":
+        return node
+    node = node.with_env_credentials()
+    if (node.auth == "basic" and node.password) or (node.auth == "bearer" and node.token):
+        return node
+    secret = _session_secrets.get(node.url)
+    if secret is None:
+        what = f"Password for {node.username}" if node.auth == "basic" else "Bearer token"
+        secret, ok = QInputDialog.getText(parent, f"DICOMweb: {node.url}", f"{what} (kept for this session only):",
+                                          QLineEdit.EchoMode.Password)
+        if not ok:
+            return node
+        _session_secrets[node.url] = secret
+    return replace(node, password=secret) if node.auth == "basic" else replace(node, token=secret)
