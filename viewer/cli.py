@@ -6,6 +6,7 @@
     medviewer measure PATH --roi ...   ROI statistics         (viewer.measure.cli)
     medviewer predict PATH --model F   AI inference           (engine.cli)
     medviewer convert-model IN OUT     .pt -> .safetensors    (engine.cli)
+    medviewer pacs echo|find|get|send  PACS (DIMSE, DICOMweb) (viewer.pacs.cli)
     medviewer --train ...              the trainer            (engine.train.cli)
     medviewer make-dataset OUT ...     synthetic dataset      (engine.train.cli)
     medviewer --self-test              support self-test      (viewer.selftest)
@@ -33,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo-study": ("medviewer.viewer.cli_study", "main_demo_study"),
     "measure": ("medviewer.viewer.measure.cli", "main_measure"),
     "predict": ("medviewer.engine.cli", "main_predict"),
+    "pacs": ("medviewer.viewer.pacs.cli", "main_pacs"),
     "convert-model": ("medviewer.engine.cli", "main_convert"),
     "--train": ("medviewer.engine.train.cli", "main_train"),
     "train": ("medviewer.engine.train.cli", "main_train"),

@@ -68,20 +68,36 @@ def install_excepthook(window: Any) -> None:
         _fallback_excepthook(window)
 
 
+#: further panels installed after the AI panels: module with install(window)
+PLUGINS = ("medviewer.viewer.ui.reports", "medviewer.viewer.ui.pacs")
+
+
 def install_plugins(window: Any) -> None:
-    """Call viewer.ui.ai.install(window) if it imports; log any failure."""
+    """Call viewer.ui.ai.install(window) (then each of PLUGINS) if it imports; log any failure."""
     try:
         from medviewer.viewer.ui import ai
     except ImportError as exc:
         log.info("AI panels not available: %s", exc)
-        return
+        ai = None
     except Exception:
         log.exception("AI panels failed to import")
-        return
-    try:
-        ai.install(window)
-    except Exception:
-        log.exception("AI panels failed to install")
+        ai = None
+    if ai is not None:
+        try:
+            ai.install(window)
+        except Exception:
+            log.exception("AI panels failed to install")
+    _install_more(window)
+
+
+def _install_more(window: Any) -> None:
+    import importlib
+
+    for name in PLUGINS:
+        try:
+            importlib.import_module(name).install(window)
+        except Exception:
+            log.exception("%s failed to install", name)
 
 
 def _app_icon() -> Any:
