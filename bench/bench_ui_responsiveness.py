@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from PySide6.QtWidgets import QApplication
 
-    app = QApplication.instance() or QApplication(["bench"])  # noqa: F841 - keeps Qt alive
+    app = QApplication.instance() or QApplication(["bench"])
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         os.environ.setdefault("MEDVIEWER_HOME", str(tmp / "home"))
@@ -200,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         idle = measure_idle(tmp / "s0")
         load, _w, first = measure_load(big, tmp / "s1")
         analyze, _w2 = measure_analyze(study, model, tmp / "s2")
+        app.processEvents()
     print(f"GUI heartbeat every {HEARTBEAT_MS} ms; load average {os.getloadavg()[0]:.1f}, "
           f"{os.cpu_count()} CPUs")
     for beats in (idle, load, analyze):

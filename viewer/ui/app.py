@@ -63,14 +63,30 @@ def install_excepthook(window: Any) -> None:
         _fallback_excepthook(window)
 
 
+#: further panels installed after the AI panels: module with install(window)
+PLUGINS = ("medviewer.viewer.ui.reports", "medviewer.viewer.ui.pacs")
+
+
 def install_plugins(window: Any) -> None:
-    """Call viewer.ui.ai.install(window); a failure is logged and the viewer runs without it."""
+    """Call viewer.ui.ai.install(window), then each of PLUGINS; a failure is logged and
+    the viewer runs without that panel."""
     try:
         from medviewer.viewer.ui import ai
 
         ai.install(window)
     except Exception:
         log.exception("AI panels failed to install")
+    _install_more(window)
+
+
+def _install_more(window: Any) -> None:
+    import importlib
+
+    for name in PLUGINS:
+        try:
+            importlib.import_module(name).install(window)
+        except Exception:
+            log.exception("%s failed to install", name)
 
 
 def _app_icon() -> Any:

@@ -16,11 +16,9 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGridLayout, Q
                                QVBoxLayout, QWidget)
 
 from medviewer.engine.cam import CAM_METHODS
+from medviewer.engine.card import NOT_VALIDATED
 from medviewer.engine.catalog import ModelEntry, list_models, model_folders
 from medviewer.engine.overlay import COLORMAPS, colormap_lut
-
-NOT_VALIDATED = ("Not validated for clinical use (intended use: {use}). "
-                 "Results are for research/demo only and must not guide diagnosis.")
 
 
 def card_html(card: Any) -> str:
