@@ -88,6 +88,19 @@ class ViewGeometry:
         (ox, oy), (sx, sy) = self.origin(), self.scales()
         return ox, oy, self.cols * sx, self.rows * sy
 
+    def edge_anchors(self) -> dict[str, tuple[float, float]]:
+        """Where the orientation markers go: the middle of each image edge, kept inside
+        the viewport when zoom or pan moved that edge out of it ('left' is the point on
+        the left edge, and so on).  Empty without an image or when it is off screen."""
+        left, top, w, h = self.image_rect()
+        right, bottom = left + w, top + h
+        x0, x1 = max(left, 0.0), min(right, self.width)
+        y0, y1 = max(top, 0.0), min(bottom, self.height)
+        if not self.cols or not self.rows or x0 >= x1 or y0 >= y1:
+            return {}
+        mx, my = (x0 + x1) / 2, (y0 + y1) / 2
+        return {"left": (x0, my), "right": (x1, my), "top": (mx, y0), "bottom": (mx, y1)}
+
 
 @dataclass
 class OverlayFlags:

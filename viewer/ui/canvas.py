@@ -24,7 +24,9 @@ from PySide6.QtWidgets import QWidget
 from medviewer.viewer.display import Renderer, default_window, has_own_window
 from medviewer.viewer.state.view import ViewGeometry, pixel_aspect
 from medviewer.viewer.ui.imagesource import ImageSource
-from medviewer.viewer.ui.overlays import CursorValue, corner_texts, paint_corner_texts, pixel_value_text
+from medviewer.viewer.display.orientation import EdgeLabels, image_edge_labels, patient_orientation_labels
+from medviewer.viewer.ui.overlays import (CursorValue, corner_texts, paint_corner_texts, paint_edge_labels,
+                                          pixel_value_text)
 from medviewer.viewer.ui.qimage import array_to_qimage
 from medviewer.viewer.ui.rulers import Rulers, paint_rulers, ruler_length
 from medviewer.viewer.ui.state import ViewState, dragged_window
@@ -74,6 +76,7 @@ class ImageCanvas(QWidget):
         self._image_windows: dict[Any, Any] = {}
         self._layers: dict[str, _Layer] = {}
         self._rulers = Rulers()
+        self._edge_labels: tuple[Any, EdgeLabels | None] = (None, None)
         self._drag: dict[str, Any] | None = None
         self.source = ImageSource(state, self)
         self.source.sig_ready.connect(self._on_ready)
@@ -288,6 +291,34 @@ class ImageCanvas(QWidget):
         p.end()
         return img
 
+    # -- orientation ----------------------------------------------------------------
+    def edge_labels(self) -> EdgeLabels | None:
+        """Orientation letters of the image on screen (viewer.display.orientation): from
+        its Image Orientation (Patient) (the scan's per-frame geometry, else the header),
+        else Patient Orientation (projection images); None when neither is known.  The
+        display neither rotates nor flips, so they map straight to the view's edges."""
+        ref, series = self.ref, self.state.series
+        if ref is None or series is None:
+            return None
+        if self._edge_labels[0] == ref:
+            return self._edge_labels[1]
+        labels = None
+        geo = getattr(series, "geometry", {}).get(ref)
+        if geo is not None:
+            labels = image_edge_labels(geo.orientation)
+        if labels is None:
+            header = getattr(series, "headers", {}).get(ref.path)
+            if header is not None:
+                try:
+                    iop = header.get("ImageOrientationPatient", None)
+                    labels = image_edge_labels([float(v) for v in iop]) if iop else None
+                    if labels is None:
+                        labels = patient_orientation_labels(header.get("PatientOrientation", None))
+                except (TypeError, ValueError):
+                    labels = None
+        self._edge_labels = (ref, labels)
+        return labels
+
     # -- rulers ------------------------------------------------------------------
     def rulers(self) -> list[tuple[QPointF, QPointF]]:
         return self._rulers.of(self.ref)
@@ -358,6 +389,10 @@ class ImageCanvas(QWidget):
             p.drawText(QRectF(0, 0, geo.width, geo.height),
                        Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
                        f"Cannot display this image:\n{self.error}")
+        if text and self.state.show_text and self._qimage is not None:
+            labels = self.edge_labels()
+            if labels is not None:
+                paint_edge_labels(p, geo.edge_anchors(), labels.as_dict(), self.text_opacity)
         if text and self.state.show_text and self.state.series is not None:
             texts = corner_texts(self.state, self.state.header(), self.effective_window(),
                                  geo.scale(), None if anonymize else self.cursor_value,

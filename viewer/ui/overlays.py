@@ -75,6 +75,25 @@ def slice_location(ds: Any) -> float | None:
     return None
 
 
+def location_line(series: Any, ref: Any, header: Any) -> str:
+    """'Loc: z 27.00 mm': the slice's Image Position (Patient) coordinate along the patient
+    axis closest to its normal (z for axial, y for coronal, x for sagittal; LPS, PS3.3
+    C.7.6.2.1.1); 'Loc: 3.25 mm' from Slice Location when the image has no Image Plane
+    geometry; '' when neither is known."""
+    from medviewer.viewer.display.orientation import slice_location as location
+
+    where = series.location(ref) if ref is not None and hasattr(series, "location") else None
+    if where is None and header is not None:
+        try:
+            where = location(header.get("ImagePositionPatient", None), header.get("ImageOrientationPatient", None))
+        except Exception:
+            where = None
+    if where is not None:
+        return f"Loc: {where.axis_name} {where.text()}"
+    loc = slice_location(header)
+    return f"Loc: {loc + 0.0:.2f} mm" if loc is not None else ""   # no "-0.00"
+
+
 def pixel_value_text(stored: np.ndarray, meta: Any, col: int, row: int) -> str:
     """Value at (row, col): modality value (HU for CT, PS3.3 C.11.1), RGB or index."""
     from medviewer.viewer.display import value_at
@@ -126,10 +145,9 @@ def corner_texts(state: Any, header: Any, window: Any, scale: float,
         if ref is not None and ref.frame is not None:
             line += f"  (frame {ref.frame + 1})"
         bl.append(line)
-        where = series.location(ref) if ref is not None and hasattr(series, "location") else None
-        loc = where.mm if where is not None else slice_location(header)
-        if loc is not None:
-            bl.append(f"Loc: {loc + 0.0:.2f} mm")  # no "-0.00"
+        line = location_line(series, ref, header)
+        if line:
+            bl.append(line)
     if window is not None:
         label = window_text(window.center, window.width, meta)
         wname = getattr(window, "name", "")
@@ -182,3 +200,35 @@ def paint_corner_texts(p: Any, width: int, height: int, texts: dict[str, list[st
                 y = height - m - fm.descent() - (len(lines) - 1 - i) * lh
             draw_outlined_text(p, x, y, line, ink)
     p.setOpacity(1.0)
+
+
+def paint_edge_labels(p: Any, anchors: dict[str, tuple[float, float]], labels: dict[str, str],
+                      opacity: float = 1.0, margin: float = 6.0) -> None:
+    """Orientation letters (A/P, R/L, H/F) in the middle of each image edge, inside the
+    view; `anchors` from viewer.state.ViewGeometry.edge_anchors, `labels` from
+    viewer.display.orientation (EdgeLabels.as_dict())."""
+    from PySide6.QtGui import QColor, QFont
+
+    font = QFont(p.font())
+    font.setPointSize(max(11, font.pointSize() + 3))
+    font.setBold(True)
+    p.setFont(font)
+    fm = p.fontMetrics()
+    p.setOpacity(opacity)
+    ink = QColor(255, 255, 255)
+    for edge, (x, y) in anchors.items():
+        text = labels.get(edge, "")
+        if not text:
+            continue
+        w = fm.horizontalAdvance(text)
+        if edge == "left":
+            tx, ty = x + margin, y + (fm.ascent() - fm.descent()) / 2
+        elif edge == "right":
+            tx, ty = x - margin - w, y + (fm.ascent() - fm.descent()) / 2
+        elif edge == "top":
+            tx, ty = x - w / 2, y + margin + fm.ascent()
+        else:
+            tx, ty = x - w / 2, y - margin - fm.descent()
+        draw_outlined_text(p, tx, ty, text, ink)
+    p.setOpacity(1.0)
+
