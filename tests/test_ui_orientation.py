@@ -155,3 +155,19 @@ def test_patient_orientation_labels_and_edge_anchors():
     a = shifted.edge_anchors()
     assert a["left"] == (0.0, 150.0) and a["right"] == (300.0, 150.0) and a["top"] == (150.0, 0.0)
     assert ViewGeometry(400, 300, 40, 30, 1.0, zoom=1.0, pan=(1000.0, 0.0)).edge_anchors() == {}
+
+
+def test_markers_leave_the_corner_text_font_alone(qtbot, window, tmp_path, monkeypatch):
+    open_and_wait(qtbot, window, oriented_series(tmp_path / "s", ORIENTATIONS["axial"][0]))
+    c = window.canvas
+    fonts = []
+    import medviewer.viewer.ui.canvas as canvas_mod
+
+    real = canvas_mod.paint_corner_texts
+    monkeypatch.setattr(canvas_mod, "paint_corner_texts",
+                        lambda p, *a, **k: (fonts.append((p.font().bold(), p.font().pointSize())), real(p, *a, **k)))
+    c.grab_view()
+    with_markers = fonts[-1]
+    monkeypatch.setattr(c, "edge_labels", lambda: None)
+    c.grab_view()
+    assert fonts[-1] == with_markers and not with_markers[0]

@@ -209,6 +209,7 @@ def paint_edge_labels(p: Any, anchors: dict[str, tuple[float, float]], labels: d
     viewer.display.orientation (EdgeLabels.as_dict())."""
     from PySide6.QtGui import QColor, QFont
 
+    p.save()   # the corner text keeps its own font
     font = QFont(p.font())
     font.setPointSize(max(11, font.pointSize() + 3))
     font.setBold(True)
@@ -230,5 +231,5 @@ def paint_edge_labels(p: Any, anchors: dict[str, tuple[float, float]], labels: d
         else:
             tx, ty = x - w / 2, y - margin - fm.descent()
         draw_outlined_text(p, tx, ty, text, ink)
-    p.setOpacity(1.0)
+    p.restore()
 
