@@ -50,6 +50,8 @@ SUMMARIES: dict[str, str] = {
     "info": "list the studies, series, non-image objects and skipped files under PATH",
     "export": "write the grey levels of one image (as the canvas shows them at 100 %) to PNG",
     "demo-study": "write the generated demo CT study to a folder",
+    "measure": "area, mean, SD, min and max of an ellipse or rectangle ROI on one image",
+    "pacs": "talk to a PACS over DIMSE or DICOMweb: echo, find, get, send",
     "predict": "run a model on a study or image files; probabilities as JSON, Grad-CAM maps",
     "convert-model": "turn a PyTorch state dict (.pt) into a medviewer .safetensors model file",
     "--train": "train a classifier on a labelled image folder (also: train)",
