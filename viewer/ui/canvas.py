@@ -24,9 +24,9 @@ from PySide6.QtWidgets import QWidget
 from medviewer.viewer.display import Renderer, default_window, has_own_window
 from medviewer.viewer.state.view import ViewGeometry, pixel_aspect
 from medviewer.viewer.ui.imagesource import ImageSource
-from medviewer.viewer.display.orientation import EdgeLabels, image_edge_labels, patient_orientation_labels
-from medviewer.viewer.ui.overlays import (CursorValue, corner_texts, paint_corner_texts, paint_edge_labels,
-                                          pixel_value_text)
+from medviewer.viewer.display.orientation import EdgeLabels
+from medviewer.viewer.ui.overlays import (CursorValue, corner_texts, orientation_labels, paint_corner_texts,
+                                          paint_edge_labels, pixel_value_text)
 from medviewer.viewer.ui.qimage import array_to_qimage
 from medviewer.viewer.ui.rulers import Rulers, paint_rulers, ruler_length
 from medviewer.viewer.ui.state import ViewState, dragged_window
@@ -293,31 +293,11 @@ class ImageCanvas(QWidget):
 
     # -- orientation ----------------------------------------------------------------
     def edge_labels(self) -> EdgeLabels | None:
-        """Orientation letters of the image on screen (viewer.display.orientation): from
-        its Image Orientation (Patient) (the scan's per-frame geometry, else the header),
-        else Patient Orientation (projection images); None when neither is known.  The
-        display neither rotates nor flips, so they map straight to the view's edges."""
-        ref, series = self.ref, self.state.series
-        if ref is None or series is None:
-            return None
-        if self._edge_labels[0] == ref:
-            return self._edge_labels[1]
-        labels = None
-        geo = getattr(series, "geometry", {}).get(ref)
-        if geo is not None:
-            labels = image_edge_labels(geo.orientation)
-        if labels is None:
-            header = getattr(series, "headers", {}).get(ref.path)
-            if header is not None:
-                try:
-                    iop = header.get("ImageOrientationPatient", None)
-                    labels = image_edge_labels([float(v) for v in iop]) if iop else None
-                    if labels is None:
-                        labels = patient_orientation_labels(header.get("PatientOrientation", None))
-                except (TypeError, ValueError):
-                    labels = None
-        self._edge_labels = (ref, labels)
-        return labels
+        """Orientation letters of the image on screen (viewer.ui.overlays.orientation_labels);
+        the display neither rotates nor flips, so they map straight to the view's edges."""
+        if self._edge_labels[0] != self.ref or self.ref is None:
+            self._edge_labels = (self.ref, orientation_labels(self.state.series, self.ref))
+        return self._edge_labels[1]
 
     # -- rulers ------------------------------------------------------------------
     def rulers(self) -> list[tuple[QPointF, QPointF]]:

@@ -94,6 +94,28 @@ def location_line(series: Any, ref: Any, header: Any) -> str:
     return f"Loc: {loc + 0.0:.2f} mm" if loc is not None else ""   # no "-0.00"
 
 
+def orientation_labels(series: Any, ref: Any) -> Any:
+    """Edge letters (viewer.display.orientation.EdgeLabels) of image `ref` of `series`: from
+    its Image Orientation (Patient) (the scan's per-frame geometry, else the header), else
+    Patient Orientation (projection images, PS3.3 C.7.6.1.1.1); None when neither is known."""
+    from medviewer.viewer.display.orientation import image_edge_labels, patient_orientation_labels
+
+    if ref is None or series is None:
+        return None
+    geo = getattr(series, "geometry", {}).get(ref)
+    labels = image_edge_labels(geo.orientation) if geo is not None else None
+    header = getattr(series, "headers", {}).get(ref.path) if labels is None else None
+    if header is not None:
+        try:
+            iop = header.get("ImageOrientationPatient", None)
+            labels = image_edge_labels([float(v) for v in iop]) if iop else None
+            if labels is None:
+                labels = patient_orientation_labels(header.get("PatientOrientation", None))
+        except (TypeError, ValueError):
+            labels = None
+    return labels
+
+
 def pixel_value_text(stored: np.ndarray, meta: Any, col: int, row: int) -> str:
     """Value at (row, col): modality value (HU for CT, PS3.3 C.11.1), RGB or index."""
     from medviewer.viewer.display import value_at
