@@ -13,41 +13,20 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, QUrl, Signal
+from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtWidgets import QListWidget, QListWidgetItem, QSplitter, QTextBrowser, QVBoxLayout, QWidget
+
+from medviewer.viewer.ui.workers import CANCELLED, TaskRunner, TaskState
 
 log = logging.getLogger("medviewer.ui")
 PATH_ROLE = Qt.ItemDataRole.UserRole
 
 
-class _Signals(QObject):
-    sig_done = Signal(int, object, object)   # generation, html | None, error | None
+def render_task(_state: TaskState, path: Path) -> str:
+    """Parse and render one SR file (viewer.report) off the GUI thread."""
+    from medviewer.viewer.report import read_report, to_html
 
-
-class RenderJob(QRunnable):
-    """Parse and render one SR file off the GUI thread."""
-
-    def __init__(self, signals: _Signals, generation: int, path: Path) -> None:
-        super().__init__()
-        self.signals, self.generation, self.path = signals, generation, path
-
-    def run(self) -> None:  # noqa: D102 - QRunnable entry point
-        from medviewer.viewer.errors import MedviewerError
-        from medviewer.viewer.report import read_report, to_html
-
-        html: str | None = None
-        error: str | None = None
-        try:
-            html = to_html(read_report(self.path))
-        except MedviewerError as exc:
-            error = str(exc)
-        except Exception as exc:  # a bug: logged, shown as one line
-            log.exception("report rendering failed")
-            error = f"internal error: {type(exc).__name__}: {exc}"
-        try:
-            self.signals.sig_done.emit(self.generation, html, error)
-        except RuntimeError:  # panel closed meanwhile
-            pass
+    return to_html(read_report(path))
 
 
 class ReportsPanel(QWidget):
@@ -71,13 +50,10 @@ class ReportsPanel(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(split)
-        self._gen = 0
         self.shown: Path | None = None
         self.html = ""
-        self._signals = _Signals(self)
-        self._signals.sig_done.connect(self._on_done)
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(1)
+        self.jobs = TaskRunner(self, name="report rendering")
+        self.jobs.sig_finished.connect(self._on_done)
         self.list.currentItemChanged.connect(lambda item, _old: item is not None and self.show_report(
             Path(item.data(PATH_ROLE))))
         self.view.anchorClicked.connect(self._on_anchor)
@@ -112,14 +88,13 @@ class ReportsPanel(QWidget):
 
     def show_report(self, path: Path) -> None:
         """Render `path` in the background; the newest request wins."""
-        self._gen += 1
         self.shown = Path(path)
         self.view.setHtml(f"<p>Reading {path.name}...</p>")
-        self._pool.start(RenderJob(self._signals, self._gen, Path(path)))
+        self.jobs.start(render_task, Path(path))   # a newer request supersedes this one
 
-    def _on_done(self, gen: int, html: str | None, error: str | None) -> None:
-        if gen != self._gen:
-            return  # a newer report was chosen meanwhile
+    def _on_done(self, _state: TaskState, html: str | None, error: str | None) -> None:
+        if error == CANCELLED:
+            return
         self.html = html or ""
         if error:
             self.view.setHtml(f"<p style='color:#b00000'>{error}</p>")
@@ -133,7 +108,7 @@ class ReportsPanel(QWidget):
         self.sig_open_image.emit(url.path(), frame)
 
     def wait_idle(self, msecs: int = 5000) -> bool:
-        return self._pool.waitForDone(msecs)
+        return self.jobs.wait(msecs)
 
 
 def find_image(result: Any, sop_uid: str, frame: int = 0) -> tuple[Any, int] | None:

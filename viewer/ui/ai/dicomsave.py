@@ -13,46 +13,33 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout,
                                QHBoxLayout, QLabel, QLineEdit, QPushButton, QWidget)
 
-from medviewer.viewer.ui.ai.worker import _Job
+from medviewer.viewer.ui.workers import CANCELLED, TaskRunner, TaskState
 
 KEY_OUT = "ai/dicom_out"
 
 
-class SaveSignals(QObject):
-    sig_progress = Signal(int, int, int)
-    sig_finished = Signal(int, str, object, float)
-    sig_saved = Signal(int, object, object)     # generation, [Path], [notice]
+def dicom_save_task(state: TaskState, model: Any, store: Any, series: Any, probs: np.ndarray | None,
+                    out: Path, *, slices: str, maps: bool, cam_method: str, aggregate: str,
+                    window: Any) -> tuple[list[Path], list[str]]:
+    """Analyse the series unless `probs` are given, then write its DICOM results:
+    (paths written, notices)."""
+    from medviewer.engine.dicomout import write_series_outputs
+    from medviewer.engine.series import SeriesPrediction, predict_series
 
-
-class DicomSaveJob(_Job):
-    kind = "dicom"
-
-    def __init__(self, signals: SaveSignals, generation: int, is_current: Any, model: Any, store: Any,
-                 series: Any, probs: np.ndarray | None, out: Path, *, slices: str, maps: bool,
-                 cam_method: str, aggregate: str, window: Any) -> None:
-        super().__init__(signals, generation, is_current)  # type: ignore[arg-type]
-        self.model, self.store, self.series, self.probs, self.out = model, store, series, probs, out
-        self.slices, self.maps, self.cam_method, self.aggregate, self.window = slices, maps, cam_method, aggregate, window
-
-    def work(self) -> None:
-        from medviewer.engine.dicomout import write_series_outputs
-        from medviewer.engine.series import SeriesPrediction, predict_series
-
-        s = self.series
-        if self.probs is None:
-            pred = predict_series(self.model, self.store, s.items, (max(1, s.rows), max(1, s.columns)),
-                                  progress=self.progress, should_stop=self.should_stop)
-        else:
-            pred = SeriesPrediction(self.probs, None, {})
-        notes: list[str] = []
-        paths = write_series_outputs(self.model, s, pred, self.store, self.out, slices=self.slices, maps=self.maps,
-                                     cam_method=self.cam_method, aggregate=self.aggregate, window=self.window,
-                                     notify=notes.append, should_stop=self.should_stop)
-        self.signals.sig_saved.emit(self.generation, paths, notes)
+    if probs is None:
+        pred = predict_series(model, store, series.items, (max(1, series.rows), max(1, series.columns)),
+                              progress=state.progress, should_stop=state.should_stop)
+    else:
+        pred = SeriesPrediction(probs, None, {})
+    notes: list[str] = []
+    paths = write_series_outputs(model, series, pred, store, out, slices=slices, maps=maps,
+                                 cam_method=cam_method, aggregate=aggregate, window=window,
+                                 notify=notes.append, should_stop=state.should_stop)
+    return list(paths), notes
 
 
 class DicomSaveDialog(QDialog):
@@ -116,11 +103,10 @@ class DicomSaver(QObject):
 
         self.ai = controller
         self.window = controller.window
-        self.signals = SaveSignals(self)
-        self.signals.sig_saved.connect(self._on_saved)
-        self.signals.sig_finished.connect(self._on_finished)
-        self.signals.sig_progress.connect(self._on_progress)
-        self._gen = 0
+        # on the AI thread: never two torch jobs at once
+        self.jobs = TaskRunner(self, name="AI results as DICOM", pool=controller.pool)
+        self.jobs.sig_finished.connect(self._on_finished)
+        self.jobs.sig_progress.connect(self._on_progress)
         self.busy = False
         controller.last_dicom_outputs = []
         self.action = QAction("Save AI results as DICOM...", self.window)
@@ -135,22 +121,20 @@ class DicomSaver(QObject):
         saved = self.window.settings.value(KEY_OUT, "", str) if hasattr(self.window, "settings") else ""
         return saved or str(Path.home() / "medviewer-ai-results")
 
-    def choose_and_save(self) -> DicomSaveJob | None:
+    def choose_and_save(self) -> TaskState | None:
         dlg = DicomSaveDialog(self.default_folder(), self.window)
         if not dlg.exec():
             return None
         return self.save(Path(dlg.folder.text().strip()), dlg.slices.currentText(), dlg.maps.isChecked())
 
     def _reusable_probs(self) -> np.ndarray | None:
-        ai = self.ai
-        key = ai._view_key()
-        if ai.probs is None or ai._probs_key is None or key is None or ai.model is None:
+        """The stored probabilities of the series in view, when every slice has them."""
+        res = self.ai._view_results()
+        if res is None or res.filled() != len(res):
             return None
-        if ai._probs_key != (key[0], key[1], ai.model.model_id) or np.isnan(ai.probs).any():
-            return None
-        return ai.probs.copy()
+        return res.probs.copy()
 
-    def save(self, out: Path, slices: str = "top3", maps: bool = False) -> DicomSaveJob | None:
+    def save(self, out: Path, slices: str = "top3", maps: bool = False) -> TaskState | None:
         """Start writing the DICOM results of the series in view into `out`."""
         ai, s = self.ai, self.window.state.series
         if ai.model is None or s is None:
@@ -163,34 +147,27 @@ class DicomSaver(QObject):
             self.window.settings.set_value(KEY_OUT, str(out))
         except Exception:
             pass
-        self._gen += 1
-        gen = self._gen
-        job = DicomSaveJob(self.signals, gen, lambda g: g == self._gen, ai.model, self.window.pixels, s,
-                           self._reusable_probs(), out, slices=slices, maps=maps, cam_method=ai.cam.cam_method(),
-                           aggregate=ai.aggregation, window=self.window.state.window)
+        task = self.jobs.start(dicom_save_task, ai.model, self.window.pixels, s, self._reusable_probs(), out,
+                               slices=slices, maps=maps, cam_method=ai.cam.cam_method(),
+                               aggregate=ai.results.aggregation, window=self.window.state.window)
         self.busy = True
         self.window.show_message("Writing the AI results as DICOM...", 0)
-        ai.pool.start(job)
-        return job
+        return task
 
-    def _on_progress(self, gen: int, done: int, total: int) -> None:
-        if gen == self._gen:
-            self.window.show_message(f"Analysing for DICOM results: {done}/{total}", 0)
+    def _on_progress(self, _state: TaskState, done: int, total: int) -> None:
+        self.window.show_message(f"Analysing for DICOM results: {done}/{total}", 0)
 
-    def _on_saved(self, gen: int, paths: list[Path], notes: list[str]) -> None:
-        if gen != self._gen:
+    def _on_finished(self, _state: TaskState, result: Any, error: str | None) -> None:
+        self.busy = False
+        if error:
+            if error != CANCELLED:
+                self.window.show_message(f"AI results not saved: {error}", 15000)
             return
+        paths, notes = result
         self.ai.last_dicom_outputs = list(paths)
         folder = paths[0].parent if paths else ""
         extra = f" ({'; '.join(notes)})" if notes else ""
         self.window.show_message(f"Saved {len(paths)} DICOM object(s) to {folder}{extra}", 15000)
-
-    def _on_finished(self, gen: int, _kind: str, error: Any, _seconds: float) -> None:
-        if gen != self._gen:
-            return
-        self.busy = False
-        if error:
-            self.window.show_message(f"AI results not saved: {error}", 15000)
 
 
 def install(controller: Any) -> DicomSaver:

@@ -1,6 +1,6 @@
 """PacsController: the PACS menu, the Query/Retrieve dialog, Send actions, the Storage SCP and Received dock.
 
-Network work runs on a worker thread (`workers.PacsJob`); the Storage SCP's
+Network work runs on a worker thread (`workers.pacs_task` on a TaskRunner); the Storage SCP's
 callbacks (pynetdicom threads) reach the GUI through a queued signal.  The SCP
 is started only when the user turns it on (PACS > Receive, or the settings'
 "Listen"), never by default.
@@ -12,11 +12,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QThreadPool, Signal
+from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QInputDialog, QListWidget, QListWidgetItem, QWidget
 
-from medviewer.viewer.ui.pacs.workers import PacsJob, PacsSignals, with_credentials
+from medviewer.viewer.ui.pacs.workers import pacs_task, with_credentials
+from medviewer.viewer.ui.workers import CANCELLED, TaskRunner, TaskState
 
 log = logging.getLogger("medviewer.pacs")
 
@@ -71,13 +72,11 @@ class PacsController(QObject):
         self.scp: Any = None
         self.dialog: Any = None
         self.last_send: list[Any] = []
-        self.signals = PacsSignals(self)
-        self.signals.sig_progress.connect(self._on_progress)
-        self.signals.sig_done.connect(self._on_done)
-        self.pool = QThreadPool(self)
-        self.pool.setMaxThreadCount(1)
-        self._gen = 0
-        self._job: PacsJob | None = None
+        self.jobs = TaskRunner(self, name="PACS send")
+        self.jobs.sig_progress.connect(self._on_progress)
+        self.jobs.sig_finished.connect(self._on_done)
+        self.pool = self.jobs.pool
+        self._job: TaskState | None = None
         self.bridge = _ScpBridge(self)
         self.received = ReceivedList()
         self.bridge.sig_received.connect(self.received.add)
@@ -208,21 +207,21 @@ class PacsController(QObject):
             return []
         return list(dict.fromkeys(ref.path for ref in s.items))
 
-    def send_current_series(self, node: Any = None) -> PacsJob | None:
+    def send_current_series(self, node: Any = None) -> TaskState | None:
         files = self.series_files()
         if not files:
             self.window.show_message("Send: open a DICOM series first")
             return None
         return self.send(files, node, "series")
 
-    def send_ai_results(self, node: Any = None) -> PacsJob | None:
+    def send_ai_results(self, node: Any = None) -> TaskState | None:
         files = list(getattr(getattr(self.window, "ai", None), "last_dicom_outputs", []) or [])
         if not files:
             self.window.show_message("Send AI results: save them first (AI > Save AI results as DICOM...)", 8000)
             return None
         return self.send(files, node, "AI results")
 
-    def send(self, files: list[Path], node: Any, what: str) -> PacsJob | None:
+    def send(self, files: list[Path], node: Any, what: str) -> TaskState | None:
         from medviewer.viewer.pacs.client import PacsClient
 
         try:
@@ -233,23 +232,21 @@ class PacsController(QObject):
         except Exception as exc:
             self.window.show_message(str(exc), 10000)
             return None
-        if self._job is not None:
-            self._job.cancel()
-        self._gen += 1
-        self._job = PacsJob(self.signals, self._gen, "send",
-                            lambda progress, stop: client.send(files, progress=progress, should_stop=stop))
+        self._job = self.jobs.start(      # supersedes a send still running
+            pacs_task, lambda progress, stop: client.send(files, progress=progress, should_stop=stop), key="send")
         self.window.show_message(f"Sending {len(files)} file(s) ({what}) to {node}...", 0)
-        self.pool.start(self._job)
         return self._job
 
-    def _on_progress(self, gen: int, done: int, total: int) -> None:
-        if gen == self._gen:
-            self.window.show_message(f"Sending: {done}/{total}", 0)
+    def _on_progress(self, _state: TaskState, done: int, total: int) -> None:
+        self.window.show_message(f"Sending: {done}/{total}", 0)
 
-    def _on_done(self, gen: int, kind: str, result: Any, error: str | None) -> None:
-        if gen != self._gen:
+    def _on_done(self, state: TaskState, result: Any, error: str | None) -> None:
+        if state is not self._job:
             return
         self._job = None
+        if error == CANCELLED:
+            self.window.show_message("Send cancelled", 8000)
+            return
         if error:
             self.window.show_message(f"Send failed: {error}", 15000)
             return

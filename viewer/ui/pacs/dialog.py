@@ -1,8 +1,8 @@
 """The Query/Retrieve dialog: choose a node, search studies, retrieve into the local cache and open.
 
-Echo, search and retrieval run on a worker thread (`workers.PacsJob` over
-`medviewer.viewer.pacs.client.PacsClient`); the dialog only shows their
-results.  A newer request supersedes an older one (generation numbers); Cancel
+Echo, search and retrieval run on a worker thread (`workers.pacs_task` on a
+TaskRunner, over `medviewer.viewer.pacs.client.PacsClient`); the dialog only shows
+their results.  A newer request supersedes an older one (generations); Cancel
 stops a retrieval at the next instance and keeps what arrived.
 """
 
@@ -12,12 +12,13 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QThreadPool, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDialog, QFormLayout, QGridLayout,
                                QHBoxLayout, QHeaderView, QLabel, QLineEdit, QProgressBar, QPushButton,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from medviewer.viewer.ui.pacs.workers import PacsJob, PacsSignals, with_credentials
+from medviewer.viewer.ui.pacs.workers import pacs_task, with_credentials
+from medviewer.viewer.ui.workers import CANCELLED, TaskRunner, TaskState
 
 MODALITIES = ("", "CT", "MR", "CR", "DX", "MG", "US", "PT", "NM", "XA", "RF", "SR", "OT")
 DATES = (("Any date", None), ("Today", 0), ("Last 7 days", 7), ("Last 30 days", 30), ("Last year", 365))
@@ -61,13 +62,11 @@ class QueryRetrieveDialog(QDialog):
         self.cache = Path(cache) if cache is not None else cache_root()
         self.matches: list[Any] = []
         self.last_report: Any = None
-        self._gen = 0
-        self._job: PacsJob | None = None
-        self.signals = PacsSignals(self)
-        self.signals.sig_progress.connect(self._on_progress)
-        self.signals.sig_done.connect(self._on_done)
-        self.pool = QThreadPool(self)
-        self.pool.setMaxThreadCount(1)
+        self._job: TaskState | None = None
+        self.jobs = TaskRunner(self, name="PACS")
+        self.jobs.sig_progress.connect(self._on_progress)
+        self.jobs.sig_finished.connect(self._on_done)
+        self.pool = self.jobs.pool
 
         self.node = QComboBox()
         self.node.setObjectName("node")
@@ -183,17 +182,13 @@ class QueryRetrieveDialog(QDialog):
         return [self.table.item(r, UID_COLUMN).text() for r in rows if self.table.item(r, UID_COLUMN)]
 
     def _start(self, kind: str, work: Any, busy: str) -> None:
-        if self._job is not None:
-            self._job.cancel()
-        self._gen += 1
-        self._job = PacsJob(self.signals, self._gen, kind, work)
+        self._job = self.jobs.start(pacs_task, work, key=kind)   # supersedes a running one
         self.status.setText(busy)
         self.progress.setRange(0, 0)
         self.progress.setVisible(True)
         self.cancel_button.setEnabled(True)
         self.retrieve_button.setEnabled(False)
         self.search_button.setEnabled(False)
-        self.pool.start(self._job)
 
     def _fail(self, text: str) -> None:
         self.status.setText(f"<span style='color:#b00000'>{text}</span>")
@@ -247,20 +242,23 @@ class QueryRetrieveDialog(QDialog):
         return self._job is not None
 
     # -- results -------------------------------------------------------------------------
-    def _on_progress(self, gen: int, done: int, total: int) -> None:
-        if gen == self._gen:
-            self.progress.setRange(0, max(total, 1))
-            self.progress.setValue(done)
-            self.progress.setFormat(f"{done}/{total}")
+    def _on_progress(self, _state: TaskState, done: int, total: int) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+        self.progress.setFormat(f"{done}/{total}")
 
-    def _on_done(self, gen: int, kind: str, result: Any, error: str | None) -> None:
-        if gen != self._gen:
+    def _on_done(self, state: TaskState, result: Any, error: str | None) -> None:
+        if state is not self._job:
             return
+        kind = state.key
         self._job = None
         self.progress.setVisible(False)
         self.cancel_button.setEnabled(False)
         self.search_button.setEnabled(True)
         self.retrieve_button.setEnabled(bool(self.selected_uids()))
+        if error == CANCELLED:
+            self.status.setText("Cancelled")
+            return
         if error:
             self._fail(error)
             return

@@ -1,73 +1,25 @@
-"""Thin Qt adapters running the Qt-free PACS client (medviewer.viewer.pacs) off the GUI thread.
+"""PACS work off the GUI thread on the UI's one worker base (viewer.ui.workers.TaskRunner).
 
-Each job carries a generation number; progress, results and errors cross back
-by signal only, errors as one line (STYLE.md patterns 4-6).  `cancel()` sets a
-flag the client polls between instances / matches, so a retrieval or a send
-stops at the next instance and keeps what arrived.
+`pacs_task(state, work)` runs ``work(progress, should_stop)`` (a call into the Qt-free
+PACS client, medviewer.viewer.pacs); progress, results and errors cross back by
+signal only, errors as one line (STYLE.md patterns 4-6).  Cancelling sets the flag
+the client polls between instances / matches, so a retrieval or a send stops at the
+next instance and keeps what arrived.  Also: DICOMweb credentials for this session.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, Signal
+from medviewer.viewer.ui.workers import TaskState
 
-log = logging.getLogger("medviewer.pacs")
-PROGRESS_INTERVAL_S = 0.1
-
-
-class PacsSignals(QObject):
-    """sig_progress(gen, done, total); sig_done(gen, kind, result | None, error | None)."""
-
-    sig_progress = Signal(int, int, int)
-    sig_done = Signal(int, str, object, object)
+Work = Callable[[Callable[[int, int], None], Callable[[], bool]], Any]
 
 
-class PacsJob(QRunnable):
-    """Run `work(progress, should_stop)` and report its result (or one-line error) by signal."""
-
-    def __init__(self, signals: PacsSignals, generation: int, kind: str,
-                 work: Callable[[Callable[[int, int], None], Callable[[], bool]], Any]) -> None:
-        super().__init__()
-        self.signals, self.generation, self.kind, self.work = signals, generation, kind, work
-        self._stop = threading.Event()
-        self._last = 0.0
-
-    def cancel(self) -> None:
-        self._stop.set()
-
-    def should_stop(self) -> bool:
-        return self._stop.is_set()
-
-    def progress(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if done >= total or now - self._last >= PROGRESS_INTERVAL_S:
-            self._last = now
-            try:
-                self.signals.sig_progress.emit(self.generation, int(done), int(total))
-            except RuntimeError:
-                pass
-
-    def run(self) -> None:  # noqa: D102 - QRunnable entry point
-        from medviewer.viewer.errors import MedviewerError
-
-        result: Any = None
-        error: str | None = None
-        try:
-            result = self.work(self.progress, self.should_stop)
-        except MedviewerError as exc:
-            error = str(exc)
-        except Exception as exc:  # a bug: the trace goes to the log, the user gets one line
-            log.exception("PACS %s failed", self.kind)
-            error = f"internal error: {type(exc).__name__}: {exc}"
-        try:
-            self.signals.sig_done.emit(self.generation, self.kind, result, error)
-        except RuntimeError:  # the dialog was closed meanwhile
-            pass
+def pacs_task(state: TaskState, work: Work) -> Any:
+    """Run one piece of PACS work with the task's progress and stop flag."""
+    return work(state.progress, state.should_stop)
 
 
 _session_secrets: dict[str, str] = {}   # node URL -> password or token, for this session only (never saved)
