@@ -59,6 +59,6 @@ def test_ensemble_opens_in_the_viewer(qtbot, setup):
     np.testing.assert_allclose(ai.probs[:6], want, atol=1e-5)
     w.state.set_slice(2)
     ai.cam.enabled.setChecked(True)
-    qtbot.waitUntil(lambda: ai._cam_shown is not None, timeout=60000)
-    ov = w.canvas._overlays["gradcam"]
+    qtbot.waitUntil(lambda: ai.cam_layer.shown is not None, timeout=60000)
+    ov = w.canvas._layers["gradcam"]
     assert ov.rgba.shape == (40, 24, 4)
