@@ -57,10 +57,12 @@ def predict_series(model: "LoadedModel", store: "PixelStore", refs: Sequence["Im
                    batch_size: int = 16, progress: Callable[[int, int], None] | None = None,
                    should_stop: Callable[[], bool] | None = None,
                    on_batch: Callable[[int, np.ndarray, list[np.ndarray] | None], None] | None = None,
-                   ) -> SeriesPrediction:
+                   tta: Any = None) -> SeriesPrediction:
     """Probabilities (and Grad-CAMs of each slice's top class when `cam_method`) for `refs`.
 
     `on_batch(start, probs, cams_or_None)` streams results as batches finish.
+    `tta` (engine.tta.TTASpec): test-time augmentation of the probabilities (the
+    Grad-CAM of each slice is computed once, on the image itself).
     """
     from medviewer.engine.cam import gradcam_images
     from medviewer.engine.infer import predict
@@ -77,7 +79,9 @@ def predict_series(model: "LoadedModel", store: "PixelStore", refs: Sequence["Im
 
         cams = gradcam_images(model, images, class_index=None, method=cam_method, batch_size=batch_size,
                               progress=progress, should_stop=should_stop, on_batch=got)
+        if tta is not None:   # the CAM pass gave plain probabilities: replace them by TTA's
+            probs = predict(model, images, batch_size=batch_size, should_stop=should_stop, tta=tta)
         return SeriesPrediction(probs, cams, dict(images.failed))
     probs = predict(model, images, batch_size=batch_size, progress=progress, should_stop=should_stop,
-                    on_batch=(lambda s, p: on_batch(s, p, None)) if on_batch else None)
+                    on_batch=(lambda s, p: on_batch(s, p, None)) if on_batch else None, tta=tta)
     return SeriesPrediction(probs, None, dict(images.failed))
