@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import glob
-import html
 import json
 import math
 from collections.abc import Sequence
