@@ -407,8 +407,8 @@ def _affine_render(stored: np.ndarray, meta: ImageMeta, window: Window) -> np.nd
     then forced to 0 by a mask.  None when the image does not qualify (the
     table path handles it).
     """
-    if stored.ndim != 2 or not stored.size:
-        return None
+    if stored.ndim != 2 or stored.size < 2:
+        return None  # OpenCV's bindings read a 1x1 array as a scalar (the table path serves it)
     coeffs = affine_coefficients(stored.dtype, meta, window)
     if coeffs is None:
         return None
