@@ -87,6 +87,9 @@ def main_predict(argv: list[str]) -> int:
         except OSError as exc:
             raise UsageError(f"{cam_dir}: cannot create the folder ({exc.strerror})") from None
 
+    from medviewer.engine.threads import apply as apply_thread_policy
+
+    apply_thread_policy()  # every CPU we may use: decoding runs in line with the forward pass
     model = load_model(args.model, device=None if args.device == "auto" else args.device)
     result = open_path(args.path)
     require_images(result, args.path)

@@ -186,6 +186,45 @@ def decode_dicom(path: Path, frame: int | None, header: Dataset | None = None,
     return arr
 
 
+def read_image_file(path: str | Path, frame: int | None = None) -> tuple[np.ndarray, Any]:
+    """Stored pixels and display metadata of one file, by the viewer's guarded decode.
+
+    A PNG/JPEG/TIFF/BMP (recognised by extension and magic bytes) gives
+    ``(pixels, None)``; a DICOM file gives frame `frame` (default: the first frame
+    of a multi-frame object, PS3.3 C.7.6.6) and its `viewer.display.ImageMeta`.
+    For callers outside the viewer (the trainer): only regular files are opened,
+    declared sizes are checked against the decode limits before decoding, and
+    every failure is a `DecodeError` naming the file.
+    """
+    from medviewer.viewer import display
+
+    path = Path(path)
+    if is_plain_image(path):
+        return read_plain_image(path), None
+    try:
+        with open_regular(path) as fp:
+            header = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
+    except OSError as exc:
+        raise DecodeError(f"{_name(path)}: cannot read file ({exc.strerror or exc})") from None
+    except Exception as exc:
+        raise DecodeError(f"{_name(path)}: not a DICOM file nor a PNG/JPEG/TIFF/BMP image "
+                          f"({_reason(exc)})") from None
+    if "Rows" not in header or "Columns" not in header:
+        raise DecodeError(f"{_name(path)}: no image pixel data (not a DICOM image)")
+    try:
+        frames = int(header.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        frames = 1
+    if frame is None and frames > 1:
+        frame = 0
+    arr = decode_dicom(path, frame, header)
+    try:
+        meta = display.meta_from_dataset(header, frame)
+    except Exception as exc:
+        raise DecodeError(f"{_name(path)}: unreadable display attributes ({_reason(exc)})") from None
+    return arr, meta
+
+
 class PixelStore:
     """Decoded frames on demand; LRU bounded by `max_bytes`; background prefetch.
 

@@ -12,7 +12,9 @@ paths goes through this module:
   after the stat cannot block the open), checks the opened descriptor again with
   fstat, clears O_NONBLOCK and refuses files larger than `max_bytes`;
 * `read_regular(path, max_bytes)` / `read_head(path, n)` read with a cap;
-* `inside(path, root)` tells whether a path, links resolved, stays under `root`.
+* `inside(path, root)` tells whether a path, links resolved, stays under `root`;
+* `atomic_output(path)` gives a temporary name beside `path` that replaces it only
+  when the writing succeeded, and is removed whatever went wrong (full disk).
 
 The errors are `OSError` subclasses (existing ``except OSError`` handlers keep
 working) whose `str()` is a short reason fit for a "skipped" line.
@@ -20,14 +22,16 @@ working) whose `str()` is a short reason fit for a "skipped" line.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["FileTooLargeError", "NotRegularFileError", "check_regular", "file_kind", "inside",
-           "open_regular", "read_head", "read_regular"]
+__all__ = ["FileTooLargeError", "NotRegularFileError", "atomic_output", "check_regular", "file_kind",
+           "inside", "open_regular", "read_head", "read_regular"]
 
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
@@ -143,3 +147,33 @@ def inside(path: str | os.PathLike, root: str | os.PathLike) -> bool:
     except (OSError, ValueError):
         return False
     return real == base or base in real.parents
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Write to the yielded temporary path; on success it replaces `path` atomically.
+
+    The temporary file lies in `path`'s folder (same file system, so `os.replace`
+    is atomic) under a hidden name with the process id.  If the block raises
+    (ENOSPC, a killed write, any error) the temporary file is removed and the
+    exception propagates; an existing `path` is left untouched.  A `path` that is
+    a folder or a special file is refused before anything is written.
+    """
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFileError(path, file_kind(st.st_mode))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:  # the data is on disk before the name points at it
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise

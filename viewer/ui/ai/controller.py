@@ -8,7 +8,6 @@ before anything is painted, so stale results are dropped (STYLE.md pattern 5).
 from __future__ import annotations
 
 import logging
-import os
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,9 @@ log = logging.getLogger("medviewer.ai")
 OVERLAY = "gradcam"
 CAM_DELAY_MS = 80
 CAM_CACHE = 32
+# CPUs left to the GUI thread when torch's threads are counted (engine.threads;
+# bench/bench_contention.py measures analysis beside the viewer's decode threads)
+GUI_RESERVE = 1
 
 
 class AIController(QObject):
@@ -157,7 +159,9 @@ class AIController(QObject):
         """Load a model file on the worker thread (imports torch lazily)."""
         self._model_gen += 1
         device = str(self._setting("ai/device", "auto") or "auto")
-        threads = max(1, (os.cpu_count() or 2) - 1)  # leave a core for the GUI thread
+        from medviewer.engine.threads import torch_threads
+
+        threads = torch_threads(reserve=GUI_RESERVE)
         self.panel.status.setText(f"Loading {Path(path).name}...")
         self.pool.start(LoadJob(self.signals, self._model_gen, lambda g: g == self._model_gen, path,
                                 None if device == "auto" else device, threads))

@@ -95,10 +95,9 @@ class LoadJob(_Job):
     def work(self) -> None:
         from medviewer.engine import load_model
 
-        if self.threads:
-            import torch
+        from medviewer.engine.threads import apply as apply_thread_policy
 
-            torch.set_num_threads(self.threads)
+        apply_thread_policy(count=self.threads)  # passive OpenMP waits beside decode threads
         model = load_model(self.path, device=self.device)
         from medviewer.viewer.ui.gcpolicy import freeze_long_lived
 
