@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import warnings
 import zlib
 from pathlib import Path
 
@@ -82,9 +83,10 @@ def png_bomb(path: Path, rows: int = 100000, cols: int = 100000, data_rows: int 
 
 
 def tiff_bomb(path: Path, rows: int = 50000, cols: int = 50000, compression: int = 1,
-              strip: bytes | None = None) -> Path:
-    """A little-endian TIFF whose first IFD claims rows x cols 8-bit grey in one strip
-    of a few bytes (compression 1: none, 8: deflate), or of `strip`."""
+              strip: bytes | None = None, order: str = "<") -> Path:
+    """A TIFF (little endian, or big endian with order '>') whose first IFD claims
+    rows x cols 8-bit grey in one strip of a few bytes (compression 1: none,
+    8: deflate), or of `strip`."""
     if strip is None:
         strip = zlib.compress(bytes(4096)) if compression == 8 else bytes(64)
     entries = [  # (tag, type, count, value); type 3 SHORT, 4 LONG (TIFF 6.0 section 2)
@@ -93,13 +95,14 @@ def tiff_bomb(path: Path, rows: int = 50000, cols: int = 50000, compression: int
     ]
     ifd_at = 8
     data_at = ifd_at + 2 + 12 * len(entries) + 4
-    out = bytearray(b"II*\x00" + struct.pack("<I", ifd_at) + struct.pack("<H", len(entries)))
+    magic = b"II*\x00" if order == "<" else b"MM\x00*"
+    out = bytearray(magic + struct.pack(order + "I", ifd_at) + struct.pack(order + "H", len(entries)))
     for tag, kind, count, value in entries:
         if tag == 273:
             value = data_at
-        packed = struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value)
-        out += struct.pack("<HHI", tag, kind, count) + packed
-    out += struct.pack("<I", 0) + strip
+        packed = struct.pack(order + "HH", value, 0) if kind == 3 else struct.pack(order + "I", value)
+        out += struct.pack(order + "HHI", tag, kind, count) + packed
+    out += struct.pack(order + "I", 0) + strip
     path.write_bytes(bytes(out))
     return path
 
@@ -113,6 +116,21 @@ def bmp_bomb(path: Path, rows: int = 30000, cols: int = 30000, bpp: int = 24) ->
     info = struct.pack("<IiiHHIIiiII", 40, cols, rows, 1, bpp, 0, 0, 2835, 2835, 0, 0)
     path.write_bytes(header + info + palette + data)
     return path
+
+
+def png_interlaced(path: Path, rows: int = 37, cols: int = 53) -> tuple[Path, np.ndarray]:
+    """A valid Adam7-interlaced 8-bit grey PNG (PNG spec 8.2); returns (path, pixels)."""
+    arr = _noise(rows, cols, seed=5)
+    raw = b""
+    for x0, y0, dx, dy in ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4),
+                           (1, 0, 2, 2), (0, 1, 1, 2)):
+        sub = arr[y0::dy, x0::dx]
+        if sub.size:
+            raw += b"".join(b"\x00" + row.tobytes() for row in sub)
+    ihdr = struct.pack(">IIBBBBB", cols, rows, 8, 0, 0, 0, 1)
+    body = _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(raw)) + _png_chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+    return path, arr
 
 
 def good_png(path: Path, rows: int = 12, cols: int = 10, value: int = 80) -> Path:
@@ -158,6 +176,17 @@ def _compressed_frame(syntax: UID, rows: int = 64, cols: int = 64) -> tuple[obje
     ds = _dicom(_noise(rows, cols))
     ds.compress(syntax)
     return ds, get_frame(ds.PixelData, 0, number_of_frames=1)
+
+
+def dicom_multiframe_jpeg_bomb(path: Path, frames: int = 3, bomb: int = 1, rows: int = 64,
+                               cols: int = 64) -> Path:
+    """A multi-frame JPEG Baseline DICOM whose frame `bomb` (not the first) claims 65500 x 65500:
+    the scan sees a valid first frame; only the decode of that frame must refuse it."""
+    ds = _dicom(np.stack([_noise(rows, cols, k) for k in range(frames)]))
+    encoded = [jpeg_bytes(rows, cols, seed=k) for k in range(frames)]
+    encoded[bomb] = patch_sof(encoded[bomb], BOMB_SIDE, BOMB_SIDE)
+    _encapsulated(ds, JPEGBaseline8Bit, encoded)
+    return save(ds, path)
 
 
 def dicom_j2k_bomb(path: Path, claim: int = 60000) -> Path:
@@ -247,11 +276,11 @@ def symlink_loop(folder: Path) -> tuple[Path, Path]:
 
 # -- names and references -------------------------------------------------------------------
 
-def non_utf8_name(folder: Path, source: Path) -> Path:
-    """A copy of `source` under a file name that is not valid UTF-8 (bytes 0xff 0xfe)."""
+def non_utf8_name(folder: Path, data: bytes) -> Path:
+    """A file holding `data` under a name that is not valid UTF-8 (bytes 0xff 0xfe, Latin-1 é)."""
     raw = os.path.join(os.fsencode(folder), b"IM\xff\xfe_latin1_\xe9.dcm")
     with open(raw, "wb") as fp:
-        fp.write(source.read_bytes())
+        fp.write(data)
     return Path(os.fsdecode(raw))
 
 
@@ -295,9 +324,11 @@ def escaping_dicomdir(folder: Path, outside: Path) -> tuple[Path, list[Path]]:
     rel = os.path.relpath(outside, folder).split(os.sep)
     fifo(folder / "PIPE")
     refs = [rel, [str(outside)], ["A" * 300, "B"], ["PIPE"]]
-    for rec, ref in zip(images, refs):
-        rec.ReferencedFileID = ref
-    ds.save_as(dicomdir, enforce_file_format=True)
+    with warnings.catch_warnings():  # pydicom rightly warns: these are not valid File IDs
+        warnings.simplefilter("ignore")
+        for rec, ref in zip(images, refs):
+            rec.ReferencedFileID = ref
+        ds.save_as(dicomdir, enforce_file_format=True)
     # the set's own files stay in the folder, found by the walk; two records still point at them
     return dicomdir, files
 

@@ -40,16 +40,18 @@ def skipped_rows(result: Any) -> list[tuple[str, str]]:
         return rows
     root = getattr(result, "root", None)
 
+    from medviewer.viewer.io.model import printable
+
     def rel(p: Any) -> str:
         try:
-            return str(p.relative_to(root)) if root is not None else str(p)
+            return printable(p.relative_to(root)) if root is not None else printable(p)
         except ValueError:
-            return str(p)
+            return printable(p)
 
     for s in result.skipped:
-        rows.append((rel(s.path), s.reason))
+        rows.append((rel(s.path), printable(s.reason)))
     for n in getattr(result, "non_image", []):
-        rows.append((rel(n.path), f"not an image ({n.sop_class})"))
+        rows.append((rel(n.path), f"not an image ({printable(n.sop_class)})"))
     return rows
 
 

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHBoxLayout, QLabel, QM
 from medviewer.viewer.ui.actions import build_actions
 from medviewer.viewer.ui.browser import SeriesBrowser
 from medviewer.viewer.ui.canvas import ImageCanvas
+from medviewer.viewer.io.model import printable
 from medviewer.viewer.ui.dialogs import shortcuts_dialog, skipped_dialog
 from medviewer.viewer.ui.loader import StudyLoader
 from medviewer.viewer.ui.settings import Settings
@@ -243,13 +244,18 @@ class MainWindow(QMainWindow):
     def open_path(self, path: str | Path, remember: bool = True) -> None:
         """Start a background scan of a folder or a single file."""
         path = Path(path)
-        if not path.exists():
-            self.show_message(f"{path}: no such file or folder", 10000)
+        try:
+            exists = path.exists()
+        except OSError as exc:  # a name too long, a link loop
+            self.show_message(f"{printable(path, 200)}: {exc.strerror or 'cannot be opened'}", 10000)
+            return
+        if not exists:
+            self.show_message(f"{printable(path, 200)}: no such file or folder", 10000)
             return
         if remember:
             self.welcome.set_recent(self.settings.add_recent(path))
             self._rebuild_recent_menu()
-        self._start_scan(path, path.name)
+        self._start_scan(path, printable(path.name, 80))
 
     def _start_scan(self, path: Path | Any, label: str) -> None:
         self.scan_result = None
