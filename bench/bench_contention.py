@@ -1,8 +1,8 @@
 """torch under CPU contention: medviewer's thread policy (engine.threads) vs torch's defaults.
 
-Run: python bench/bench_contention.py [--repeat N] [--cases quiet,outside,app]
+Run: python bench/bench_contention.py [--repeat N] [--cases quiet,outside,app,gui]
 
-Three cases; every configuration runs in a fresh process, since OpenMP reads its
+Four cases; every configuration runs in a fresh process, since OpenMP reads its
 wait policy when torch is first imported:
 
 * quiet: the demo model's forward pass over 16 images at 96 px, no load of ours
@@ -13,12 +13,18 @@ wait policy when torch is first imported:
 * app: `predict_series` over the demo CT phantom's 48 slices stored as JPEG 2000
   (cold cache) through one shared PixelStore whose two prefetch threads decode
   the same series at the same time, as when the viewer analyzes a series while
-  its slices load.
+  its slices load;
+* gui: the viewer itself (offscreen): the same series opened in the main
+  window, the demo model loaded by the AI panel, "Analyze series" timed from the
+  click to the panel's result while the canvas steps through the slices every
+  20 ms (decoding on the GUI's worker, prefetching neighbours on the store's two
+  threads), cold cache.
 
 Configurations: `default` = torch's defaults (MEDVIEWER_THREAD_POLICY=off:
 OpenMP threads spin while idle, one per core); `policy` = passive OpenMP waits
 and one thread per CPU of the budget (the CLI); `viewer` = the policy with one
-CPU left to the GUI thread (viewer.ui.ai).  Prints median times and the ratio
+CPU left to the GUI thread (viewer.ui.ai; in the gui case `policy` forces the
+full budget with MEDVIEWER_TORCH_THREADS).  Prints median times and the ratio
 default / policy (higher: the policy is faster).
 """
 
@@ -66,8 +72,66 @@ def _series_folder(folder: Path) -> Path:
     return out
 
 
+def _gui_child(repeat: int, folder: str) -> dict:
+    """Analyze series in the real main window (offscreen) while the canvas scrolls."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([])
+    from medviewer.viewer.resources import resource
+    from medviewer.viewer.ui.ai import install
+    from medviewer.viewer.ui.settings import Settings
+    from medviewer.viewer.ui.window import MainWindow
+
+    def wait(cond, timeout: float = 600.0) -> None:
+        end = time.monotonic() + timeout
+        while not cond():
+            if time.monotonic() > end:
+                raise TimeoutError("the viewer did not finish in time")
+            app.processEvents()
+            time.sleep(0.002)
+
+    with tempfile.TemporaryDirectory() as settings_dir:
+        w = MainWindow(settings=Settings(settings_dir))
+        w.resize(1000, 700)
+        w.show()
+        ai = install(w)
+        w.open_path(folder)
+        wait(lambda: w.scan_result is not None and w.scan_result.complete and not w.is_scanning())
+        ai.load_model(str(resource("models", "demo.safetensors")))
+        wait(lambda: ai.model is not None)
+        import torch
+
+        done: list[float] = []
+        ai.signals.sig_finished.connect(lambda gen, kind, error, secs: done.append(secs)
+                                        if kind == "series" and error is None else None)
+        scroll = QTimer()
+        scroll.setInterval(20)
+        scroll.timeout.connect(lambda: w.state.set_slice((w.state.index + 1) % w.state.count()))
+        times = []
+        for _ in range(repeat + 1):
+            w.pixels.clear()
+            w.state.set_slice(0)
+            done.clear()
+            scroll.start()
+            t0 = time.perf_counter()
+            ai.analyze_series()
+            wait(lambda: bool(done))
+            times.append((time.perf_counter() - t0) * 1000)
+            scroll.stop()
+        info = {"threads": torch.get_num_threads(), "wait": os.environ.get("OMP_WAIT_POLICY", "(spin)")}
+        ai.shutdown()
+        w.shutdown()
+    times = times[1:]  # the first run warms up
+    info.update(median=statistics.median(times), best=min(times), worst=max(times))
+    return info
+
+
 def child(case: str, config: str, repeat: int, folder: str) -> dict:
     """One configuration in this (fresh) process; returns timings in ms."""
+    if case == "gui":
+        return _gui_child(repeat, folder)
     from medviewer import engine
     from medviewer.engine import threads
 
@@ -114,8 +178,13 @@ def run_config(case: str, config: str, repeat: int, folder: str, burners: int) -
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     env.pop("OMP_WAIT_POLICY", None)
     env.pop("OMP_NUM_THREADS", None)
+    env.pop("MEDVIEWER_TORCH_THREADS", None)
     if config == "default":
         env["MEDVIEWER_THREAD_POLICY"] = "off"
+    elif config == "policy" and case == "gui":
+        from medviewer.engine.threads import cpu_budget
+
+        env["MEDVIEWER_TORCH_THREADS"] = str(cpu_budget())
     stop = mp.Event()
     procs = [mp.Process(target=_burn, args=(stop,), daemon=True) for _ in range(burners)]
     for p in procs:
@@ -128,7 +197,7 @@ def run_config(case: str, config: str, repeat: int, folder: str, burners: int) -
         for p in procs:
             p.join(5)
     if out.returncode != 0:
-        raise SystemExit(f"{case}/{config} failed:\n{out.stderr[-2000:]}")
+        raise SystemExit(f"{case}/{config} failed:\n{out.stderr[-20000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -148,12 +217,13 @@ def main(argv: list[str] | None = None) -> int:
     budget = cpu_budget()
     print(f"CPU budget {budget} | load average before: {os.getloadavg()[0]:.1f} | repeat {args.repeat}")
     with tempfile.TemporaryDirectory(prefix="bench-contention-") as tmp:
-        folder = str(_series_folder(Path(tmp))) if "app" in args.cases else ""
+        folder = str(_series_folder(Path(tmp))) if {"app", "gui"} & set(args.cases.split(",")) else ""
         for case in args.cases.split(","):
             burners = budget if case == "outside" else 0
             what = {"quiet": "demo model forward, 16 x 96 px, no CPU burner",
                     "outside": f"demo model forward, 16 x 96 px, {burners} CPU burner(s) outside",
-                    "app": "predict_series, 48 JPEG 2000 slices, 2 prefetch threads decoding"}[case]
+                    "app": "predict_series, 48 JPEG 2000 slices, 2 prefetch threads decoding",
+                    "gui": "viewer: Analyze series, 48 JPEG 2000 slices, canvas scrolling"}[case]
             print(f"\n{what}")
             print(f"{'config':<10}{'threads':>8}{'wait':>10}{'median ms':>12}{'best':>9}{'worst':>9}")
             res = {}

@@ -345,3 +345,25 @@ def test_viewer_shows_the_study_beside_a_bomb_and_a_fifo(qtbot, tmp_path: Path) 
                         and w.canvas.ref is not None and w.canvas.ref.frame == 2, timeout=10000)
     finally:
         w.shutdown()
+
+
+def test_viewer_takes_the_decode_limits_from_its_settings(qtbot, tmp_path: Path) -> None:
+    from medviewer.viewer.io import guard
+    from medviewer.viewer.ui.settings import KEY_MAX_PIXELS, Settings
+    from medviewer.viewer.ui.window import MainWindow
+
+    h.good_series(tmp_path / "study", 2)   # 16 x 16 = 256 pixels
+    settings = Settings(tmp_path / "settings")
+    settings.set_value(KEY_MAX_PIXELS, 255)
+    w = MainWindow(settings=settings)
+    qtbot.addWidget(w)
+    try:
+        assert guard.limits().max_pixels == 255
+        w.open_path(tmp_path / "study")
+        qtbot.waitUntil(lambda: w.scan_result is not None and w.scan_result.complete
+                        and not w.is_scanning(), timeout=30000)
+        assert not w.scan_result.all_series()
+        assert all("over the limit of" in s.reason for s in w.scan_result.skipped)
+    finally:
+        w.shutdown()
+        guard.set_limits()

@@ -130,6 +130,11 @@ class MainWindow(QMainWindow):
         self.actions_by_name = build_actions(self)
         if self.settings.debug_logging():
             self._apply_debug_logging(True)
+        limits = self.settings.decode_limits()
+        if any(limits):
+            from medviewer.viewer.io.guard import set_limits
+
+            set_limits(*limits)
         self.ai_menu = self.menu("AI")
         self.menu("Help")
 
