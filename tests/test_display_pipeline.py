@@ -351,3 +351,13 @@ def test_affine_two_and_four_pass_paths_agree_with_the_table(dtype, alpha) -> No
             fast = _affine_render(values, meta, window)
             table = np.take(_full_grey_table(meta, window, np.dtype(dtype)), index)
             _assert_ties_only(fast, table, values, meta, window, (photometric, center, alpha))
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.uint16, np.uint8])
+def test_one_pixel_images_render(dtype) -> None:
+    """A 1x1 image (OpenCV's bindings take a 1x1 array for a scalar) renders like any other."""
+    one = np.full((1, 1), 100, dtype)
+    two = np.full((1, 2), 100, dtype)
+    for window in (Window(40, 400), Window(-900, 10), Window(100, 1)):
+        assert render(one, CT, window).shape == (1, 1)
+        assert render(one, CT, window)[0, 0] == render(two, CT, window)[0, 0]
