@@ -92,6 +92,8 @@ def main_predict(argv: list[str]) -> int:
     apply_thread_policy()  # every CPU we may use: decoding runs in line with the forward pass
     model = load_model(args.model, device=None if args.device == "auto" else args.device)
     result = open_path(args.path)
+    if not result.all_series():
+        report_skipped("medviewer predict", result)  # each file's line before the summary
     require_images(result, args.path)
     chosen = [pick_series(result, args.series)] if args.series else [s for s in result.all_series() if s.items]
     report_skipped("medviewer predict", result)

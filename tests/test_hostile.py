@@ -385,3 +385,17 @@ def test_viewer_takes_the_decode_limits_from_its_settings(qtbot, tmp_path: Path)
     finally:
         w.shutdown()
         guard.set_limits()
+
+
+def test_nothing_usable_names_every_file_then_sums_up(tmp_path: Path) -> None:
+    h.jpeg_bomb(tmp_path / "a.jpg")
+    h.fifo(tmp_path / "b.dcm")
+    run = run_cli("export", str(tmp_path), str(tmp_path / "o.png"))
+    assert_clean(run)
+    assert run.code == 2
+    assert run.err_lines[:2] == ["medviewer export: skipped a.jpg: " + run.err_lines[0].split(": ", 2)[2],
+                                 "medviewer export: skipped b.dcm: named pipe (FIFO), not a regular file "
+                                 "(not opened)"]
+    assert "65500 x 65500" in run.err_lines[0]
+    assert len(run.err_lines) == 3 and run.err_lines[2].startswith("medviewer: error: ")
+    assert "no displayable image (2 file(s) skipped" in run.err_lines[2]

@@ -167,6 +167,8 @@ def main_export(argv: list[str]) -> int:
         raise UsageError(f"{out}: folder {out.parent} does not exist")
     window = _window(args)
     result = open_path(args.path)
+    if not result.all_series():
+        report_skipped("medviewer export", result)  # each file's line before the summary
     require_images(result, args.path)
     series = pick_series(result, args.series)
     ref = _pick_ref(series, args.slice, args.frame)
