@@ -82,6 +82,19 @@ def test_jpeg_frame_header_found_after_large_app_segments(tmp_path: Path) -> Non
     assert read_plain_image(path).shape == (40, 24)
 
 
+def test_jpeg_with_stray_bytes_between_segments_is_read(tmp_path: Path) -> None:
+    """libjpeg skips 'extraneous bytes before marker' (with a warning); so does the parser."""
+    data = h.jpeg_bytes(30, 20)
+    at = data.find(b"\xff\xdb")  # before the quantisation tables
+    odd = data[:at] + b"\x00\x17junk" + data[at:]
+    assert imagehead.jpeg(imagehead.from_bytes(odd)).rows == 30
+    path = tmp_path / "odd.jpg"
+    path.write_bytes(odd)
+    assert read_plain_image(path).shape == (30, 20)
+    with pytest.raises(imagehead.HeaderError, match="truncated"):
+        imagehead.jpeg(imagehead.from_bytes(data[:at]))
+
+
 @pytest.mark.parametrize("make,claim", [
     (lambda p: h.jpeg_bomb(p, 65500, 65500), "65500 x 65500"),
     (lambda p: h.jpeg_bomb(p, 16000, 16000), "16000 x 16000"),   # under the limit, but not in 3 kB

@@ -35,6 +35,7 @@ Read = Callable[[int, int], bytes]
 MAX_SEGMENTS = 4096  # JPEG marker segments / TIFF entries / JP2 boxes followed at most
 DEFLATE_RATIO = 1032  # the largest expansion of a deflate stream (RFC 1951: 258 bytes per 2 bits)
 PACKBITS_RATIO = 64   # 2 bytes -> 128 (TIFF 6.0 section 9; DICOM RLE, PS3.5 G.3.1)
+MAX_GARBAGE = 65536   # stray bytes skipped between JPEG marker segments
 
 
 class HeaderError(ValueError):
@@ -97,8 +98,15 @@ def jpeg(read: Read, start: int = 0) -> Declared:
     pos = start + 2
     for _ in range(MAX_SEGMENTS):
         head = read(pos, 4)
-        if len(head) < 2 or head[0] != 0xFF:
-            raise HeaderError("JPEG marker expected, found none (truncated or corrupt)")
+        if head[:1] not in (b"\xff", b""):  # stray bytes before a marker: skipped, as libjpeg does
+            gap = read(pos, MAX_GARBAGE)
+            skip = gap.find(b"\xff")
+            if skip < 0:
+                raise HeaderError("JPEG marker expected, found none (corrupt)")
+            pos += skip
+            head = read(pos, 4)
+        if len(head) < 2:
+            raise HeaderError("JPEG data ends before its frame header (truncated)")
         marker = head[1]
         if marker == 0xFF:  # fill byte (B.1.1.2)
             pos += 1
