@@ -150,7 +150,7 @@ def test_info_lists_the_good_series_and_names_every_bad_file(battery) -> None:
     assert run.err == ""
     assert run.rss_mb < MAX_RSS_MB, run.rss_mb
     lines = run.out.splitlines()
-    assert any("4 image(s)" in ln and "16x16" in ln for ln in lines), run.out
+    assert any("4 image(s)" in ln and "16 x 16" in ln for ln in lines), run.out
     skipped = lines[lines.index(next(ln for ln in lines if ln.startswith("Skipped files"))) + 1:]
     for name, words in EXPECTED.items():
         if words is None:
