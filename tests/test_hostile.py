@@ -399,3 +399,21 @@ def test_nothing_usable_names_every_file_then_sums_up(tmp_path: Path) -> None:
     assert "65500 x 65500" in run.err_lines[0]
     assert len(run.err_lines) == 3 and run.err_lines[2].startswith("medviewer: error: ")
     assert "no displayable image (2 file(s) skipped" in run.err_lines[2]
+
+
+def test_demo_study_replaces_links_of_earlier_releases(tmp_path: Path) -> None:
+    """The demo folder used to link to pydicom's files; links leading out are now refused,
+    so the demo holds hard links or copies, and an old cache is repaired."""
+    from medviewer.viewer.io.demo import demo_root, real_files
+    from medviewer.viewer.io.scan import scan
+
+    old = tmp_path / "demo-study-v1" / "pydicom"
+    old.mkdir(parents=True)
+    first = real_files()[0]
+    os.symlink(first, old / first.name)
+    root = demo_root(tmp_path)
+    assert not any(p.is_symlink() for p in (root / "pydicom").iterdir())
+    res = scan(root)
+    listed = {r.path.name for se in res.all_series() for r in se.items}
+    assert {p.name for p in real_files()} <= listed | {s.path.name for s in res.non_image}
+    assert not any("outside the opened folder" in s.reason for s in res.skipped)
