@@ -262,6 +262,16 @@ def capture_native_stderr() -> bool:
                     native.warning("%s", line.decode("utf-8", "replace").rstrip())
 
     threading.Thread(target=pump, name="native-stderr", daemon=True).start()
+
+    def restore() -> None:  # at exit: late writers must never block on a pipe nobody reads
+        try:
+            os.dup2(saved, 2)
+        except OSError:
+            pass
+
+    import atexit
+
+    atexit.register(restore)
     return True
 
 
