@@ -40,3 +40,26 @@ def test_train_help_shows_defaults_and_every_architecture(capsys):
     for arch in ARCHITECTURES:
         assert arch in out, arch
     assert "examples:" in out
+
+
+def test_output_cut_short_by_a_pipe_is_not_an_error():
+    """`medviewer info BIG | head -1`: the reader closes the pipe early; no error line, exit 0.
+
+    The command writes far more than a pipe buffer holds, so the write really fails (EPIPE).
+    """
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from medviewer.viewer.errors import run_command\n"
+            "def listing(argv):\n"
+            "    for i in range(200000):\n"
+            "        print(f'series {i:06d} ' + 'x' * 60)\n"
+            "    return 0\n"
+            "sys.exit(run_command(listing, []))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().startswith(b"series 000000")
+    proc.stdout.close()          # as `head -1` does
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, err
+    assert err == ""
