@@ -28,16 +28,16 @@ from typing import Any
 import numpy as np
 
 from medviewer.engine.cam import CAM_METHODS
-from medviewer.viewer.clikit import EXIT_FAIL, EXIT_OK, EXIT_PARTIAL, Parser, pick_series, require_images, write_png
+from medviewer.viewer.clikit import (EXIT_FAIL, EXIT_OK, EXIT_PARTIAL, Parser, pick_series, relative,
+                                     report_skipped, require_images, say, write_png)
 from medviewer.viewer.errors import UsageError
+from medviewer.viewer.io.model import printable
 
 
-def _rel(root: Path, path: Path) -> str:
-    base = root if root.is_dir() else root.parent
-    try:
-        return path.relative_to(base).as_posix()
-    except ValueError:
-        return path.as_posix()
+def _item_reason(path: Path, reason: str) -> str:
+    """A decode error's text without the file name it starts with (the line names the file)."""
+    prefix = f"{printable(path.name)}: "
+    return printable(reason[len(prefix):] if reason.startswith(prefix) else reason)
 
 
 def _safe(text: str) -> str:
@@ -115,12 +115,17 @@ def main_predict(argv: list[str]) -> int:
         except OSError as exc:
             raise UsageError(f"{cam_dir}: cannot create the folder ({exc.strerror})") from None
 
+    from medviewer.engine.threads import apply as apply_thread_policy
+
+    apply_thread_policy()  # every CPU we may use: decoding runs in line with the forward pass
     model = load_model(args.model, device=None if args.device == "auto" else args.device)
     result = open_path(args.path)
+    if not result.all_series():
+        report_skipped("medviewer predict", result)  # each file's line before the summary
     require_images(result, args.path)
     chosen = [pick_series(result, args.series)] if args.series else [s for s in result.all_series() if s.items]
+    report_skipped("medviewer predict", result)
 
-    root = Path(result.root)
     if model.card.tta and tta is None:
         print("medviewer predict: note: the model's metrics were measured with test-time augmentation "
               f"({model.card.tta}); add --tta to match", file=sys.stderr)
@@ -143,7 +148,8 @@ def main_predict(argv: list[str]) -> int:
             keep = [i for i in range(len(series.items)) if i not in pred.failed]
             failures += len(pred.failed)
             for i, reason in sorted(pred.failed.items()):
-                print(f"medviewer predict: skipped {_rel(root, series.items[i].path)}: {reason}", file=sys.stderr)
+                path = series.items[i].path
+                say("medviewer predict", f"skipped {relative(result, path)}: {_item_reason(path, reason)}")
             items = []
             for i in keep:
                 ref = series.items[i]
@@ -153,7 +159,7 @@ def main_predict(argv: list[str]) -> int:
                     cam_rel = f"{s_idx:02d}_{_safe(series.series_uid)}/{i:04d}.npy"
                     _write_cam(cam_dir, cam_rel, pred.cams[i], render(store.get(ref), store.meta(ref)))
                 items.append({
-                    "path": _rel(root, ref.path), "frame": ref.frame,
+                    "path": relative(result, ref.path), "frame": ref.frame,
                     "probabilities": {c: float(v) for c, v in zip(model.classes, pr)},
                     "top": model.classes[int(np.argmax(pr))], "cam": cam_rel,
                 })

@@ -7,6 +7,7 @@ to decode is reported in `failed` instead of aborting the series.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medviewer.viewer.errors import MedviewerError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
     from medviewer.engine.modelfile import LoadedModel
@@ -40,9 +43,15 @@ class SeriesImages(Sequence):
         try:
             return self.store.get(ref), self.store.meta(ref)
         except MedviewerError as exc:
-            with self._lock:
-                self.failed[i] = str(exc)
-            return np.zeros(self.shape, dtype=np.uint8), None
+            reason = str(exc)
+        except MemoryError:
+            reason = "not enough memory to decode this image"
+        except Exception as exc:  # a decoder's own error: this slice only, never the series
+            log.warning("decode of %s failed", ref.path.name, exc_info=True)
+            reason = f"cannot decode ({type(exc).__name__}: {str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ''})"
+        with self._lock:
+            self.failed[i] = reason
+        return np.zeros(self.shape, dtype=np.uint8), None
 
 
 @dataclass

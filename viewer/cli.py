@@ -108,7 +108,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.  Headless commands keep C libraries' messages
+    (libpng, libjpeg, OpenCV) out of the terminal: they go to the log file."""
+    if len(sys.argv) > 1 and sys.argv[1] in COMMANDS:
+        from medviewer.viewer.logs import capture_native_stderr
+
+        capture_native_stderr()
     sys.exit(main())
 
 
