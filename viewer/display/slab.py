@@ -32,9 +32,16 @@ through OpenCV's 16S path, which places samples at 1/32 pixel):
   cv2.warpAffine per sheet, no masks.
 * `viewer.display.slab_layers.layers` -- double-oblique planes (d in {k, r}):
   per output tile one cv2.remap for all layers of samples.
+* `viewer.display.slab_layers.crossing_layers` -- the rest (double-oblique planes
+  whose normal crosses columns most often, pixel types OpenCV cannot remap): one
+  trilinear plane per layer of crossings.
+Volumes with unequal slice spacing keep mpr's own layered sampler (a plane every
+voxel step along the normal, resampled through the actual slice positions).
 
-Sheets run in two worker threads (OpenCV releases the GIL); per-call OpenCV
-threading stays as configured (cv2.setNumThreads).
+Crossings within 1e-6 mm beyond +-T/2 count; samples within EDGE (index units) of
+the hull of voxel centres count as inside.  Sheets run in two worker threads
+(OpenCV releases the GIL); per-call OpenCV threading stays as configured
+(cv2.setNumThreads).
 """
 
 from __future__ import annotations
