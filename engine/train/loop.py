@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from medviewer.engine.train import checkpoint as ckpt
+from medviewer.engine.train import featcache
 from medviewer.engine.train import model as tmodel
 from medviewer.engine.train.schedule import replan
 from medviewer.engine.train.augment import AugmentSpec, augment_batch
@@ -269,8 +269,10 @@ def _resident(t: torch.Tensor, device: torch.device) -> torch.Tensor:
 def fit(args: Any, x: torch.Tensor, y: torch.Tensor, train_idx: Sequence[int], val_idx: Sequence[int],
         num_classes: int, out: Path | None, *, dist: DistInfo | None = None,
         should_stop: Callable[[], bool] | None = None, trial: Any = None,
-        log: Callable[[str], None] = print) -> FitResult:
-    """Train per ``args`` (see cli.get_args_parser); checkpoint into ``out`` if given."""
+        log: Callable[[str], None] = print, on_epoch: Callable[[dict], None] | None = None) -> FitResult:
+    """Train per ``args`` (see cli.get_args_parser); checkpoint into ``out`` if given.
+
+    ``on_epoch(record)`` sees each epoch's history record (history.csv, TensorBoard)."""
     dist = dist or DistInfo()
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
@@ -327,6 +329,7 @@ def fit(args: Any, x: torch.Tensor, y: torch.Tensor, train_idx: Sequence[int], v
         note = replan(sched, args.scheduler, planned, args.epochs, steps, args.pct_start)
         if note:
             log(note)
+    cache, cache_note = featcache.prepare(args, model, x, y, train_idx, val_idx, device, dist.world, log)
     net: nn.Module = model
     if dist.world > 1:
         net = nn.parallel.DistributedDataParallel(model, find_unused_parameters=args.freeze != "none")
@@ -353,23 +356,36 @@ def fit(args: Any, x: torch.Tensor, y: torch.Tensor, train_idx: Sequence[int], v
             order = train_idx_t[torch.randperm(len(train_idx_t), generator=gen)]
             order = dist.shard(order)
             ep_t0 = time.perf_counter()
-            ls, cor, seen = train_one_epoch(
-                net, criterion, opt, x_train, y_train, order, args.batch_size, device, args.aug, gen,
-                sched if args.scheduler == "onecycle" else None, scaler,
-                frozen if staged_frozen else None, should_stop,
-                prefix=f"epoch {epoch + 1}/{args.epochs}")
-            ls, cor, seen = all_reduce_sum(dist, [ls, cor, seen])
-            if precise_bn and len(xv):
-                recalibrate_bn(model, x_train, bn_idx, args.batch_size, device, amp)
-            v_loss, v_acc, _ = evaluate(model, xv, yv, args.batch_size, device, weight)
+            if cache is not None:   # the head on cached backbone features (engine.train.featcache)
+                ls, cor, seen = train_one_epoch(
+                    cache.tail, criterion, opt, cache.train_features(epoch), cache.train_y, cache.remap[order],
+                    args.batch_size, device, AugmentSpec(), gen, sched if args.scheduler == "onecycle" else None,
+                    scaler, None, should_stop, prefix=f"epoch {epoch + 1}/{args.epochs}")
+                if precise_bn and len(xv):
+                    recalibrate_bn(cache.tail, cache.train_features(epoch), cache.remap[bn_idx], args.batch_size,
+                                   device, amp)
+                v_loss, v_acc, _ = evaluate(cache.tail, cache.val, yv, args.batch_size, device, weight)
+            else:
+                ls, cor, seen = train_one_epoch(
+                    net, criterion, opt, x_train, y_train, order, args.batch_size, device, args.aug, gen,
+                    sched if args.scheduler == "onecycle" else None, scaler,
+                    frozen if staged_frozen else None, should_stop,
+                    prefix=f"epoch {epoch + 1}/{args.epochs}")
+                ls, cor, seen = all_reduce_sum(dist, [ls, cor, seen])
+                if precise_bn and len(xv):
+                    recalibrate_bn(model, x_train, bn_idx, args.batch_size, device, amp)
+                v_loss, v_acc, _ = evaluate(model, xv, yv, args.batch_size, device, weight)
             lr = opt.param_groups[-1]["lr"]
             if sched is not None and args.scheduler == "plateau":
                 sched.step(v_loss if not math.isnan(v_loss) else ls / max(seen, 1))
             elif sched is not None and args.scheduler != "onecycle":
                 sched.step()
+            dt = time.perf_counter() - ep_t0
             rec = {"epoch": epoch + 1, "train_loss": ls / max(seen, 1), "train_accuracy": cor / max(seen, 1),
-                   "val_loss": v_loss, "val_accuracy": v_acc, "lr": lr}
+                   "val_loss": v_loss, "val_accuracy": v_acc, "lr": lr, "seconds": dt}
             history.append(rec)
+            if on_epoch is not None and dist.is_main:
+                on_epoch(rec)
             monitor = v_loss if not math.isnan(v_loss) else rec["train_loss"]
             if monitor < best["loss"] - 1e-6:
                 best = {"loss": monitor, "epoch": epoch + 1,
@@ -377,7 +393,6 @@ def fit(args: Any, x: torch.Tensor, y: torch.Tensor, train_idx: Sequence[int], v
                 bad = 0
             else:
                 bad += 1
-            dt = time.perf_counter() - ep_t0
             eta = (time.perf_counter() - t_start) / (epoch + 1 - start) * (args.epochs - epoch - 1)
             log(f"epoch {epoch + 1}/{args.epochs}  train loss {rec['train_loss']:.4f} acc {rec['train_accuracy']:.3f}"
                 f"  val loss {v_loss:.4f} acc {v_acc:.3f}  lr {lr:.2e}  {dt:.1f}s  ETA {eta:.0f}s")
@@ -411,9 +426,10 @@ def fit(args: Any, x: torch.Tensor, y: torch.Tensor, train_idx: Sequence[int], v
     if best["state"] is not None and args.restore_best:
         model.load_state_dict(best["state"])
         restored = best["epoch"]
-    if precise_bn and not len(xv) and history:    # with a validation split it was done every epoch
+    if precise_bn and not len(xv) and history and cache is None:    # with a validation split it was done every epoch
         recalibrate_bn(model, x_train, bn_idx, args.batch_size, device, amp)
-    return FitResult(model, history, best["epoch"], stopped_early, restored_epoch=restored)
+    return FitResult(model, history, best["epoch"], stopped_early, extra={"feature_cache": cache_note},
+                     restored_epoch=restored)
 
 
 def args_dict(args: Any) -> dict[str, Any]:

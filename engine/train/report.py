@@ -46,19 +46,21 @@ def _clean(obj: Any) -> Any:
 HYPER_KEYS = ("arch", "weights", "freeze", "stage_epochs", "unfreeze_lr_factor", "dropout", "hidden",
               "head_batchnorm", "image_size", "resize", "window", "optimizer", "lr", "momentum", "nesterov",
               "weight_decay", "scheduler", "step_size", "gamma", "plateau_patience", "min_lr", "pct_start",
-              "epochs", "batch_size", "patience", "restore_best", "precise_bn", "class_weights", "seed", "augment", "aug",
-              "val_fraction", "test_fraction", "label_from_name", "device", "amp")
+              "epochs", "batch_size", "patience", "restore_best", "precise_bn", "class_weights", "seed", "augment",
+              "aug", "val_fraction", "test_fraction", "label_from_name", "device", "amp",
+              "bootstrap", "folds", "group_regex", "feature_cache", "feature_cache_copies", "feature_cache_used",
+              "tta", "tta_shift")
 
 
 def build_report(args: Any, classes: list[str], class_map: dict[str, str], counts: dict,
-                 history: list[dict], metrics: dict, search: dict | None,
+                 history: list[dict], metrics: dict, search: dict | None, cv: dict | None = None,
                  training: dict | None = None, warnings: Sequence[str] = ()) -> dict:
-    """report.json: the keys of issue 4, then ``training`` (which epoch the model is,
-    how it was chosen, the validation check against chance) and ``warnings``."""
+    """report.json: the keys of issue 4, ``cv`` (cross-validation), then ``training`` (which
+    epoch the model is, how it was chosen, the validation check against chance) and ``warnings``."""
     hp = {k: v for k, v in args_dict(args).items() if k in HYPER_KEYS}
     return _clean({"classes": list(classes), "class_map": dict(class_map),
                    "splits": {s: dict(counts[s]) for s in ("train", "val", "test")},
-                   "hyperparameters": hp, "history": history, "test": metrics, "search": search,
+                   "hyperparameters": hp, "history": history, "test": metrics, "search": search, "cv": cv,
                    "training": training, "warnings": list(warnings)})
 
 
@@ -95,12 +97,16 @@ def write_text(path: Path, text: str) -> None:
 
 def write_all(out: Path, *, args: Any, index: Any, images: Any, summ: dict, history: list[dict],
               test_idx: Sequence[int], probs: np.ndarray | None, metrics: dict, search: dict | None,
-              card: Any, model: Any, log: Callable[[str], None] = print,
+              card: Any, model: Any, log: Callable[[str], None] = print, cv: dict | None = None,
               training: dict | None = None, warnings: Sequence[str] = ()) -> dict:
+    from medviewer.engine.train.runlog import write_history_csv
+
     classes = index.classes
-    rep = build_report(args, classes, index.class_map, summ["counts"], history, metrics, search,
-                       training, warnings)
+    rep = build_report(args, classes, index.class_map, summ["counts"], history, metrics, search, cv,
+                       training=training, warnings=warnings)
     write_text(out / "report.json", json.dumps(rep, indent=2))
+    if history or not (out / "history.csv").is_file():   # --test-only keeps the training run's
+        write_history_csv(out / "history.csv", history)
     write_text(out / "dataset.json", json.dumps(_clean(summ), indent=2))
     test_samples = [images.samples[i] for i in test_idx]
     y_test = [int(images.y[i]) for i in test_idx]
