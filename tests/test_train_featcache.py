@@ -19,9 +19,37 @@ def args_for(arch: str, *extra: str):
                   "--device", "cpu", "--freeze", "backbone", "--seed", "3", *extra])
 
 
-def heads(arch: str, *extra: str):
+def backbone_file(arch: str, x: torch.Tensor, folder) -> str:
+    """A backbone worth freezing: random weights whose BatchNorm statistics describe ``x``.
+
+    A frozen backbone runs in eval mode.  With the statistics of a fresh
+    torchvision model (mean 0, variance 1) MobileNetV3's activations shrink layer
+    after layer: its features are ~1e-9, a hidden layer's outputs are its bias plus
+    ~1e-11, all images look the same in float32, and whether the head's BatchNorm
+    weight gets any gradient at all depends on rounding (the thread count).  Real
+    backbones (ImageNet, a PATH) have statistics of real data; so does this one.
+    """
+    from safetensors.torch import save_file
+
+    torch.manual_seed(11)
+    m = registry.build_model(arch, 3)
+    for bn in m.modules():
+        if isinstance(bn, torch.nn.modules.batchnorm._BatchNorm):
+            bn.reset_running_stats()
+            bn.momentum = None                    # the exact average over the batches below
+    m.train()
+    with torch.no_grad():
+        for chunk in x.float().split(8):
+            m(chunk)
+    path = folder / f"{arch}-backbone.safetensors"
+    save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(path))
+    return str(path)
+
+
+def heads(arch: str, folder, *extra: str):
     """(cached result, uncached result, initial head) for one recipe."""
     x, y, tr, va = tiny_data(8, 3, 32)
+    extra = ("--weights", backbone_file(arch, x[tr], folder), *extra)
     on = fit(args_for(arch, *extra), x, y, tr, va, 3, None, log=lambda m: None)
     off = fit(args_for(arch, "--no-feature-cache", *extra), x, y, tr, va, 3, None, log=lambda m: None)
     a = args_for(arch, *extra)
@@ -35,8 +63,8 @@ def heads(arch: str, *extra: str):
     # classifier = Linear, Hardswish, Dropout (frozen, random in training) + a hidden head with BatchNorm
     ("mobilenet_v3_small", ("--hidden", "16", "--head-batchnorm", "--dropout", "0.2", "--scheduler", "cosine")),
 ])
-def test_cached_head_equals_uncached_head(arch, extra):
-    on, off, init = heads(arch, *extra)
+def test_cached_head_equals_uncached_head(arch, extra, tmp_path):
+    on, off, init = heads(arch, tmp_path, *extra)
     assert on.extra["feature_cache"].startswith("on") and off.extra["feature_cache"].startswith("off")
     a, b = on.model.state_dict(), off.model.state_dict()
     prefix = registry.head_path(arch).split(".")[0] + "."

@@ -137,6 +137,10 @@ def _main(args: Any, dist: ddp.DistInfo, log: Callable[[str], None],
                    test_only=bool(args.test_only), is_main=dist.is_main, log=log)
     warn = Warnings(dist)
     index, images, card, summ = prepare(args, log, warn)
+    if args.freeze == "backbone" and str(args.weights).strip().lower() == "none" and not args.test_only:
+        warn("--freeze backbone with --weights none: the frozen backbone keeps its random weights and the "
+             "BatchNorm statistics of a new model, so the head trains on features that carry almost nothing "
+             "of the image; give --weights imagenet or a PATH, or --freeze none")
     classes = index.classes
     tr, va, te = (images.split_indices(s) for s in ("train", "val", "test"))
     search_block = cv_block = None
