@@ -128,7 +128,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     o.add_argument("--batch-size", type=_positive_int, default=32)
     o.add_argument("--patience", type=int, default=0, help="early stopping on val loss (0 = off)")
     o.add_argument("--no-restore-best", dest="restore_best", action="store_false",
-                   help="keep the last epoch's weights instead of the best")
+                   help="keep the last epoch's weights; by default the lowest-val-loss epoch is handed "
+                        "over when it is significantly more accurate on validation than the last one")
     o.add_argument("--no-precise-bn", dest="precise_bn", action="store_false",
                    help="keep BatchNorm's running statistics as training left them instead of "
                         "recomputing them with the final weights after each epoch")
