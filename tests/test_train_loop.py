@@ -228,3 +228,26 @@ def test_staged_run_never_hands_over_a_head_only_epoch():
     res = fit(args_for("--freeze", "staged", "--epochs", "3", "--stage-epochs", "2", "--lr", "0.05"),
               x, y, tr, va, 3, None, log=lambda m: None)
     assert res.best_epoch == 3 and res.restored_epoch == 3
+
+
+def test_restore_best_needs_a_significantly_more_accurate_epoch():
+    """The lowest-val-loss epoch is handed over only if it is significantly more accurate than the last."""
+    from medviewer.engine.train.loop import _best_is_better
+
+    torch.manual_seed(0)
+    x = torch.randn(60, 4)
+    y = (x[:, 0] > 0).long()
+    model = torch.nn.Linear(4, 2)
+    right = {"weight": torch.tensor([[-5.0, 0, 0, 0], [5.0, 0, 0, 0]]), "bias": torch.zeros(2)}
+    wrong = {"weight": torch.tensor([[0, -5.0, 0, 0], [0, 5.0, 0, 0]]), "bias": torch.zeros(2)}   # ~chance
+    logs: list[str] = []
+    cpu = torch.device("cpu")
+
+    model.load_state_dict(wrong)          # the last epoch is at chance, the best one is right: restore
+    assert _best_is_better(model, {"epoch": 2, "state": right}, model, x, y, 16, cpu, logs.append, 5)
+    assert torch.equal(model.weight, right["weight"]) and not logs
+
+    model.load_state_dict(right)          # the "best" (lower loss) epoch is no more accurate: keep the last
+    assert not _best_is_better(model, {"epoch": 1, "state": wrong}, model, x, y, 16, cpu, logs.append, 5)
+    assert torch.equal(model.weight, right["weight"])
+    assert "keeping epoch 5" in logs[0] and "not significantly more accurate" in logs[0]
