@@ -18,7 +18,7 @@ from typing import Any
 
 from medviewer.viewer.errors import ModelFileError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2   # 2: temperature, ood (+ medviewer.ood.* tensors), trained_on, operating_point
 METADATA_KEY = "medviewer.card"  # key of the card JSON in the safetensors metadata
 INTENDED_USES = ("research", "demo", "validated")
 RESIZE_MODES = ("letterbox", "stretch", "center_crop")
@@ -52,6 +52,13 @@ class ModelCard:
     monochrome1: "invert" shows MONOCHROME1 with low values white, as on screen
     (PS3.3 C.7.6.3.1.2); "raw" keeps the stored polarity.
     head: {"hidden": [..], "dropout": p, "batchnorm": bool} (engine.registry).
+    temperature: logits are divided by it before the softmax (temperature scaling fitted
+    on the validation split, Guo et al. 2017); 1.0 = uncalibrated.
+    ood: the out-of-distribution model (engine.ood; its tensors are in the file); {} = none.
+    trained_on: what the training images were, for the input guard (engine.guard):
+    {"modality": [..], "photometric": [..], "body_part": [..]} (DICOM (0008,0060),
+    (0028,0004), (0018,0015) values); a missing or empty list means unknown.
+    operating_point: the decision rule and what it measured on the test split.
     """
 
     name: str
@@ -72,6 +79,10 @@ class ModelCard:
     description: str = ""
     training_data: dict[str, Any] = field(default_factory=dict)  # {"summary": str, "sha256": str, ...}
     metrics: dict[str, float] = field(default_factory=dict)
+    temperature: float = 1.0
+    ood: dict[str, Any] = field(default_factory=dict)
+    trained_on: dict[str, list[str]] = field(default_factory=dict)
+    operating_point: dict[str, Any] = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     medviewer_version: str = field(default_factory=_medviewer_version)
 
@@ -130,9 +141,37 @@ class ModelCard:
         for k, v in self.metrics.items():
             if not (v is None or isinstance(v, str) or _is_number(v)):
                 raise bad("metrics", f"value of {k!r} must be a finite number, got {_short(v)}")
+        self._validate_trust(bad)
         if not self.cam_layer:
             self.cam_layer = default_cam_layer(self.architecture)
         return self
+
+    def _validate_trust(self, bad) -> None:
+        from medviewer.engine.ood import validate_entry
+
+        t = self.temperature
+        if not _is_number(t) or not 0.01 <= t <= 100:
+            raise bad("temperature", f"must be a number in 0.01..100, got {_short(t)}")
+        validate_entry(self.ood, bad)
+        if not isinstance(self.trained_on, dict):
+            raise bad("trained_on", "must be an object of lists of DICOM values")
+        for key, values in self.trained_on.items():
+            if key not in TRAINED_ON_KEYS:
+                raise bad("trained_on", f"has unknown key {_short(key)} (known: {', '.join(TRAINED_ON_KEYS)})")
+            if not isinstance(values, list) or len(values) > 64:
+                raise bad("trained_on", f"{key!r} must be a list of at most 64 values")
+            for v in values:
+                _text(v, "trained_on", bad, empty=False, limit=64)
+        if not isinstance(self.operating_point, dict):
+            raise bad("operating_point", "must be an object")
+        for k, v in self.operating_point.items():
+            vals = v.values() if isinstance(v, dict) else [v]
+            if not all(x is None or isinstance(x, str) or _is_number(x) for x in vals):
+                raise bad("operating_point", f"value of {k!r} must be a number, text or an object of numbers")
+
+    @property
+    def has_ood(self) -> bool:
+        return bool(self.ood)
 
     def _validate_head(self, bad) -> None:
         head = self.head
@@ -248,6 +287,8 @@ def read_card_file(path: str | Path) -> "ModelCard":
         raise ModelFileError(f"{path}: cannot read the card ({exc.strerror})") from None
     return ModelCard.from_dict(load_json(raw, path.name, "model card"), path.name)
 
+
+TRAINED_ON_KEYS = ("modality", "photometric", "body_part")
 
 REQUIRED_FIELDS = ("format_version", "name", "version", "architecture", "classes", "input_size",
                    "mean", "std", "window", "intended_use")

@@ -11,6 +11,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -101,12 +102,13 @@ def iter_prepared(model: "LoadedModel", images: Any, metas: Sequence[Any] | None
 
 
 def forward_probs(model: "LoadedModel", x: "torch.Tensor") -> np.ndarray:
-    """Softmax probabilities of one batch, as float32 numpy (B, C)."""
+    """Calibrated softmax probabilities of one batch, as float32 numpy (B, C)."""
     return _Pending(model, x).result()
 
 
 class _Pending:
-    """One batch's forward pass, launched; `result()` waits for its probabilities.
+    """One batch's forward pass, launched; `result()` waits for its probabilities
+    (and `scores()` for its out-of-distribution scores when the model has an OOD model).
 
     On CUDA the probabilities come back by a non-blocking copy into page-locked
     memory, so the caller can launch the next batch's forward before waiting
@@ -124,15 +126,16 @@ class _Pending:
 
             graph = graphed(model, tuple(x.shape))
         self._event = None
+        self._classes = len(model.classes)
         if graph is not None:
             x = prepare_input(x, model.device)
             with graph.lock:  # the static output is copied out before anyone replays again
                 self._fetch(graph(x))
             return
-        with torch.inference_mode(), autocast(model.device):
+        with torch.inference_mode(), autocast(model.device), model.feature_tap() as tap:
             logits = model.module(prepare_input(x, model.device))
-            probs = torch.softmax(logits.float(), dim=1)
-        self._fetch(probs)
+            out = model.outputs(logits, tap)   # temperature-scaled probabilities [+ OOD score]
+        self._fetch(out)
 
     def _fetch(self, probs: "torch.Tensor") -> None:
         import torch
@@ -149,17 +152,52 @@ class _Pending:
     def asynchronous(self) -> bool:
         return self._event is not None
 
-    def result(self) -> np.ndarray:
+    def _all(self) -> np.ndarray:
         if self._event is not None:
             self._event.synchronize()
+            self._event = None
         return self._host.numpy()
+
+    def result(self) -> np.ndarray:
+        """(B, C) probabilities."""
+        return self._all()[:, :self._classes]
+
+    def scores(self) -> np.ndarray | None:
+        """(B,) out-of-distribution scores, or None when the model has no OOD model."""
+        out = self._all()
+        return out[:, self._classes] if out.shape[1] > self._classes else None
+
+
+@dataclass
+class Prediction:
+    """What a model says about N images: calibrated probabilities and OOD scores."""
+
+    probs: np.ndarray              # (N, C) float32, softmax of logits / card temperature
+    ood: np.ndarray | None = None  # (N,) float32 out-of-distribution scores; None: no OOD model
+    threshold: float | None = None  # scores above it are flagged
+
+    @property
+    def flags(self) -> np.ndarray | None:
+        """(N,) bool: the image is unlike the training images (None without an OOD model)."""
+        return None if self.ood is None or self.threshold is None else self.ood > self.threshold
 
 
 def predict(model: "LoadedModel", images: Any, metas: Sequence[Any] | None = None, batch_size: int = 16,
             progress: Callable[[int, int], None] | None = None,
             should_stop: Callable[[], bool] | None = None,
             on_batch: Callable[[int, np.ndarray], None] | None = None) -> np.ndarray:
-    """Class probabilities (N, C) float32; `on_batch(start, probs)` streams partial results.
+    """Class probabilities (N, C) float32 (temperature-scaled as the card says);
+    `on_batch(start, probs)` streams partial results.  See `predict_full` for the
+    out-of-distribution scores."""
+    return predict_full(model, images, metas, batch_size, progress, should_stop,
+                        on_batch=(lambda a, p, _s: on_batch(a, p)) if on_batch else None).probs
+
+
+def predict_full(model: "LoadedModel", images: Any, metas: Sequence[Any] | None = None, batch_size: int = 16,
+                 progress: Callable[[int, int], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None,
+                 on_batch: Callable[[int, np.ndarray, np.ndarray | None], None] | None = None) -> Prediction:
+    """Probabilities and out-of-distribution scores; `on_batch(start, probs, scores|None)`.
 
     On CUDA each batch's probabilities are collected after the next batch's
     forward pass has been launched (one batch in flight), so results and
@@ -169,13 +207,17 @@ def predict(model: "LoadedModel", images: Any, metas: Sequence[Any] | None = Non
     """
     n = len(images)
     out = np.zeros((n, len(model.classes)), dtype=np.float32)
+    ood = np.full(n, np.nan, dtype=np.float32) if model.ood is not None else None
     if progress:
         progress(0, n)
 
     def finish(a: int, b: int, pending: _Pending) -> None:
         out[a:b] = pending.result()
+        scores = pending.scores()
+        if ood is not None and scores is not None:
+            ood[a:b] = scores
         if on_batch:
-            on_batch(a, out[a:b])
+            on_batch(a, out[a:b], ood[a:b] if ood is not None else None)
         if progress:
             progress(b, n)
 
@@ -194,7 +236,7 @@ def predict(model: "LoadedModel", images: Any, metas: Sequence[Any] | None = Non
     finally:  # also on Cancelled: what was computed is delivered
         if in_flight is not None:
             finish(*in_flight)
-    return out
+    return Prediction(out, ood, model.ood.threshold if model.ood is not None else None)
 
 
 def aggregate(probs: np.ndarray, method: str = "mean", k: int = 3) -> np.ndarray:

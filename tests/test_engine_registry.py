@@ -80,7 +80,7 @@ def test_card_round_trip_and_default_cam_layer():
     assert card.cam_layer == "layer4"
     back = ModelCard.from_json(card.to_json())
     assert back == card
-    assert json.loads(card.to_json())["format_version"] == 1
+    assert json.loads(card.to_json())["format_version"] == 2
 
 
 @pytest.mark.parametrize("change, message", [
@@ -94,6 +94,17 @@ def test_card_round_trip_and_default_cam_layer():
     ({"std": [1, 0, 1]}, "std"),
     ({"mean": [0.5]}, "mean"),
     ({"format_version": 99}, "newer"),
+    ({"temperature": 0}, "temperature"),
+    ({"temperature": "1.5"}, "temperature"),
+    ({"ood": {"method": "energy", "threshold": 1.0, "layers": []}}, "ood.*unknown method"),
+    ({"ood": {"method": "mahalanobis-ensemble", "threshold": 1.0, "layers": [{"name": "fc"}]}}, "ood"),
+    ({"ood": {"method": "mahalanobis-ensemble", "threshold": 1.0,
+              "layers": [{"name": "fc:input", "dim": 4, "components": 8, "residual_variance": 1.0,
+                          "center": 0.0, "scale": 1.0}]}}, "components"),
+    ({"ood": [1]}, "ood"),
+    ({"trained_on": {"colour": ["RGB"]}}, "trained_on.*unknown key"),
+    ({"trained_on": {"modality": "CT"}}, "trained_on"),
+    ({"operating_point": {"accuracy": [1]}}, "operating_point"),
 ])
 def test_card_validation_errors(change, message):
     data = _card().to_dict()
