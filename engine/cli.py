@@ -6,9 +6,16 @@
     medviewer convert-model IN.pt OUT.safetensors --card card.json
 
 The predict JSON is exactly {"model": {...}, "device", "series": [{"series_uid",
-"aggregate": {"method", "probabilities"}, "items": [{"path", "frame",
-"probabilities", "top", "cam"}]}]}; "cam" is a .npy path relative to --cam-dir
-(float32 [0, 1], the source image's rows x cols) with an overlay PNG beside it.
+"aggregate": {"method", "probabilities"}, "ood", "input_warnings", "audit_id",
+"items": [{"path", "frame", "probabilities", "top", "cam", "ood"}]}]}; "cam" is a
+.npy path relative to --cam-dir (float32 [0, 1], the source image's rows x cols)
+with an overlay PNG beside it.  Probabilities are calibrated (the card's
+temperature).  Item "ood" is {"score", "flag"} (flag: unlike the training images)
+and series "ood" {"flagged", "checked", "fraction_flagged", "threshold"}; both are
+null for models without an out-of-distribution model.  "input_warnings" are the
+input guard's mismatches with the card (engine.guard), also printed on stderr.
+Every series analysed is appended to the audit log (engine.audit); "audit_id"
+names its entry.
 Exit codes as for `info`: 0 ok, 1 ok but files skipped / slices undecodable,
 2 nothing usable or bad arguments (one-line errors via viewer.cli).
 """
@@ -50,6 +57,7 @@ def _write_cam(cam_dir: Path, rel: str, cam: np.ndarray, grey: np.ndarray) -> No
 
 def main_predict(argv: list[str]) -> int:
     """Classify every slice of the chosen series; optional Grad-CAM maps and JSON report."""
+    from medviewer.engine import audit, guard
     from medviewer.engine.device import describe
     from medviewer.engine.infer import AGGREGATIONS, aggregate, aggregation_name
     from medviewer.engine import load_model
@@ -95,18 +103,30 @@ def main_predict(argv: list[str]) -> int:
     root = Path(result.root)
     doc: dict[str, Any] = {
         "model": {"name": model.card.name, "version": model.card.version,
-                  "architecture": model.card.architecture, "classes": list(model.classes)},
+                  "architecture": model.card.architecture, "classes": list(model.classes),
+                  "temperature": model.temperature, "ood_check": model.ood is not None},
         "device": describe(model.device),
         "series": [],
     }
+    if model.ood is None:
+        print(f"medviewer predict: note: {model.card.name} has no out-of-distribution check "
+              "(an older model file); results on unusual images are not flagged", file=sys.stderr)
+    study_of = {s.series_uid: st.study_uid for st in result.studies for s in st.series}
+    audit_log = audit.AuditLog()
+    audit_failed = False
     failures = 0
     store = PixelStore(workers=1)
     try:
         for s_idx, series in enumerate(chosen):
             store.add_headers(series.headers)
+            warnings = guard.check_series(model.card, series, store)
+            if warnings:
+                print(f"medviewer predict: warning: series {series.series_uid}: {guard.summary(warnings)}",
+                      file=sys.stderr)
             pred = predict_series(model, store, series.items, (max(series.rows, 1), max(series.columns, 1)),
                                   cam_method=args.cam_method if cam_dir else None, batch_size=args.batch_size)
             keep = [i for i in range(len(series.items)) if i not in pred.failed]
+            flags = pred.flags
             failures += len(pred.failed)
             for i, reason in sorted(pred.failed.items()):
                 print(f"medviewer predict: skipped {_rel(root, series.items[i].path)}: {reason}", file=sys.stderr)
@@ -122,13 +142,37 @@ def main_predict(argv: list[str]) -> int:
                     "path": _rel(root, ref.path), "frame": ref.frame,
                     "probabilities": {c: float(v) for c, v in zip(model.classes, pr)},
                     "top": model.classes[int(np.argmax(pr))], "cam": cam_rel,
+                    "ood": ({"score": float(pred.ood[i]), "flag": bool(flags[i])}
+                            if flags is not None else None),
                 })
             agg = aggregate(pred.probs[keep], args.aggregate, args.top_k) if keep else None
+            ood = pred.ood_summary(keep)
+            if ood is not None and ood["flagged"]:
+                print(f"medviewer predict: warning: series {series.series_uid}: {ood['flagged']} of "
+                      f"{ood['checked']} image(s) unlike the images this model was trained on", file=sys.stderr)
+            method = aggregation_name(args.aggregate, args.top_k)
+            entry = audit.Analysis(
+                model_name=model.card.name, model_version=model.card.version, model_sha256=model.sha256,
+                device=doc["device"], study_uid=study_of.get(series.series_uid), series_uid=series.series_uid,
+                n_items=len(keep), n_failed=len(pred.failed),
+                sop_uids=audit.sop_uids(series, [series.items[i] for i in keep]),
+                result=audit.series_result(model.classes, agg, method), ood_checked=ood is not None,
+                ood_flagged=ood["flagged"] if ood else None, ood_fraction=ood["fraction_flagged"] if ood else None,
+                input_warnings=[w.text() for w in warnings], source="cli",
+                status="complete" if keep else "failed")
+            try:
+                audit_id: str | None = audit_log.record_analysis(entry)
+            except audit.AuditError as exc:
+                print(f"medviewer predict: warning: {exc}", file=sys.stderr)
+                audit_id, audit_failed = None, True
             doc["series"].append({
                 "series_uid": series.series_uid,
-                "aggregate": {"method": aggregation_name(args.aggregate, args.top_k),
+                "aggregate": {"method": method,
                               "probabilities": ({c: float(v) for c, v in zip(model.classes, agg)}
                                                 if agg is not None else {})},
+                "ood": ood,
+                "input_warnings": [w.to_json() for w in warnings],
+                "audit_id": audit_id,
                 "items": items,
             })
     finally:
@@ -146,11 +190,14 @@ def main_predict(argv: list[str]) -> int:
         for s in doc["series"]:
             agg = s["aggregate"]["probabilities"]
             best = max(agg, key=agg.get) if agg else "-"
+            ood = s["ood"]
+            ood_text = "no OOD check" if ood is None else \
+                f"{ood['flagged']}/{ood['checked']} flagged out-of-distribution"
             print(f"series {s['series_uid']}: {len(s['items'])} image(s), "
-                  f"{s['aggregate']['method']} -> {best} {agg.get(best, 0.0):.3f}")
+                  f"{s['aggregate']['method']} -> {best} {agg.get(best, 0.0):.3f}, {ood_text}")
     if not any(s["items"] for s in doc["series"]):
         return EXIT_FAIL
-    return EXIT_PARTIAL if (failures or result.skipped) else EXIT_OK
+    return EXIT_PARTIAL if (failures or result.skipped or audit_failed) else EXIT_OK
 
 
 def main_convert(argv: list[str]) -> int:

@@ -5,6 +5,7 @@
     medviewer export PATH OUT.png ...  grey levels to PNG     (viewer.cli_study)
     medviewer predict PATH --model F   AI inference           (engine.cli)
     medviewer convert-model IN OUT     .pt -> .safetensors    (engine.cli)
+    medviewer audit [...]              AI audit log           (engine.audit_cli)
     medviewer --train ...              the trainer            (engine.train.cli)
     medviewer make-dataset OUT ...     synthetic dataset      (engine.train.cli)
     medviewer --self-test              support self-test      (viewer.selftest)
@@ -32,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo-study": ("medviewer.viewer.cli_study", "main_demo_study"),
     "predict": ("medviewer.engine.cli", "main_predict"),
     "convert-model": ("medviewer.engine.cli", "main_convert"),
+    "audit": ("medviewer.engine.audit_cli", "main_audit"),
     "--train": ("medviewer.engine.train.cli", "main_train"),
     "train": ("medviewer.engine.train.cli", "main_train"),
     "make-dataset": ("medviewer.engine.train.cli", "main_make_dataset"),
