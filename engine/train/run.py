@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from medviewer.engine import registry
@@ -22,7 +23,9 @@ from medviewer.engine.preprocess import PreprocessSpec
 from medviewer.engine.train import ddp
 from medviewer.engine.train.data import counts_table, discover
 from medviewer.engine.train.images import ImageSet, load_images, summary
+from medviewer.engine.train import calibrate
 from medviewer.engine.train.loop import FitResult, evaluate, fit
+from medviewer.engine.train.trust import TrustResult, fit_trust, merge_declared, operating_point, score_images
 from medviewer.viewer.errors import DatasetError, UsageError
 
 MODEL_FILE = "model.safetensors"
@@ -79,6 +82,21 @@ def prepare(args: Any, log: Callable[[str], None]) -> tuple[Any, ImageSet, Model
     return index, images, card, summ
 
 
+def _trust(args: Any, loaded: Any, model: torch.nn.Module, card: ModelCard, images: ImageSet, tr: list[int],
+           va: list[int], te: list[int], device: torch.device, log: Callable[[str], None]) -> TrustResult:
+    """Fit the temperature and the OOD model (or, with --test-only, use the saved ones)."""
+    if loaded is not None:
+        scores = (score_images(loaded.module, loaded.ood, images.x, te, args.batch_size, device)
+                  if loaded.ood is not None and len(te) else None)
+        return TrustResult(loaded.temperature, loaded.ood, scores, dict(card.trained_on))
+    trust = fit_trust(model, args.arch, images, tr, va, te, len(card.classes), args.batch_size, device,
+                      PreprocessSpec.from_card(card), log)
+    trust.trained_on = merge_declared(trust.trained_on, getattr(args, "modality", ""),
+                                      getattr(args, "body_part", ""))
+    log("trained on: " + (", ".join(f"{k} {'/'.join(v)}" for k, v in trust.trained_on.items()) or "unknown"))
+    return trust
+
+
 def data_digest(images: ImageSet) -> str:
     h = hashlib.sha256()
     for digest, s in sorted(zip(images.hashes, (s.label + s.split for s in images.samples))):
@@ -110,6 +128,7 @@ def _main(args: Any, dist: ddp.DistInfo, log: Callable[[str], None],
     classes = index.classes
     tr, va, te = (images.split_indices(s) for s in ("train", "val", "test"))
     search_block = None
+    loaded = None
     if args.test_only:
         from medviewer.engine.modelfile import load_model
 
@@ -141,15 +160,31 @@ def _main(args: Any, dist: ddp.DistInfo, log: Callable[[str], None],
     model = result.model.to(device)
     test_loss, test_acc, probs = evaluate(model, images.x[te], images.y[te], args.batch_size, device)
     y_test = images.y[te].tolist()
-    metrics = report.test_metrics(y_test, probs.numpy() if len(te) else None, classes)
+    probs_raw = probs.numpy() if len(te) else None
+    trust = _trust(args, loaded if args.test_only else None, model, card, images, tr, va, te, device, log)
+    probs_cal = calibrate.rescale(probs_raw, trust.temperature) if probs_raw is not None else None
+    metrics = report.test_metrics(y_test, probs_cal, classes)
+    metrics["ece"] = calibrate.ece(probs_cal, np.asarray(y_test)) if probs_cal is not None else None
+    metrics["ece_uncalibrated"] = calibrate.ece(probs_raw, np.asarray(y_test)) if probs_raw is not None else None
+    metrics["ood_flagged"] = (float(np.mean(trust.test_scores > trust.ood.threshold))
+                              if trust.ood is not None and trust.test_scores is not None and len(te) else None)
     if len(te):
         log(f"test: accuracy {metrics['accuracy']:.3f}  macro F1 {metrics['macro_f1']:.3f}  "
             f"loss {test_loss:.4f} ({len(te)} images)")
+        log(f"calibration (test): ECE {metrics['ece_uncalibrated']:.4f} before, {metrics['ece']:.4f} after "
+            f"temperature {trust.temperature:.3f}"
+            + (f"; {metrics['ood_flagged']:.1%} of test images flagged out-of-distribution"
+               if metrics["ood_flagged"] is not None else ""))
     else:
         log("no test images: test metrics are empty")
     if not args.test_only:
         card.metrics = {k: float(v) for k, v in metrics.items()
                         if isinstance(v, float) and not math.isnan(v)}
+        card.temperature = trust.temperature
+        card.trained_on = trust.trained_on
+        card.operating_point = operating_point(y_test, probs_cal, classes, probs_raw, trust.ood, trust.test_scores)
+        for note in trust.notes:
+            log(f"note: {note}")
         card.training_data = {
             "summary": f"{len(images.samples)} images, {len(classes)} classes "
                        f"(train {len(tr)}, val {len(va)}, test {len(te)})",
@@ -161,10 +196,10 @@ def _main(args: Any, dist: ddp.DistInfo, log: Callable[[str], None],
             import copy
 
             to_save = copy.deepcopy(result.model).half()
-        save_model(out / MODEL_FILE, to_save.cpu(), card)
+        save_model(out / MODEL_FILE, to_save.cpu(), card, ood=trust.ood.to("cpu") if trust.ood else None)
         result.model.to(device)
         log(f"wrote {out / MODEL_FILE}")
     report.write_all(out, args=args, index=index, images=images, summ=summ, history=result.history,
-                     test_idx=te, probs=probs.numpy() if len(te) else None, metrics=metrics,
-                     search=search_block, card=card, model=model, log=log)
+                     test_idx=te, probs=probs_cal, metrics=metrics,
+                     search=search_block, card=card, model=model, log=log, probs_uncalibrated=probs_raw)
     return 1 if images.skipped else 0
