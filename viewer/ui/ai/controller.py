@@ -3,6 +3,9 @@
 View state lives in the window's ViewState; results arrive from worker jobs
 by signal and pass the ResultRouter (tagged study/series/slice/model/generation)
 before anything is painted, so stale results are dropped (STYLE.md pattern 5).
+Out-of-distribution scores and the input check's warnings travel the same way;
+every finished analysis is appended to the audit log, and the reader's verdict
+on it too (engine.audit, written by AuditJob off the GUI thread).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from PySide6.QtWidgets import QFileDialog, QVBoxLayout, QWidget
 from medviewer.engine.results import ResultRouter
 from medviewer.viewer.ui.ai.strip import SliceStrip
 from medviewer.viewer.ui.ai.widgets import CamControls, ModelPicker, ProbabilityPanel
-from medviewer.viewer.ui.ai.worker import CamJob, JobSignals, LoadJob, SeriesJob
+from medviewer.viewer.ui.ai.worker import AuditJob, CamJob, JobSignals, LoadJob, SeriesJob
 
 log = logging.getLogger("medviewer.ai")
 
@@ -45,8 +48,16 @@ class AIController(QObject):
         self.pool.setMaxThreadCount(1)
         self.cam_pool = QThreadPool(self)
         self.cam_pool.setMaxThreadCount(1)
+        self.audit_pool = QThreadPool(self)      # one thread: entries are written in order
+        self.audit_pool.setMaxThreadCount(1)
+        self.audit_path: Any = None              # None: the user data folder's audit log
         self.model: Any = None
         self.probs: np.ndarray | None = None      # (N, C) of the series in view, NaN = not yet
+        self.ood: np.ndarray | None = None        # (N,) OOD scores, NaN = not yet; None: no OOD model
+        self.input_warnings: list[str] = []
+        self.analysis_id: str | None = None       # audit entry of the result in view (verdicts name it)
+        self._pending_analysis: Any = None
+        self._job_refs: list[Any] = []
         self._probs_key: tuple[str, str, str] | None = None
         self._job_started = 0.0
         self._job_count = 0
@@ -99,6 +110,10 @@ class AIController(QObject):
         self.state.sig_slice_changed.connect(self.on_slice_changed)
         self.signals.sig_loaded.connect(self.on_loaded)
         self.signals.sig_batch.connect(self.on_batch)
+        self.signals.sig_ood.connect(self.on_ood)
+        self.signals.sig_guard.connect(self.on_guard)
+        self.signals.sig_audit.connect(self.on_audit)
+        self.panel.verdict.sig_verdict.connect(self.record_verdict)
         self.signals.sig_cam.connect(self.on_cam)
         self.signals.sig_progress.connect(self.on_progress)
         self.signals.sig_finished.connect(self.on_finished)
@@ -185,6 +200,7 @@ class AIController(QObject):
         self.router.cancel()
         self.cams.clear()
         self.probs, self._probs_key = None, None
+        self._reset_trust()
         self.panel.set_model(model.card, describe(model.device))
         self.panel.status.setText(f"Model ready: {model.card.summary()}")
         self.cam.set_classes(model.classes)
@@ -210,8 +226,12 @@ class AIController(QObject):
         pkey = (key[0], key[1], self.model.model_id)
         if self._probs_key != pkey or self.probs is None or len(self.probs) != len(series.items):
             self.probs = np.full((len(series.items), len(self.model.classes)), np.nan, np.float32)
+            self.ood = np.full(len(series.items), np.nan, np.float32) if self.model.ood is not None else None
             self._probs_key = pkey
             self.strip.reset(len(series.items))
+        self._job_refs = list(refs)
+        self.analysis_id, self._pending_analysis = None, None
+        self.panel.verdict.set_analysis(None)
         self.strip.setVisible(True)
         self.strip.set_current(self.state.index)
         self._job_started = _now()
@@ -222,7 +242,7 @@ class AIController(QObject):
         self.panel.progress.setVisible(True)
         self.panel.cancel_button.setVisible(True)
         job = SeriesJob(self.signals, gen, self.router.is_current, self.model, self.window.pixels, refs,
-                        (max(1, series.rows), max(1, series.columns)), first_index)
+                        (max(1, series.rows), max(1, series.columns)), first_index, series=series)
         self.pool.start(job)
         return gen
 
@@ -255,6 +275,22 @@ class AIController(QObject):
             self._show_slice_probs()
         self._show_series_result()
 
+    def on_ood(self, gen: int, start: int, scores: np.ndarray) -> None:
+        """OOD scores of a batch (they arrive just before its probabilities)."""
+        if not self.router.accept(self.router.tag(gen, start)) or self.ood is None or self.model is None \
+                or self.model.ood is None:
+            return
+        stop = min(len(self.ood), start + len(scores))
+        self.ood[start:stop] = scores[: stop - start]
+        self.strip.set_flags(start, scores[: stop - start] > self.model.ood.threshold)
+
+    def on_guard(self, gen: int, warnings: list[str]) -> None:
+        """The input check's warnings for the series being analysed."""
+        if not self.router.is_current(gen):
+            return
+        self.input_warnings = list(warnings)
+        self.panel.trust.set_input_warnings(self.input_warnings)
+
     def on_finished(self, gen: int, kind: str, error: Any, seconds: float) -> None:
         if kind == "load":
             if error and gen == self._model_gen:
@@ -281,17 +317,23 @@ class AIController(QObject):
             self.panel.status.setText(f"Analyzed {n} image(s) in {seconds:.2f} s "
                                       f"({seconds / max(n, 1) * 1000:.0f} ms per image)")
         self._show_series_result()
+        if error is None or error == "cancelled":
+            self._record_analysis("complete" if error is None and self.router.is_current(gen) else "cancelled")
 
     def _show_slice_probs(self) -> None:
         i = self.state.index
         if self.probs is None or not 0 <= i < len(self.probs) or np.isnan(self.probs[i, 0]) \
                 or self._probs_key is None or self._view_key() != self._probs_key[:2]:
             self.panel.set_probabilities(None)
+            self.panel.trust.set_slice(None, None)
             return
         per = self._per_image
         if per is None:  # job still running: elapsed time over results so far
             per = (_now() - self._job_started) / max(1, self.strip.filled())
         self.panel.set_probabilities(self.probs[i], where=f"slice {i + 1}", seconds=per)
+        score = None if self.ood is None or np.isnan(self.ood[i]) else float(self.ood[i])
+        self.panel.trust.set_slice(score, self.model.ood.threshold if self.model.ood is not None else None,
+                                   f"slice {i + 1}")
 
     def _show_series_result(self) -> None:
         from medviewer.engine.infer import aggregate, aggregation_name
@@ -308,6 +350,79 @@ class AIController(QObject):
         self.panel.set_series_result(
             f"Series ({aggregation_name(self.aggregation)} over {len(done)}/{len(self.probs)} slices): "
             f"<b>{self.model.classes[top]}</b> {agg[top]:.3f}")
+        if self.ood is not None and self.model.ood is not None:
+            scored = self.ood[~np.isnan(self.ood)]
+            self.panel.trust.set_series(int(np.count_nonzero(scored > self.model.ood.threshold)), len(scored),
+                                        len(self.ood))
+
+    # -- trust: OOD, input check, audit log and the reader's verdict ------------------------
+    def _reset_trust(self) -> None:
+        self.ood = None
+        self.input_warnings = []
+        self.analysis_id, self._pending_analysis = None, None
+        self.panel.trust.clear()
+        self.panel.verdict.set_analysis(None)
+
+    def _record_analysis(self, status: str) -> None:
+        """Append the result in view to the audit log (off the GUI thread)."""
+        from medviewer.engine import audit
+        from medviewer.engine.device import describe
+        from medviewer.engine.infer import aggregate, aggregation_name
+
+        if self.probs is None or self.model is None or self._probs_key is None \
+                or self._view_key() != self._probs_key[:2]:
+            return
+        done = ~np.isnan(self.probs[:, 0])
+        if not done.any():
+            return
+        series = self.state.series
+        refs = [series.items[i] for i in np.flatnonzero(done)] if series is not None else []
+        agg = aggregate(self.probs[done], self.aggregation, k=3)
+        flagged = fraction = None
+        if self.ood is not None and self.model.ood is not None:
+            scored = self.ood[~np.isnan(self.ood)]
+            flagged = int(np.count_nonzero(scored > self.model.ood.threshold))
+            fraction = flagged / len(scored) if len(scored) else None
+        entry = audit.Analysis(
+            model_name=self.model.card.name, model_version=self.model.card.version,
+            model_sha256=self.model.sha256, device=describe(self.model.device),
+            study_uid=self._probs_key[0], series_uid=self._probs_key[1], n_items=int(done.sum()),
+            sop_uids=audit.sop_uids(series, refs) if series is not None else [],
+            result=audit.series_result(self.model.classes, agg, aggregation_name(self.aggregation)),
+            status=status, ood_checked=self.model.ood is not None, ood_flagged=flagged, ood_fraction=fraction,
+            input_warnings=list(self.input_warnings), source="viewer")
+        self._pending_analysis = (self._probs_key, entry.id)
+        self.panel.verdict.set_analysis(None, "Recording the result in the audit log...")
+        self.audit_pool.start(AuditJob(self.signals, entry, self.audit_path))
+
+    def record_verdict(self, verdict: str, comment: str) -> None:
+        """The reader's verdict on the result in view: a new audit-log row naming it."""
+        from medviewer.engine.audit import Verdict
+
+        if self.analysis_id is None:
+            return
+        self.panel.verdict.set_analysis(self.analysis_id, "Recording your verdict...")
+        self.audit_pool.start(AuditJob(self.signals, Verdict(self.analysis_id, verdict, comment, source="viewer"),
+                                       self.audit_path))
+
+    def on_audit(self, kind: str, entry: Any, error: Any) -> None:
+        if error:
+            log.warning("audit log: %s", error)
+            self.window.show_message(f"AI: audit log not written: {error}", 10000)
+            if kind == "analysis" and self._pending_analysis and self._pending_analysis[1] == entry.id:
+                self.panel.verdict.set_analysis(None, f"<span style='color:#c33'>Not recorded in the audit "
+                                                      f"log: {error}</span>")
+            elif kind == "verdict" and entry.analysis_id == self.analysis_id:
+                self.panel.verdict.set_analysis(self.analysis_id, f"<span style='color:#c33'>Verdict not "
+                                                                  f"recorded: {error}</span>")
+            return
+        if kind == "analysis":
+            if self._pending_analysis and self._pending_analysis[1] == entry.id \
+                    and self._probs_key == self._pending_analysis[0]:
+                self.analysis_id = entry.id
+                self.panel.verdict.set_analysis(entry.id, "Result recorded in the audit log; your verdict:")
+        elif entry.analysis_id == self.analysis_id:
+            self.panel.verdict.show_recorded(entry.verdict, entry.os_user, entry.time[11:19] + " UTC", entry.comment)
 
     # -- view changes -------------------------------------------------------------------
     def on_series_changed(self, _series: Any) -> None:
@@ -317,6 +432,7 @@ class AIController(QObject):
         if self._probs_key is None or key != self._probs_key[:2]:
             self.router.cancel()  # results for the old series would be dropped anyway
             self.probs, self._probs_key = None, None
+            self._reset_trust()
             self.strip.reset(0)
             self.strip.setVisible(False)
             self.panel.set_probabilities(None)
@@ -408,6 +524,7 @@ class AIController(QObject):
         self.cancel()
         self.pool.waitForDone(5000)
         self.cam_pool.waitForDone(5000)
+        self.audit_pool.waitForDone(10000)   # never lose an audit entry on close
 
 
 def _now() -> float:

@@ -1,10 +1,14 @@
-"""Per-slice probability strip placed under the slice scroller (one cell per slice)."""
+"""Per-slice probability strip placed under the slice scroller (one cell per slice).
+
+Slices the out-of-distribution check flagged are hatched and carry a red bar on top,
+whatever their probability colour, so a run of unusual slices is seen at a glance.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QPoint, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPaintEvent, QPen
+from PySide6.QtGui import QBrush, QColor, QMouseEvent, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from medviewer.engine.overlay import colormap_lut
@@ -25,16 +29,29 @@ class SliceStrip(QWidget):
         self.setMinimumHeight(14)
         self.setMaximumHeight(18)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.setToolTip("AI: per-slice probability (click a cell to jump to that slice)")
+        self.setToolTip("AI: per-slice probability (click a cell to jump to that slice); "
+                        "hatched red = unlike the images the model was trained on")
         self.align_to = align_to
         self.values = np.full(0, np.nan, dtype=np.float32)
+        self.flags = np.zeros(0, dtype=bool)
         self.current = -1
         self._lut = colormap_lut("inferno")
 
     # -- data -----------------------------------------------------------------
     def reset(self, n: int) -> None:
         self.values = np.full(int(n), np.nan, dtype=np.float32)
+        self.flags = np.zeros(int(n), dtype=bool)
         self.update()
+
+    def set_flags(self, start: int, flags: np.ndarray) -> None:
+        """Mark slices flagged out-of-distribution (True) from `start` on."""
+        stop = min(len(self.flags), start + len(flags))
+        if start < stop:
+            self.flags[start:stop] = np.asarray(flags, dtype=bool)[: stop - start]
+            self.update()
+
+    def flagged(self) -> int:
+        return int(np.count_nonzero(self.flags))
 
     def set_values(self, start: int, values: np.ndarray) -> None:
         stop = min(len(self.values), start + len(values))
@@ -83,6 +100,12 @@ class SliceStrip(QWidget):
                     r, g, b = self._lut[int(round(float(np.clip(v, 0, 1)) * 255))]
                     colour = QColor(int(r), int(g), int(b))
                 p.fillRect(self.cell_rect(i), colour)
+            if self.flags.any():
+                hatch = QBrush(QColor(255, 255, 255, 170), Qt.BrushStyle.BDiagPattern)
+                for i in np.flatnonzero(self.flags[:n]):
+                    r = self.cell_rect(int(i))
+                    p.fillRect(r, hatch)
+                    p.fillRect(QRectF(r.left(), r.top(), r.width(), max(3.0, r.height() / 4)), QColor(230, 30, 20))
             if 0 <= self.current < n:
                 p.setPen(QPen(QColor(0, 200, 255), 2))
                 p.drawRect(self.cell_rect(self.current).adjusted(0, 0, -1, -1))

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGridLayout, Q
 from medviewer.engine.cam import CAM_METHODS
 from medviewer.engine.catalog import ModelEntry, list_models, model_folders
 from medviewer.engine.overlay import COLORMAPS, colormap_lut
+from medviewer.viewer.ui.ai.trust import TrustPanel, VerdictBar, calibration_text
 
 NOT_VALIDATED = ("Not validated for clinical use (intended use: {use}). "
                  "Results are for research/demo only and must not guide diagnosis.")
@@ -30,7 +31,8 @@ def card_html(card: Any) -> str:
     win = card.window if isinstance(card.window, str) else f"C {card.window['center']} / W {card.window['width']}"
     return (f"<b>{card.name}</b> {card.version}<br>{card.architecture}, input {card.input_size}px, "
             f"window {win}<br>classes: {', '.join(card.classes)}<br>intended use: <b>{card.intended_use}</b>"
-            f"<br>metrics: {metrics}" + (f"<br>training data: {data}" if data else ""))
+            f"<br>metrics: {metrics}" + (f"<br>training data: {data}" if data else "")
+            + f"<br>{calibration_text(card)}")
 
 
 class ModelPicker(QWidget):
@@ -139,6 +141,8 @@ class ProbabilityPanel(QWidget):
         self.notice.setWordWrap(True)
         self.notice.setStyleSheet("background:#fff3b0; color:#5a4500; padding:4px; border:1px solid #d8b400;")
         self.notice.setVisible(False)
+        self.trust = TrustPanel()
+        self.verdict = VerdictBar()
         self.grid = QGridLayout()
         self.timing = QLabel("")
         self.timing.setObjectName("ai_timing")
@@ -161,6 +165,7 @@ class ProbabilityPanel(QWidget):
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(self.header)
         lay.addWidget(self.notice)
+        lay.addWidget(self.trust)
         lay.addLayout(self.grid)
         lay.addWidget(self.timing)
         agg_row = QHBoxLayout()
@@ -168,6 +173,7 @@ class ProbabilityPanel(QWidget):
         agg_row.addWidget(self.aggregation, 1)
         lay.addLayout(agg_row)
         lay.addWidget(self.series_label)
+        lay.addWidget(self.verdict)
         row = QHBoxLayout()
         row.addWidget(self.progress, 1)
         row.addWidget(self.cancel_button)
@@ -182,6 +188,8 @@ class ProbabilityPanel(QWidget):
         validated = card.intended_use == "validated"
         self.notice.setText("" if validated else NOT_VALIDATED.format(use=card.intended_use))
         self.notice.setVisible(not validated)
+        self.trust.set_model(card)
+        self.verdict.set_analysis(None)
         while self.bars:
             for w in self.bars.pop():
                 self.grid.removeWidget(w)
