@@ -84,3 +84,22 @@ def test_temperature_lowers_ece_of_an_overconfident_real_model(tmp_path):
     m = LoadedModel(module, copy.deepcopy(demo.card), demo.device)
     m.temperature = t
     np.testing.assert_allclose(engine.predict(m, x[:8]), calibrate.softmax(logits[:8], t), atol=1e-5)
+
+
+def test_a_perfect_validation_split_gets_the_rule_of_succession_temperature():
+    """No error on the validation split: the NLL has no minimum (T -> 0); the temperature
+    is then the one with mean confidence (n + 1) / (n + 2)."""
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 3, 60)
+    z = rng.normal(0, 1, (60, 3))
+    z[np.arange(60), y] += 4.0            # every image right, with varying margins
+    assert calibrate.separable(z, y)
+    t = calibrate.fit_temperature(z, y)
+    assert calibrate.T_MIN < t < calibrate.T_MAX
+    assert calibrate.softmax(z, t).max(1).mean() == pytest.approx(61 / 62, abs=1e-6)
+    z[0, (y[0] + 1) % 3] += 20.0          # one confident error: the ordinary NLL minimum again
+    assert not calibrate.separable(z, y)
+    t2 = calibrate.fit_temperature(z, y)
+    grid = np.exp(np.linspace(np.log(calibrate.T_MIN), np.log(calibrate.T_MAX), 2001))
+    best = grid[np.argmin([calibrate.nll(z, y, g) for g in grid])]
+    assert t2 == pytest.approx(best, rel=0.01)

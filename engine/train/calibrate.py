@@ -7,6 +7,12 @@ never changes which class is on top (accuracy, ROC curves), only how confident t
 probabilities are.  The card stores T and every consumer (predict, the viewer, the
 report) applies it (`LoadedModel.outputs`).
 
+A validation split the model classifies without a single error has no NLL minimum
+(T -> 0 makes every probability 1).  The temperature is then the one at which the
+mean top-class confidence on that split equals Laplace's rule-of-succession estimate
+of the accuracy, (n + 1) / (n + 2), so a perfect validation split does not make the
+model claim certainty.
+
 ECE: top-label expected calibration error with 15 equal-width confidence bins
 (Guo et al. 2017, eq. 3; Naeini et al. 2015): the |accuracy - confidence| gap of
 each bin, weighted by its share of the images.
@@ -48,17 +54,42 @@ def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> flo
     return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-300, None))))
 
 
+def separable(logits: Any, labels: Any) -> bool:
+    """True when every image's top class is its label (the NLL then has no minimum)."""
+    z = np.asarray(logits, dtype=np.float64)
+    return bool(len(z)) and bool(np.all(z.argmax(axis=1) == np.asarray(labels, dtype=int)))
+
+
+def _mean_confidence(z: np.ndarray, temperature: float) -> float:
+    return float(softmax(z, temperature).max(axis=1).mean())
+
+
 def fit_temperature(logits: Any, labels: Any) -> float:
     """The T minimising the validation NLL of softmax(logits / T), in [T_MIN, T_MAX].
 
     The NLL is convex in 1/T, so a bounded golden-section search on log T finds the
-    optimum without tuning (LBFGS, used by Guo et al., reaches the same point).
+    optimum without tuning (LBFGS, used by Guo et al., reaches the same point).  On a
+    separable validation split: the rule-of-succession temperature (module docstring).
     """
     z = np.asarray(logits, dtype=np.float64)
     y = np.asarray(labels, dtype=int)
     if len(y) < MIN_VAL_IMAGES or z.ndim != 2 or z.shape[1] < 2:
         return 1.0
     lo, hi = math.log(T_MIN), math.log(T_MAX)
+    if separable(z, y):
+        target = (len(y) + 1) / (len(y) + 2)
+        if _mean_confidence(z, T_MIN) <= target:
+            return T_MIN
+        a, b = lo, hi   # the mean confidence falls as T grows: bisection on log T
+        for _ in range(100):
+            mid = (a + b) / 2
+            if _mean_confidence(z, math.exp(mid)) > target:
+                a = mid
+            else:
+                b = mid
+            if b - a < 1e-7:
+                break
+        return float(math.exp((a + b) / 2))
     g = (math.sqrt(5) - 1) / 2
     a, b = lo, hi
     c, d = b - g * (b - a), a + g * (b - a)

@@ -158,6 +158,12 @@ def _main(args: Any, dist: ddp.DistInfo, log: Callable[[str], None],
         return 0
     device = torch.device(args.device)
     model = result.model.to(device)
+    if args.half and not args.test_only:
+        # the file keeps float16 weights: measure (test metrics, temperature, OOD model) what it holds
+        with torch.no_grad():
+            for t in list(model.parameters()) + list(model.buffers()):
+                if t.is_floating_point():
+                    t.copy_(t.half().float())
     test_loss, test_acc, probs = evaluate(model, images.x[te], images.y[te], args.batch_size, device)
     y_test = images.y[te].tolist()
     probs_raw = probs.numpy() if len(te) else None
