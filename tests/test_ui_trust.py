@@ -109,11 +109,13 @@ def test_flagged_slices_warn_in_panel_and_strip_and_series_is_audited(qtbot, win
     trust = ai.panel.trust
     assert trust.no_check.isHidden()
     facts = trust.model_facts.text()
-    assert "temperature 1.40" in facts and "ECE 0.021 (0.064 before calibration)" in facts
-    assert "test accuracy 0.930" in facts and "trained on: modality CT" in facts
+    assert "ECE 0.021 (0.064 uncalibrated), temperature 1.40" in facts
+    assert "test accuracy 0.930" in facts and "trained on CT CHEST" in facts
     from medviewer.viewer.ui.ai.widgets import card_html
 
-    assert "ECE 0.021" in card_html(ai.model.card)      # the model list shows it with the card
+    card = card_html(ai.model.card)      # the model list shows the card in full
+    assert "ECE 0.021 (0.064 before calibration)" in card and "trained on: modality CT" in card
+    assert "lesion sens 0.95 / spec 0.90" in card and "temperature 1.40" in card
     _show(qtbot, w, uid=uid)
     _analyse(qtbot, ai, N)
     flags = ai.ood > ai.model.ood.threshold
@@ -170,7 +172,7 @@ def test_old_model_says_no_out_of_distribution_check(qtbot, win, models, study):
     _load(qtbot, ai, models / "old.safetensors")
     trust = ai.panel.trust
     assert not trust.no_check.isHidden() and "no out-of-distribution check" in trust.no_check.text()
-    assert "no out-of-distribution check" in trust.model_facts.text()
+    assert "no out-of-distribution check" in trust.model_facts.toolTip()
     _show(qtbot, w, uid=uid)
     _analyse(qtbot, ai, N)
     assert ai.ood is None and ai.strip.flagged() == 0

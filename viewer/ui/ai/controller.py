@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, QThreadPool, QTimer
+from PySide6.QtCore import QObject, Qt, QThreadPool, QTimer
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFileDialog, QFrame, QScrollArea, QVBoxLayout, QWidget
 
 from medviewer.engine.results import ResultRouter
 from medviewer.viewer.ui.ai.strip import SliceStrip
@@ -58,6 +58,7 @@ class AIController(QObject):
         self.analysis_id: str | None = None       # audit entry of the result in view (verdicts name it)
         self._pending_analysis: Any = None
         self._job_refs: list[Any] = []
+        self._job_gen = 0                         # the newest classification job started here
         self._probs_key: tuple[str, str, str] | None = None
         self._job_started = 0.0
         self._job_count = 0
@@ -72,13 +73,19 @@ class AIController(QObject):
         self.panel = ProbabilityPanel()
         self.cam = CamControls()
         holder = QWidget()
-        holder.setObjectName("ai_panel")
+        holder.setObjectName("ai_panel_content")
         lay = QVBoxLayout(holder)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.panel)
         lay.addWidget(self.cam)
+        scroll = QScrollArea()   # warnings must never be cut off in a short dock: it scrolls
+        scroll.setObjectName("ai_panel")
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(holder)
         self.models_dock = window.add_dock(self.picker, title="AI models")
-        self.results_dock = window.add_dock(holder, title="AI results")
+        self.results_dock = window.add_dock(scroll, title="AI results")
         self.strip = SliceStrip(align_to=getattr(window, "slider", None))
         window.set_slice_strip(self.strip)
         self.strip.setVisible(False)
@@ -222,6 +229,7 @@ class AIController(QObject):
             return None
         series = self.state.series
         gen = self.router.start_job(key[0], key[1], self.model.model_id)
+        self._job_gen = gen
         self.router.set_view(*key)
         pkey = (key[0], key[1], self.model.model_id)
         if self._probs_key != pkey or self.probs is None or len(self.probs) != len(series.items):
@@ -317,7 +325,7 @@ class AIController(QObject):
             self.panel.status.setText(f"Analyzed {n} image(s) in {seconds:.2f} s "
                                       f"({seconds / max(n, 1) * 1000:.0f} ms per image)")
         self._show_series_result()
-        if error is None or error == "cancelled":
+        if (error is None or error == "cancelled") and gen == self._job_gen:   # not a superseded job
             self._record_analysis("complete" if error is None and self.router.is_current(gen) else "cancelled")
 
     def _show_slice_probs(self) -> None:
@@ -333,7 +341,7 @@ class AIController(QObject):
         self.panel.set_probabilities(self.probs[i], where=f"slice {i + 1}", seconds=per)
         score = None if self.ood is None or np.isnan(self.ood[i]) else float(self.ood[i])
         self.panel.trust.set_slice(score, self.model.ood.threshold if self.model.ood is not None else None,
-                                   f"slice {i + 1}")
+                                   f"slice {i + 1}" if len(self.probs) > 1 else "this image")
 
     def _show_series_result(self) -> None:
         from medviewer.engine.infer import aggregate, aggregation_name

@@ -11,7 +11,7 @@ import html
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
 UNLIKE = "unlike the images this model was trained on"
 NO_OOD_CHECK = ("This model has no out-of-distribution check (an older model file): "
@@ -28,6 +28,7 @@ def _label(name: str, style: str) -> QLabel:
     lbl.setWordWrap(True)
     lbl.setTextFormat(Qt.TextFormat.RichText)
     lbl.setStyleSheet(style)
+    lbl.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)   # never squeezed
     lbl.setVisible(False)
     return lbl
 
@@ -74,6 +75,28 @@ def calibration_text(card: Any) -> str:
     return "<br>".join(parts)
 
 
+def compact_text(card: Any) -> str:
+    """One or two lines for the results panel (the model list shows `calibration_text`)."""
+    m = card.metrics or {}
+    op = card.operating_point or {}
+    bits = []
+    if isinstance(m.get("ece"), (int, float)):
+        before = f" ({m['ece_uncalibrated']:.3f} uncalibrated)" if isinstance(m.get("ece_uncalibrated"),
+                                                                             (int, float)) else ""
+        bits.append(f"ECE {m['ece']:.3f}{before}, temperature {card.temperature:.2f}")
+    elif card.temperature != 1.0:
+        bits.append(f"temperature {card.temperature:.2f}")
+    else:
+        bits.append("not calibrated")
+    if isinstance(op.get("accuracy"), (int, float)):
+        bits.append(f"operating point: top class, test accuracy {op['accuracy']:.3f} ({op.get('images', '?')} images)")
+    trained = card.trained_on or {}
+    seen = [trained[k][0] if len(trained.get(k) or []) == 1 else "/".join(trained.get(k) or [])
+            for k in ("modality", "body_part") if trained.get(k)]
+    bits.append("trained on " + " ".join(html.escape(v) for v in seen) if seen else "training images not described")
+    return " &middot; ".join(bits)
+
+
 class TrustPanel(QWidget):
     """Warnings and model facts shown with the probabilities (object names for tests)."""
 
@@ -93,7 +116,8 @@ class TrustPanel(QWidget):
 
     def set_model(self, card: Any) -> None:
         self.no_check.setVisible(not card.ood)
-        self.model_facts.setText(calibration_text(card))
+        self.model_facts.setText(compact_text(card))
+        self.model_facts.setToolTip(calibration_text(card))
         self.model_facts.setVisible(True)
         self.clear()
 
