@@ -221,7 +221,10 @@ def main_convert(argv: list[str]) -> int:
     if out.is_dir():
         raise UsageError(f"{out}: is a folder; give the .safetensors file to write")
     card = read_card_file(card_path)
-    state = read_state_dict(src)
+    from medviewer.engine.modelfile import EXTRA_PREFIX
+
+    # a medviewer file's OOD tensors are not weights, and the new card cannot describe them
+    state = {k: v for k, v in read_state_dict(src).items() if not k.startswith(EXTRA_PREFIX)}
     module = build_from_card(card)
     from medviewer.engine.modelfile import check_fits
 

@@ -91,9 +91,10 @@ def test_temperature_lowers_ece_of_an_overconfident_real_model(tmp_path):
     np.testing.assert_allclose(engine.predict(m, x[:8]), calibrate.softmax(logits[:8], t), atol=1e-5)
 
 
-def test_a_perfect_validation_split_gets_the_rule_of_succession_temperature():
+def test_a_perfect_validation_split_claims_no_more_than_the_95_percent_accuracy_bound():
     """No error on the validation split: the NLL has no minimum (T -> 0); the temperature
-    is then the one with mean confidence (n + 1) / (n + 2)."""
+    is then the one with mean confidence 0.05 ** (1 / n), the one-sided 95 % lower bound
+    of the accuracy after n correct answers out of n."""
     rng = np.random.default_rng(2)
     y = rng.integers(0, 3, 60)
     z = rng.normal(0, 1, (60, 3))
@@ -101,7 +102,7 @@ def test_a_perfect_validation_split_gets_the_rule_of_succession_temperature():
     assert calibrate.separable(z, y)
     t = calibrate.fit_temperature(z, y)
     assert calibrate.T_MIN < t < calibrate.T_MAX
-    assert calibrate.softmax(z, t).max(1).mean() == pytest.approx(61 / 62, abs=1e-6)
+    assert calibrate.softmax(z, t).max(1).mean() == pytest.approx(0.05 ** (1 / 60), abs=1e-6)
     z[0, (y[0] + 1) % 3] += 20.0          # one confident error: the ordinary NLL minimum again
     assert not calibrate.separable(z, y)
     t2 = calibrate.fit_temperature(z, y)

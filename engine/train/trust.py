@@ -107,7 +107,7 @@ def fit_trust(model: nn.Module, arch: str, images: Any, tr: Sequence[int], va: S
         except Exception as exc:   # a convenience measurement: never lose the model over it
             notes.append(f"far-OOD probes not measured ({type(exc).__name__}: {exc})")
     ood_model.info = info
-    how = ("no validation error: the temperature whose mean confidence is the rule-of-succession accuracy"
+    how = ("no validation error: mean confidence set to the 95 % lower bound of the accuracy"
            if len(va) and calibrate.separable(z_val, y[calib_idx].numpy()) else "minimum validation NLL")
     log(f"calibration: temperature {temperature:.3f} (fitted on {len(va)} validation images; {how})")
     log("out-of-distribution check: " + ", ".join(
