@@ -3,7 +3,7 @@
 Every analysis, from the viewer or `medviewer predict`, appends one `analysis` row:
 time (UTC), OS user, host, medviewer version, the model (name, version, SHA-256 of
 its file), the device, study / series / SOP Instance UIDs, the number of images,
-the series result, the fraction flagged out-of-distribution and the input guard's
+the series result, the fraction flagged out-of-distribution and the input check's
 warnings.  A reader's verdict on a result (IHE AI Results Assessment, AIRAI:
 accepted / rejected / modified, with a comment) is a new `verdict` row that names
 the analysis; nothing is ever changed in place.  No patient names or IDs are

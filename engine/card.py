@@ -18,12 +18,20 @@ from typing import Any
 
 from medviewer.viewer.errors import ModelFileError
 
-FORMAT_VERSION = 2   # 2: temperature, ood (+ medviewer.ood.* tensors), trained_on, operating_point
+FORMAT_VERSION = 2   # the newest card format this medviewer reads; 2 adds ensembles ("members") and
+#                      the trust fields (temperature, ood + medviewer.ood.* tensors, trained_on, operating_point)
+SINGLE_FORMAT = 1    # what single-model cards without trust fields are written as, so older releases read them
+ENSEMBLE = "ensemble"  # the architecture of a card whose weights are its members' (engine.ensemble)
+MAX_MEMBERS = 16
 METADATA_KEY = "medviewer.card"  # key of the card JSON in the safetensors metadata
 INTENDED_USES = ("research", "demo", "validated")
 RESIZE_MODES = ("letterbox", "stretch", "center_crop")
 CHANNEL_RULES = ("grey_to_rgb", "rgb")
 MONOCHROME1_RULES = ("invert", "raw")
+
+#: The notice shown and written with every result of a model whose intended use is not "validated".
+NOT_VALIDATED = ("Not validated for clinical use (intended use: {use}). "
+                 "Results are for research/demo only and must not guide diagnosis.")
 
 MAX_CLASSES = 1000
 MAX_CARD_BYTES = 1 * 2**20   # a card is a few kB; anything near this is not a card
@@ -55,17 +63,28 @@ class ModelCard:
     temperature: logits are divided by it before the softmax (temperature scaling fitted
     on the validation split, Guo et al. 2017); 1.0 = uncalibrated.
     ood: the out-of-distribution model (engine.ood; its tensors are in the file); {} = none.
-    trained_on: what the training images were, for the input guard (engine.guard):
+    trained_on: what the training images were, for the input check (engine.inputcheck):
     {"modality": [..], "photometric": [..], "body_part": [..]} (DICOM (0008,0060),
     (0028,0004), (0018,0015) values); a missing or empty list means unknown.
     operating_point: the decision rule and what it measured on the test split.
+    A card with any of these four is written as format 2 (`needed_format`): older
+    releases refuse it instead of silently ignoring the calibration or the OOD check.
+    tta: how the card's metrics were measured: {} (plain) or {"hflip": bool,
+    "shift": fraction} (engine.tta, test-time augmentation).
+    members / member_weights: an ensemble (architecture "ensemble", format 2):
+    one full card per member, whose tensors are stored under "members.<i>.";
+    probabilities are the weighted mean of the members' (each calibrated by its own
+    temperature).  Members carry no OOD model (their OOD tensors are not stored in
+    an ensemble file), so an ensemble has no out-of-distribution check.  The
+    preprocessing fields of an ensemble card repeat its first member's and are
+    informative only: every member is fed by its own card.
     """
 
     name: str
     architecture: str
     classes: list[str]
     version: str = "1.0"
-    format_version: int = FORMAT_VERSION
+    format_version: int = SINGLE_FORMAT
     head: dict[str, Any] = field(default_factory=lambda: {"hidden": [], "dropout": 0.0, "batchnorm": False})
     input_size: int = 224
     resize: str = "letterbox"
@@ -85,6 +104,9 @@ class ModelCard:
     operating_point: dict[str, Any] = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     medviewer_version: str = field(default_factory=_medviewer_version)
+    tta: dict[str, Any] = field(default_factory=dict)
+    members: list[dict[str, Any]] = field(default_factory=list)
+    member_weights: list[float] = field(default_factory=list)
 
     # -- validation ---------------------------------------------------------------
     def validate(self, where: str = "model card") -> "ModelCard":
@@ -102,7 +124,10 @@ class ModelCard:
                                  f"understands ({FORMAT_VERSION}); update medviewer")
         _text(self.name, "name", bad, empty=False, limit=200)
         _text(self.version, "version", bad, empty=False, limit=64)
-        if not isinstance(self.architecture, str) or self.architecture not in ARCHITECTURES:
+        ensemble = self.architecture == ENSEMBLE or bool(self.members)
+        if ensemble:
+            self._validate_members(bad, where)
+        elif not isinstance(self.architecture, str) or self.architecture not in ARCHITECTURES:
             raise bad("architecture", f"names an unknown architecture {_short(self.architecture)} "
                       f"(known: {', '.join(sorted(ARCHITECTURES))})")
         if not isinstance(self.classes, list) or not 1 <= len(self.classes) <= MAX_CLASSES:
@@ -142,7 +167,8 @@ class ModelCard:
             if not (v is None or isinstance(v, str) or _is_number(v)):
                 raise bad("metrics", f"value of {k!r} must be a finite number, got {_short(v)}")
         self._validate_trust(bad)
-        if not self.cam_layer:
+        self._validate_tta(bad)
+        if not self.cam_layer and not ensemble:
             self.cam_layer = default_cam_layer(self.architecture)
         return self
 
@@ -172,6 +198,59 @@ class ModelCard:
     @property
     def has_ood(self) -> bool:
         return bool(self.ood)
+
+    def needed_format(self) -> int:
+        """The card format a file with this card must declare: 2 for ensembles and for
+        cards with trust fields, else SINGLE_FORMAT."""
+        trust = self.temperature != 1.0 or self.ood or self.trained_on or self.operating_point
+        return FORMAT_VERSION if (self.members or trust) else SINGLE_FORMAT
+
+    @property
+    def is_ensemble(self) -> bool:
+        return bool(self.members)
+
+    def member_cards(self) -> list["ModelCard"]:
+        """The members' own cards (validated), in file order."""
+        return [ModelCard.from_dict(m, f"member {i + 1}") for i, m in enumerate(self.members)]
+
+    def _validate_tta(self, bad) -> None:
+        from medviewer.engine.tta import TTASpec
+
+        if not isinstance(self.tta, dict):
+            raise bad("tta", "must be an object {hflip, shift} (or {} for none)")
+        try:
+            TTASpec.from_card(self.tta)
+        except (ValueError, TypeError) as exc:
+            raise bad("tta", str(exc)) from None
+
+    def _validate_members(self, bad, where: str) -> None:
+        if self.architecture != ENSEMBLE:
+            raise bad("architecture", f'must be "{ENSEMBLE}" for a card with members')
+        if self.format_version < 2:
+            raise bad("format_version", "must be at least 2 for an ensemble card")
+        members = self.members
+        if not isinstance(members, list) or not 2 <= len(members) <= MAX_MEMBERS:
+            raise bad("members", f"must be a list of 2..{MAX_MEMBERS} member cards, got {_short(members)}")
+        checked = []
+        for i, m in enumerate(members):
+            if not isinstance(m, dict):
+                raise bad("members", f"entry {i + 1} is not a card object")
+            sub = ModelCard.from_dict(m, f"{where}: member {i + 1}")
+            if sub.members or sub.architecture == ENSEMBLE:
+                raise bad("members", f"entry {i + 1} is itself an ensemble (members cannot nest)")
+            if sub.classes != self.classes:
+                raise bad("members", f"entry {i + 1} ({sub.name}) predicts {_short(sub.classes)}, "
+                                     f"not the ensemble's classes {_short(self.classes)}")
+            if sub.ood:
+                raise bad("members", f"entry {i + 1} ({sub.name}) describes an OOD model; an ensemble "
+                                     f"file stores none (engine.ensemble drops it)")
+            checked.append(sub.to_dict())
+        self.members = checked
+        w = self.member_weights
+        if not isinstance(w, list) or len(w) != len(members) or not all(_is_number(v) and v > 0 for v in w):
+            raise bad("member_weights", f"must be {len(members)} positive finite numbers, got {_short(w)}")
+        if self.head not in ({}, {"hidden": [], "dropout": 0.0, "batchnorm": False}):
+            raise bad("head", "must be empty for an ensemble (each member has its own)")
 
     def _validate_head(self, bad) -> None:
         head = self.head
@@ -220,8 +299,17 @@ class ModelCard:
 
     def summary(self) -> str:
         """One line for lists and logs (no patient data lives in a card)."""
+        if self.members:
+            archs = ", ".join(str(m.get("architecture")) for m in self.members)
+            return (f"{self.name} {self.version} (ensemble of {len(self.members)}: {archs}; "
+                    f"{len(self.classes)} classes, {self.intended_use})")
         return (f"{self.name} {self.version} ({self.architecture}, {len(self.classes)} classes, "
                 f"{self.input_size}px, {self.intended_use})")
+
+
+def not_validated_notice(intended_use: str) -> str:
+    """The "not validated" statement for a model's intended use; "" for validated models."""
+    return "" if intended_use == "validated" else NOT_VALIDATED.format(use=intended_use)
 
 
 def _is_int(v: Any) -> bool:

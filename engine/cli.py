@@ -2,20 +2,27 @@
 
     medviewer predict PATH --model FILE [--series N|UID] [--json OUT] [--cam-dir DIR]
                       [--cam-method gradcam|gradcampp] [--device cpu|cuda] [--batch-size N]
-                      [--aggregate mean|max|topk_mean] [--top-k K]
+                      [--aggregate mean|max|topk_mean] [--top-k K] [--tta [--tta-shift F]]
+                      [--dicom-out DIR [--dicom-out-slices top3|all|K,K,...] [--dicom-out-maps]]
     medviewer convert-model IN.pt OUT.safetensors --card card.json
 
 The predict JSON is exactly {"model": {...}, "device", "series": [{"series_uid",
 "aggregate": {"method", "probabilities"}, "ood", "input_warnings", "audit_id",
-"items": [{"path", "frame", "probabilities", "top", "cam", "ood"}]}]}; "cam" is a
-.npy path relative to --cam-dir (float32 [0, 1], the source image's rows x cols)
-with an overlay PNG beside it.  Probabilities are calibrated (the card's
-temperature).  Item "ood" is {"score", "flag"} (flag: unlike the training images)
-and series "ood" {"flagged", "checked", "fraction_flagged", "threshold"}; both are
-null for models without an out-of-distribution model.  "input_warnings" are the
-input guard's mismatches with the card (engine.guard), also printed on stderr.
-Every series analysed is appended to the audit log (engine.audit); "audit_id"
-names its entry.
+"items": [{"path", "frame", "probabilities", "top", "cam", "ood"}]}]} (plus "tta":
+{"hflip", "shift"} with --tta); "cam" is a .npy path relative to --cam-dir
+(float32 [0, 1], the source image's rows x cols) with an overlay PNG beside it.
+Probabilities are calibrated (the card's temperature; with --tta the mean of the
+views' calibrated probabilities).  Item "ood" is {"score", "flag"} (flag: unlike
+the training images; scored on the image itself, also with --tta) and series "ood"
+{"flagged", "checked", "fraction_flagged", "threshold"}; both are null for models
+without an out-of-distribution model (older files, ensembles).  "input_warnings"
+are the input check's mismatches with the card (engine.inputcheck), also printed on
+stderr.  Every series analysed is appended to the audit log (engine.audit);
+"audit_id" names its entry.
+--dicom-out writes each series' results as DICOM (engine.dicomout): an SR (with the
+out-of-distribution fraction, the input warnings and the audit entry), a
+Secondary Capture series with the Grad-CAM burned in and, with --dicom-out-maps,
+a Parametric Map.
 Exit codes as for `info`: 0 ok, 1 ok but files skipped / slices undecodable,
 2 nothing usable or bad arguments (one-line errors via viewer.cli).
 """
@@ -30,16 +37,16 @@ from typing import Any
 import numpy as np
 
 from medviewer.engine.cam import CAM_METHODS
-from medviewer.viewer.clikit import EXIT_FAIL, EXIT_OK, EXIT_PARTIAL, Parser, pick_series, require_images, write_png
+from medviewer.viewer.clikit import (EXIT_FAIL, EXIT_OK, EXIT_PARTIAL, Parser, pick_series, relative,
+                                     report_skipped, require_images, say, write_png)
 from medviewer.viewer.errors import UsageError
+from medviewer.viewer.io.model import printable
 
 
-def _rel(root: Path, path: Path) -> str:
-    base = root if root.is_dir() else root.parent
-    try:
-        return path.relative_to(base).as_posix()
-    except ValueError:
-        return path.as_posix()
+def _item_reason(path: Path, reason: str) -> str:
+    """A decode error's text without the file name it starts with (the line names the file)."""
+    prefix = f"{printable(path.name)}: "
+    return printable(reason[len(prefix):] if reason.startswith(prefix) else reason)
 
 
 def _safe(text: str) -> str:
@@ -57,7 +64,7 @@ def _write_cam(cam_dir: Path, rel: str, cam: np.ndarray, grey: np.ndarray) -> No
 
 def main_predict(argv: list[str]) -> int:
     """Classify every slice of the chosen series; optional Grad-CAM maps and JSON report."""
-    from medviewer.engine import audit, guard
+    from medviewer.engine import audit, inputcheck
     from medviewer.engine.device import describe
     from medviewer.engine.infer import AGGREGATIONS, aggregate, aggregation_name
     from medviewer.engine import load_model
@@ -80,7 +87,19 @@ def main_predict(argv: list[str]) -> int:
     p.add_argument("--aggregate", choices=AGGREGATIONS, default="mean",
                    help="series-level aggregation of slice probabilities (default mean)")
     p.add_argument("--top-k", type=int, default=3, metavar="K", help="k for --aggregate topk_mean")
+    p.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: average the probabilities of the image and its mirror")
+    p.add_argument("--tta-shift", type=float, default=0.0, metavar="F",
+                   help="with --tta, also shifted copies by F x the input size (e.g. 0.05)")
+    p.add_argument("--dicom-out", metavar="DIR",
+                   help="write DICOM results here: SR (TID 1500) + Secondary Capture per series")
+    p.add_argument("--dicom-out-slices", default="top3", metavar="top3|all|K,K,...",
+                   help="images of the Secondary Capture series: the 3 with the highest probability of "
+                        "the series' top class, all, or image numbers counted from 1")
+    p.add_argument("--dicom-out-maps", action="store_true",
+                   help="also write the Grad-CAM maps as a Parametric Map")
     args = p.parse_args(argv)
+    tta = _tta_spec(args)
     if args.batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
     if args.top_k < 1:
@@ -89,18 +108,37 @@ def main_predict(argv: list[str]) -> int:
     if json_out is not None and not json_out.parent.exists():
         raise UsageError(f"{json_out}: folder {json_out.parent} does not exist")
     cam_dir = Path(args.cam_dir) if args.cam_dir else None
+    dicom_out = Path(args.dicom_out) if args.dicom_out else None
+    if dicom_out is None and (args.dicom_out_maps or args.dicom_out_slices != "top3"):
+        raise UsageError("--dicom-out-slices and --dicom-out-maps need --dicom-out DIR")
+    if dicom_out is not None:
+        from medviewer.engine.dicomout import parse_slices
+
+        parse_slices(args.dicom_out_slices)
+        try:
+            dicom_out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"{dicom_out}: cannot create the folder ({exc.strerror})") from None
     if cam_dir is not None:
         try:
             cam_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"{cam_dir}: cannot create the folder ({exc.strerror})") from None
 
+    from medviewer.engine.threads import apply as apply_thread_policy
+
+    apply_thread_policy()  # every CPU we may use: decoding runs in line with the forward pass
     model = load_model(args.model, device=None if args.device == "auto" else args.device)
     result = open_path(args.path)
+    if not result.all_series():
+        report_skipped("medviewer predict", result)  # each file's line before the summary
     require_images(result, args.path)
     chosen = [pick_series(result, args.series)] if args.series else [s for s in result.all_series() if s.items]
+    report_skipped("medviewer predict", result)
 
-    root = Path(result.root)
+    if model.card.tta and tta is None:
+        print("medviewer predict: note: the model's metrics were measured with test-time augmentation "
+              f"({model.card.tta}); add --tta to match", file=sys.stderr)
     doc: dict[str, Any] = {
         "model": {"name": model.card.name, "version": model.card.version,
                   "architecture": model.card.architecture, "classes": list(model.classes),
@@ -108,9 +146,12 @@ def main_predict(argv: list[str]) -> int:
         "device": describe(model.device),
         "series": [],
     }
+    if tta is not None:
+        doc["tta"] = tta.to_card()
     if model.ood is None:
+        why = "an ensemble" if getattr(model, "members", None) else "an older model file"
         print(f"medviewer predict: note: {model.card.name} has no out-of-distribution check "
-              "(an older model file); results on unusual images are not flagged", file=sys.stderr)
+              f"({why}); results on unusual images are not flagged", file=sys.stderr)
     study_of = {s.series_uid: st.study_uid for st in result.studies for s in st.series}
     audit_log = audit.AuditLog()
     audit_failed = False
@@ -119,17 +160,19 @@ def main_predict(argv: list[str]) -> int:
     try:
         for s_idx, series in enumerate(chosen):
             store.add_headers(series.headers)
-            warnings = guard.check_series(model.card, series, store)
+            warnings = inputcheck.check_series(model.card, series, store)
             if warnings:
-                print(f"medviewer predict: warning: series {series.series_uid}: {guard.summary(warnings)}",
+                print(f"medviewer predict: warning: series {series.series_uid}: {inputcheck.summary(warnings)}",
                       file=sys.stderr)
             pred = predict_series(model, store, series.items, (max(series.rows, 1), max(series.columns, 1)),
-                                  cam_method=args.cam_method if cam_dir else None, batch_size=args.batch_size)
+                                  cam_method=args.cam_method if cam_dir else None, batch_size=args.batch_size,
+                                  tta=tta)
             keep = [i for i in range(len(series.items)) if i not in pred.failed]
             flags = pred.flags
             failures += len(pred.failed)
             for i, reason in sorted(pred.failed.items()):
-                print(f"medviewer predict: skipped {_rel(root, series.items[i].path)}: {reason}", file=sys.stderr)
+                path = series.items[i].path
+                say("medviewer predict", f"skipped {relative(result, path)}: {_item_reason(path, reason)}")
             items = []
             for i in keep:
                 ref = series.items[i]
@@ -139,7 +182,7 @@ def main_predict(argv: list[str]) -> int:
                     cam_rel = f"{s_idx:02d}_{_safe(series.series_uid)}/{i:04d}.npy"
                     _write_cam(cam_dir, cam_rel, pred.cams[i], render(store.get(ref), store.meta(ref)))
                 items.append({
-                    "path": _rel(root, ref.path), "frame": ref.frame,
+                    "path": relative(result, ref.path), "frame": ref.frame,
                     "probabilities": {c: float(v) for c, v in zip(model.classes, pr)},
                     "top": model.classes[int(np.argmax(pr))], "cam": cam_rel,
                     "ood": ({"score": float(pred.ood[i]), "flag": bool(flags[i])}
@@ -175,6 +218,9 @@ def main_predict(argv: list[str]) -> int:
                 "audit_id": audit_id,
                 "items": items,
             })
+            if dicom_out is not None and keep:
+                failures += _write_dicom(model, series, pred, store, dicom_out, args,
+                                         [w.text() for w in warnings], audit_id)
     finally:
         store.close()
 
@@ -198,6 +244,47 @@ def main_predict(argv: list[str]) -> int:
     if not any(s["items"] for s in doc["series"]):
         return EXIT_FAIL
     return EXIT_PARTIAL if (failures or result.skipped or audit_failed) else EXIT_OK
+
+
+def _tta_spec(args: Any) -> Any:
+    """--tta / --tta-shift as an engine.tta.TTASpec (None without --tta)."""
+    from medviewer.engine.tta import MAX_SHIFT, TTASpec
+
+    if args.tta_shift and not args.tta:
+        raise UsageError("--tta-shift needs --tta")
+    if not args.tta:
+        return None
+    if not 0 <= args.tta_shift <= MAX_SHIFT:
+        raise UsageError(f"--tta-shift must be in [0, {MAX_SHIFT}]")
+    return TTASpec(hflip=True, shift=float(args.tta_shift))
+
+
+def _write_dicom(model: Any, series: Any, pred: Any, store: Any, out: Path, args: Any,
+                 input_warnings: list[str], audit_id: str | None) -> int:
+    """--dicom-out for one series: one line per object group on stdout; 1 when it failed.
+    The SR carries the OOD summary, the input check's warnings and the audit entry."""
+    from medviewer.engine.dicomout import DicomOutputError, write_series_outputs
+    from medviewer.engine.dicomout.trust import TrustInfo
+
+    def note(text: str) -> None:
+        print(f"medviewer predict: {text}", file=sys.stderr)
+
+    try:
+        paths = write_series_outputs(model, series, pred, store, out, slices=args.dicom_out_slices,
+                                     maps=args.dicom_out_maps, cam_method=args.cam_method,
+                                     aggregate=args.aggregate, top_k=args.top_k,
+                                     batch_size=args.batch_size, notify=note,
+                                     trust=TrustInfo.from_prediction(pred, input_warnings=input_warnings,
+                                                                     audit_id=audit_id))
+    except DicomOutputError as exc:
+        note(f"no DICOM results: {exc}")
+        return 1
+    n_sr = sum(p.name.endswith("-sr.dcm") for p in paths)
+    n_pm = sum(p.name.endswith("-pm.dcm") for p in paths)
+    print(f"series {series.series_uid}: DICOM results in {paths[0].parent} ({n_sr} SR, "
+          f"{len(paths) - n_sr - n_pm} Secondary Capture, {n_pm} Parametric Map)",
+          file=sys.stderr if args.json == "-" else sys.stdout)
+    return 0
 
 
 def main_convert(argv: list[str]) -> int:

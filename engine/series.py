@@ -7,6 +7,7 @@ to decode is reported in `failed` instead of aborting the series.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medviewer.viewer.errors import MedviewerError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
     from medviewer.engine.modelfile import LoadedModel
@@ -40,9 +43,15 @@ class SeriesImages(Sequence):
         try:
             return self.store.get(ref), self.store.meta(ref)
         except MedviewerError as exc:
-            with self._lock:
-                self.failed[i] = str(exc)
-            return np.zeros(self.shape, dtype=np.uint8), None
+            reason = str(exc)
+        except MemoryError:
+            reason = "not enough memory to decode this image"
+        except Exception as exc:  # a decoder's own error: this slice only, never the series
+            log.warning("decode of %s failed", ref.path.name, exc_info=True)
+            reason = f"cannot decode ({type(exc).__name__}: {str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ''})"
+        with self._lock:
+            self.failed[i] = reason
+        return np.zeros(self.shape, dtype=np.uint8), None
 
 
 @dataclass
@@ -77,12 +86,14 @@ def predict_series(model: "LoadedModel", store: "PixelStore", refs: Sequence["Im
                    should_stop: Callable[[], bool] | None = None,
                    on_batch: Callable[[int, np.ndarray, list[np.ndarray] | None], None] | None = None,
                    on_ood: Callable[[int, np.ndarray], None] | None = None,
-                   ) -> SeriesPrediction:
+                   tta: Any = None) -> SeriesPrediction:
     """Probabilities (and Grad-CAMs of each slice's top class when `cam_method`) for `refs`.
 
     `on_batch(start, probs, cams_or_None)` streams results as batches finish;
     `on_ood(start, scores)` the same batch's out-of-distribution scores, before it
     (models with an OOD model).  Undecodable slices get NaN scores.
+    `tta` (engine.tta.TTASpec): test-time augmentation of the probabilities (the
+    Grad-CAM and the OOD score of each slice are computed once, on the image itself).
     """
     from medviewer.engine.cam import gradcam_images
     from medviewer.engine.infer import predict_full
@@ -107,6 +118,8 @@ def predict_series(model: "LoadedModel", store: "PixelStore", refs: Sequence["Im
 
         cams = gradcam_images(model, images, class_index=None, method=cam_method, batch_size=batch_size,
                               progress=progress, should_stop=should_stop, on_batch=got, on_scores=scored)
+        if tta is not None:   # the CAM pass gave plain probabilities: replace them by TTA's
+            probs = predict_full(model, images, batch_size=batch_size, should_stop=should_stop, tta=tta).probs
         return _finish(SeriesPrediction(probs, cams, dict(images.failed), ood, threshold))
 
     def batch(start: int, p: np.ndarray, s: np.ndarray | None) -> None:
@@ -116,7 +129,7 @@ def predict_series(model: "LoadedModel", store: "PixelStore", refs: Sequence["Im
             on_batch(start, p, None)
 
     pred = predict_full(model, images, batch_size=batch_size, progress=progress, should_stop=should_stop,
-                        on_batch=batch if (on_batch or on_ood) else None)
+                        on_batch=batch if (on_batch or on_ood) else None, tta=tta)
     return _finish(SeriesPrediction(pred.probs, None, dict(images.failed), pred.ood, threshold))
 
 

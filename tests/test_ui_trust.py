@@ -102,7 +102,7 @@ def _analyse(qtbot, ai, n):
     qtbot.waitUntil(lambda: ai.strip.filled() == n and not ai.panel.progress.isVisible(), timeout=60000)
 
 
-def test_flagged_slices_warn_in_panel_and_strip_and_series_is_audited(qtbot, win, models, study):
+def test_flagged_slices_warn_in_panel_and_strip_and_series_is_audited(qtbot, win, models, study, tmp_path):
     w, ai = win
     _, _, uid = study
     _load(qtbot, ai, models / "ood.safetensors")
@@ -151,6 +151,28 @@ def test_flagged_slices_warn_in_panel_and_strip_and_series_is_audited(qtbot, win
     assert [(v["verdict"], v["comment"], v["source"]) for v in entry["verdicts"]] == [
         ("rejected", "noise slices are artefacts", "viewer"), ("modified", "lesion, not normal", "viewer")]
     assert AuditLog().verify() == []
+    # AI > Save AI results as DICOM: the SR carries the OOD fraction, the entry and the last verdict
+    ai.dicom_saver.save(tmp_path / "dicom")
+    qtbot.waitUntil(lambda: bool(ai.last_dicom_outputs) and not ai.dicom_saver.busy, timeout=60000)
+    sr = pydicom.dcmread(next(p for p in ai.last_dicom_outputs if p.name.endswith("-sr.dcm")))
+    texts, codes, fraction = {}, {}, None
+
+    def walk(items):
+        nonlocal fraction
+        for it in items:
+            name = it.ConceptNameCodeSequence[0].CodeMeaning
+            if it.ValueType == "TEXT":
+                texts[name] = it.TextValue
+            elif it.ValueType == "CODE":
+                codes[name] = it.ConceptCodeSequence[0].CodeMeaning
+            elif it.ValueType == "NUM" and name == "Fraction of images out-of-distribution":
+                fraction = float(it.MeasuredValueSequence[0].NumericValue)
+            walk(it.get("ContentSequence", []))
+
+    walk(sr.ContentSequence)
+    assert codes["AI result assessment"] == "Modified" and texts["Assessment comment"] == "lesion, not normal"
+    assert texts["Audit log entry"] == entry["id"] and texts["Assessed by"] == entry["verdicts"][-1]["os_user"]
+    assert fraction == pytest.approx(flags.mean(), abs=1e-6)
 
 
 def test_input_check_warns_on_another_modality(qtbot, win, models):

@@ -40,9 +40,52 @@ def _positive_int(text: str) -> int:
     return v
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults after every option that has one; the examples in the epilog keep their lines."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or isinstance(action.default, bool) or action.default == "":
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+# help for the options declared without one (kept apart so the declarations stay short)
+OPTION_HELP = {
+    "--val-fraction": "fraction of the images held out for validation",
+    "--test-fraction": "fraction of the images held out for the test report",
+    "--freeze": "what stays frozen: nothing, the backbone, or the backbone first then all (staged)",
+    "--unfreeze-lr-factor": "learning-rate factor for the backbone once --freeze staged unfreezes it",
+    "--dropout": "dropout before the classification layer",
+    "--head-batchnorm": "BatchNorm in the head's hidden layers",
+    "--image-size": "model input size in pixels (square)",
+    "--resize": "how images reach the input size",
+    "--optimizer": "optimiser",
+    "--lr": "learning rate",
+    "--momentum": "SGD momentum",
+    "--nesterov": "Nesterov momentum for SGD",
+    "--scheduler": "learning-rate schedule",
+    "--plateau-patience": "epochs without improvement before the plateau schedule lowers the rate",
+    "--min-lr": "lowest learning rate of the schedules",
+    "--epochs": "training epochs",
+    "--batch-size": "images per batch",
+    "--seed": "random seed (split, initialisation, augmentation)",
+    "--augment": "augmentation preset (the options below override its values)",
+    "--intended-use": "written to the model card; the viewer warns unless 'validated'",
+}
+
+
+EXAMPLES = """examples:
+  medviewer --train --data chest_ct --arch resnet50 --weights imagenet --freeze staged --out run1
+  medviewer --train --data xray --label-from-name "bacteria|virus" --arch densenet201 --out run2
+  torchrun --nproc_per_node 2 -m medviewer.engine.train --data DIR --out OUT   # several GPUs"""
+
+
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    from medviewer.engine.registry import ARCHITECTURES
+
     p = argparse.ArgumentParser(prog="medviewer --train", add_help=add_help,
-                                description="Train a classifier on a labelled image folder.")
+                                description="Train a classifier on a labelled image folder.",
+                                epilog=EXAMPLES, formatter_class=_HelpFormatter)
     d = p.add_argument_group("data")
     d.add_argument("--data", type=Path, help="folder with one sub-folder per class (and optional split folders)")
     d.add_argument("--labels", type=Path, help="CSV path,label[,split] overriding folder labels")
@@ -52,10 +95,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     d.add_argument("--out", type=Path, default=Path("medviewer-train"), help="output folder")
     d.add_argument("--workers", type=_positive_int, default=2, help="decoding threads")
     m = p.add_argument_group("model")
-    m.add_argument("--arch", default="resnet18")
+    m.add_argument("--arch", default="resnet18", metavar="ARCH",
+                   help=f"torchvision architecture, one of: {', '.join(sorted(ARCHITECTURES))}")
     m.add_argument("--weights", default="none", help="imagenet | none | PATH (.safetensors or state dict)")
     m.add_argument("--freeze", choices=("none", "backbone", "staged"), default="none")
-    m.add_argument("--stage-epochs", type=int, default=None, help="head-only epochs for --freeze staged")
+    m.add_argument("--stage-epochs", type=int, default=None,
+                   help="head-only epochs for --freeze staged (default: a third of --epochs)")
     m.add_argument("--unfreeze-lr-factor", type=float, default=0.1)
     m.add_argument("--dropout", type=float, default=0.0)
     m.add_argument("--hidden", default="", help="head widths, e.g. 256,128")
@@ -108,7 +153,41 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     r.add_argument("--search-epochs", type=int, default=0, help="epochs per trial (default --epochs)")
     r.add_argument("--no-report", dest="report", action="store_false", help="skip report.html and plots")
     r.add_argument("--gallery", type=int, default=12, help="misclassified images shown with Grad-CAM")
+    add_research_args(p)
+    for action in p._actions:
+        if not action.help:
+            action.help = next((OPTION_HELP[o] for o in action.option_strings if o in OPTION_HELP), None)
     return p
+
+
+def add_research_args(p: argparse.ArgumentParser) -> None:
+    """Confidence intervals, cross-validation, feature cache, TTA, logs, LR range test."""
+    e = p.add_argument_group("evaluation and research")
+    e.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                   help="bootstrap resamples of the test set for 95%% confidence intervals (0 = none)")
+    e.add_argument("--folds", type=int, default=0, metavar="K",
+                   help="stratified K-fold cross-validation over train+val, grouped by patient, "
+                        "then the final model on all of train+val (0 = off)")
+    e.add_argument("--group-regex", metavar="REGEX",
+                   help="patient of a non-DICOM image (or one without Patient ID): first match "
+                        "(group 1 if any) in its path relative to --data")
+    e.add_argument("--feature-cache", dest="feature_cache", action="store_const", const="on", default="auto",
+                   help="train the head on cached backbone features (automatic with --freeze backbone "
+                        "and no augmentation); with augmentation, on --feature-cache-copies fixed copies")
+    e.add_argument("--no-feature-cache", dest="feature_cache", action="store_const", const="off",
+                   help="never cache backbone features")
+    e.add_argument("--feature-cache-copies", type=_positive_int, default=4, metavar="N",
+                   help="augmented copies per training image with --feature-cache and augmentation")
+    e.add_argument("--tta", action="store_true",
+                   help="test-time augmentation (image + mirror) for the test and fold evaluation")
+    e.add_argument("--tta-shift", type=float, default=0.0, metavar="F",
+                   help="with --tta, also shifted copies by F x the image size (e.g. 0.05)")
+    e.add_argument("--tensorboard", action="store_true", help="write TensorBoard events to OUT/tensorboard")
+    e.add_argument("--lr-find", action="store_true",
+                   help="learning-rate range test: plot loss against LR, suggest --lr, train nothing")
+    e.add_argument("--lr-find-iters", type=_positive_int, default=100, metavar="N",
+                   help="mini-batches of the range test")
+    e.add_argument("--lr-find-range", default="1e-7,10", metavar="LO,HI", help="learning rates tested")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -127,6 +206,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         raise UsageError("--dropout must be in [0, 1)")
     if args.val_fraction + args.test_fraction >= 1:
         raise UsageError("--val-fraction + --test-fraction must be below 1")
+    check_research_args(args)
     from medviewer.viewer.display.windowspec import WindowSpec, WindowSpecError
 
     try:
@@ -137,6 +217,28 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
     args.device = str(pick_device(args.device))
     return args
+
+
+def check_research_args(args: argparse.Namespace) -> None:
+    from medviewer.engine.train.folds import compile_group_regex
+    from medviewer.engine.tta import MAX_SHIFT
+
+    if args.bootstrap < 0:
+        raise UsageError("--bootstrap must be 0 (off) or a number of resamples")
+    if args.folds == 1 or args.folds < 0:
+        raise UsageError("--folds must be at least 2 (or 0 for no cross-validation)")
+    compile_group_regex(args.group_regex)
+    if args.tta_shift and not args.tta:
+        raise UsageError("--tta-shift needs --tta")
+    if not 0 <= args.tta_shift <= MAX_SHIFT:
+        raise UsageError(f"--tta-shift must be in [0, {MAX_SHIFT}]")
+    try:
+        lo, hi = (float(v) for v in args.lr_find_range.split(","))
+    except ValueError:
+        raise UsageError(f"--lr-find-range: expected LO,HI such as 1e-7,10, got {args.lr_find_range!r}") from None
+    if not 0 < lo < hi:
+        raise UsageError("--lr-find-range: need 0 < LO < HI")
+    args.lr_find_range = [lo, hi]
 
 
 def main_train(argv: list[str]) -> int:

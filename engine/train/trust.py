@@ -7,7 +7,7 @@
    the test split (flag rate) and against generic far-OOD probes (AUROC,
    engine.train.probes);
 3. what the images were (modality, photometric interpretation, body part) for the
-   input guard (engine.guard);
+   input check (engine.inputcheck);
 4. the operating point: the decision rule and its per-class sensitivity and
    specificity on the test split, with the calibration error before and after.
 """

@@ -167,17 +167,13 @@ def find_window(meta: ImageMeta, name: str) -> Window | None:
     return None
 
 
-def auto_window(stored: np.ndarray, meta: ImageMeta) -> Window:
-    """Window over robust percentiles (0.5 .. 99.5) of the modality values.
-
-    Pixel padding (C.7.5.1.1.2) is left out.  Integer-valued ranges give a
-    LINEAR window whose ramp runs exactly from the low to the high percentile;
-    tiny float ranges a LINEAR_EXACT one.  Colour images get the full range.
-    """
+def auto_sample(stored: np.ndarray, meta: ImageMeta, max_samples: int = _AUTO_SAMPLES) -> np.ndarray:
+    """Finite modality values (float64) of a regular sub-grid of at most about
+    `max_samples` pixels of a monochrome frame, Pixel Padding (C.7.5.1.1.2) left out."""
     stored = np.asarray(stored)
-    if meta.is_color or meta.is_palette or stored.size == 0:
-        return _full_range_window(meta)
-    step = max(1, int(math.ceil(math.sqrt(stored.size / _AUTO_SAMPLES))))
+    if stored.size == 0:
+        return np.zeros(0, np.float64)
+    step = max(1, int(math.ceil(math.sqrt(stored.size / max(1, max_samples)))))
     sample = stored[::step, ::step] if stored.ndim >= 2 else stored[::step]
     sample = sample.ravel()
     if meta.padding is not None:
@@ -185,14 +181,36 @@ def auto_window(stored: np.ndarray, meta: ImageMeta) -> Window:
         if keep.any():
             sample = sample[keep]
     values = _modality(sample, meta)
-    values = values[np.isfinite(values)]
+    return values[np.isfinite(values)]
+
+
+def window_from_values(values: np.ndarray, integer: bool, name: str = "Auto") -> Window | None:
+    """The window over robust percentiles (AUTO_PERCENTILES) of modality values.
+
+    Integer data (or ranges of at least 1) give a LINEAR window whose ramp runs
+    exactly from the low to the high percentile (c - 0.5 -/+ (w - 1)/2 == lo / hi);
+    tiny float ranges a LINEAR_EXACT one.  None for no values."""
     if values.size == 0:
-        return _full_range_window(meta)
+        return None
     lo, hi = (float(v) for v in np.percentile(values, AUTO_PERCENTILES))
-    if hi - lo >= 1.0 or stored.dtype.kind in "uib":
-        # LINEAR: c - 0.5 -/+ (w - 1)/2 == lo / hi
-        return Window((lo + hi + 1.0) / 2.0, hi - lo + 1.0, "LINEAR", "Auto")
-    return Window((lo + hi) / 2.0, max(hi - lo, 1e-6), "LINEAR_EXACT", "Auto")
+    if hi - lo >= 1.0 or integer:
+        return Window((lo + hi + 1.0) / 2.0, hi - lo + 1.0, "LINEAR", name)
+    return Window((lo + hi) / 2.0, max(hi - lo, 1e-6), "LINEAR_EXACT", name)
+
+
+def auto_window(stored: np.ndarray, meta: ImageMeta) -> Window:
+    """Window over robust percentiles (0.5 .. 99.5) of the modality values of one image.
+
+    Pixel padding (C.7.5.1.1.2) is left out.  Integer-valued ranges give a
+    LINEAR window whose ramp runs exactly from the low to the high percentile;
+    tiny float ranges a LINEAR_EXACT one.  Colour images get the full range.
+    For a whole series see `viewer.display.serieswindow.series_auto_window`.
+    """
+    stored = np.asarray(stored)
+    if meta.is_color or meta.is_palette or stored.size == 0:
+        return _full_range_window(meta)
+    window = window_from_values(auto_sample(stored, meta), stored.dtype.kind in "uib")
+    return window if window is not None else _full_range_window(meta)
 
 
 def default_window(meta: ImageMeta, stored: np.ndarray | None = None) -> Window:
@@ -399,22 +417,37 @@ def affine_coefficients(dtype: np.dtype, meta: ImageMeta, window: Window) -> tup
     return alpha, beta
 
 
+# |alpha| up to which one clamp makes `convertScaleAbs` exact (see `_affine_render`)
+_TWO_PASS_ALPHA = 0.9
+
+
 def _affine_render(stored: np.ndarray, meta: ImageMeta, window: Window) -> np.ndarray | None:
-    """`affine_coefficients` evaluated by OpenCV in four SIMD passes, no table.
+    """`affine_coefficients` evaluated by OpenCV without a table, in two or four passes.
 
     `convertScaleAbs` saturates at 255 but folds negatives back with its
-    absolute value, so values below the ramp's zero are clamped first and
-    then forced to 0 by a mask.  None when the image does not qualify (the
-    table path handles it).
+    absolute value.  Values beyond the ramp's zero are clamped to the stored
+    value x0 nearest to it, where |alpha*x0 + beta| <= |alpha|/2: when |alpha| is
+    at most `_TWO_PASS_ALPHA` (a window wider than ~283 stored values at slope
+    1) that is within 0.5 of 0, so every clamped value, and every value between
+    x0 and the zero, rounds to grey 0: two passes.  Narrower windows clamp at
+    the first value on the ramp and force the values beyond it to 0 with a mask:
+    four passes.  None when the image does not qualify (the table path serves it).
     """
-    if stored.ndim != 2 or not stored.size:
-        return None
+    if stored.ndim != 2 or stored.size < 2:
+        return None  # OpenCV's bindings read a 1x1 array as a scalar (the table path serves it)
     coeffs = affine_coefficients(stored.dtype, meta, window)
     if coeffs is None:
         return None
     alpha, beta = coeffs
     info = np.iinfo(stored.dtype)
     zero = -beta / alpha                    # stored value where the ramp is 0
+    if abs(alpha) <= _TWO_PASS_ALPHA:
+        x0 = round(zero)
+        if (x0 > info.max) if alpha > 0 else (x0 < info.min):
+            return np.zeros(stored.shape, np.uint8)   # every value is below the ramp
+        if info.min <= x0 <= info.max:
+            stored = cv2.max(stored, x0) if alpha > 0 else cv2.min(stored, x0)
+        return cv2.convertScaleAbs(stored, alpha=alpha, beta=beta)
     if alpha > 0:
         edge = math.ceil(zero)              # first value with alpha*x+beta >= 0
         if edge > info.max:

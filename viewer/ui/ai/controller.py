@@ -1,36 +1,43 @@
 """AIController: binds the engine to the main window (menus, docks, strip, Grad-CAM overlay).
 
-View state lives in the window's ViewState; results arrive from worker jobs
-by signal and pass the ResultRouter (tagged study/series/slice/model/generation)
-before anything is painted, so stale results are dropped (STYLE.md pattern 5).
-Out-of-distribution scores and the input check's warnings travel the same way;
-every finished analysis is appended to the audit log, and the reader's verdict
-on it too (engine.audit, written by AuditJob off the GUI thread).
+What the panels show lives in a Qt-free `AIResults` (viewer.state.ai: results per
+series, the class the strip shows, the CAM cache); view state lives in the window's
+ViewState.  Engine work runs as tasks (viewer.ui.ai.worker) on `TaskRunner`s; every
+result passes the ResultRouter (tagged study/series/slice/model/generation) before
+anything is stored or painted, so stale results are dropped (STYLE.md pattern 5).
+Out-of-distribution scores and the input check's warnings travel the same way and
+are stored with the probabilities; every finished analysis is appended to the audit
+log, and the reader's verdict on it too (engine.audit, written by `audit_task` on a
+one-thread runner off the GUI thread).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from collections import OrderedDict
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt, QThreadPool, QTimer
+from PySide6.QtCore import QObject, QThreadPool
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QFrame, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFileDialog, QVBoxLayout, QWidget
 
+from medviewer.engine.infer import aggregate, aggregation_name
 from medviewer.engine.results import ResultRouter
+from medviewer.viewer.state.ai import AIResults, ResultKey
+from medviewer.viewer.ui.ai.camlayer import OVERLAY, CamLayer
 from medviewer.viewer.ui.ai.strip import SliceStrip
 from medviewer.viewer.ui.ai.widgets import CamControls, ModelPicker, ProbabilityPanel
-from medviewer.viewer.ui.ai.worker import AuditJob, CamJob, JobSignals, LoadJob, SeriesJob
+from medviewer.viewer.ui.ai.worker import audit_task, load_task, series_task
+from medviewer.viewer.ui.workers import CANCELLED, TaskRunner, TaskState
 
 log = logging.getLogger("medviewer.ai")
 
-OVERLAY = "gradcam"
-CAM_DELAY_MS = 80
-CAM_CACHE = 32
+MODEL_SUFFIX = ".safetensors"
+# CPUs left to the GUI thread when torch's threads are counted (engine.threads;
+# bench/bench_contention.py measures analysis beside the viewer's decode threads)
+GUI_RESERVE = 1
 
 
 class AIController(QObject):
@@ -41,95 +48,88 @@ class AIController(QObject):
         self.window = window
         self.state = window.state
         self.router = ResultRouter()        # series/image classification jobs
-        self.cam_router = ResultRouter()    # Grad-CAM requests (newest wins)
-        self._model_gen = 0
-        self.signals = JobSignals(self)
-        self.pool = QThreadPool(self)
-        self.pool.setMaxThreadCount(1)
-        self.cam_pool = QThreadPool(self)
-        self.cam_pool.setMaxThreadCount(1)
-        self.audit_pool = QThreadPool(self)      # one thread: entries are written in order
-        self.audit_pool.setMaxThreadCount(1)
-        self.audit_path: Any = None              # None: the user data folder's audit log
+        self.results = AIResults(lambda probs, method, k: aggregate(probs, method, k=k))
         self.model: Any = None
-        self.probs: np.ndarray | None = None      # (N, C) of the series in view, NaN = not yet
-        self.ood: np.ndarray | None = None        # (N,) OOD scores, NaN = not yet; None: no OOD model
-        self.input_warnings: list[str] = []
-        self.analysis_id: str | None = None       # audit entry of the result in view (verdicts name it)
-        self._pending_analysis: Any = None
-        self._job_refs: list[Any] = []
-        self._job_gen = 0                         # the newest classification job started here
-        self._probs_key: tuple[str, str, str] | None = None
+        self.dropped = 0                    # stale batches dropped (for tests and logs)
         self._job_started = 0.0
         self._job_count = 0
         self._per_image: float | None = None
-        self.dropped = 0                          # stale batches dropped (for tests and logs)
-        self.cams: OrderedDict[tuple[Any, ...], tuple[int, np.ndarray]] = OrderedDict()
-        self._cam_shown: tuple[Any, ...] | None = None
-        self.aggregation = "mean"
-
-        # widgets
-        self.picker = ModelPicker()
-        self.panel = ProbabilityPanel()
-        self.cam = CamControls()
-        holder = QWidget()
-        holder.setObjectName("ai_panel_content")
-        lay = QVBoxLayout(holder)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.panel)
-        lay.addWidget(self.cam)
-        scroll = QScrollArea()   # warnings must never be cut off in a short dock: it scrolls
-        scroll.setObjectName("ai_panel")
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setWidget(holder)
-        self.models_dock = window.add_dock(self.picker, title="AI models")
-        self.results_dock = window.add_dock(scroll, title="AI results")
-        self.strip = SliceStrip(align_to=getattr(window, "slider", None))
-        window.set_slice_strip(self.strip)
-        self.strip.setVisible(False)
-        self._cam_timer = QTimer(self)
-        self._cam_timer.setSingleShot(True)
-        self._cam_timer.setInterval(CAM_DELAY_MS)
-        self._cam_timer.timeout.connect(self.request_cam)
-
-        # actions
-        menu = window.ai_menu
-        self.act_analyze_image = self._action(menu, "Analyze image", "Ctrl+I", self.analyze_image)
-        self.act_analyze_series = self._action(menu, "Analyze series", "Ctrl+Shift+I", self.analyze_series)
-        self.act_cancel = self._action(menu, "Cancel analysis", None, self.cancel)
-        menu.addSeparator()
-        self._action(menu, "Show models", None, lambda: self.models_dock.show())
-        self._action(menu, "Export view with overlay...", None, self.choose_export)
-
-        # bindings
-        self.picker.sig_model_chosen.connect(self.load_model)
-        self.panel.aggregation.currentIndexChanged.connect(self._aggregation_changed)
-        dev = str(self._setting("ai/device", "auto") or "auto")
-        if self.picker.device.findText(dev) >= 0:
-            self.picker.device.setCurrentText(dev)
-        self.picker.device.currentTextChanged.connect(self._device_changed)
-        self.panel.cancel_button.clicked.connect(self.cancel)
-        self.cam.sig_changed.connect(self.update_cam)
-        self.strip.sig_slice_clicked.connect(self.state.set_slice)
-        self.state.sig_series_changed.connect(self.on_series_changed)
-        self.state.sig_slice_changed.connect(self.on_slice_changed)
-        self.signals.sig_loaded.connect(self.on_loaded)
-        self.signals.sig_batch.connect(self.on_batch)
-        self.signals.sig_ood.connect(self.on_ood)
-        self.signals.sig_guard.connect(self.on_guard)
-        self.signals.sig_audit.connect(self.on_audit)
-        self.panel.verdict.sig_verdict.connect(self.record_verdict)
-        self.signals.sig_cam.connect(self.on_cam)
-        self.signals.sig_progress.connect(self.on_progress)
-        self.signals.sig_finished.connect(self.on_finished)
-
+        self._job_view: tuple[str, str] | None = None   # (study, series) of the last analysis
+        self._job_key: ResultKey | None = None          # results key of the running analysis
+        self._job_gen = 0                                # the newest classification job started here
+        self.audit_path: Any = None                      # None: the user data folder's audit log
+        self._pending_analysis: tuple[ResultKey, str] | None = None
+        self._build_widgets()
+        self._build_runners()
+        self._build_actions()
+        self._connect()
         self.picker.refresh()
         self._update_actions()
         saved = self._setting("ai/model", "")
         if saved and Path(saved).is_file():
             self.load_model(saved)
+
+    # -- construction ----------------------------------------------------------------
+    def _build_widgets(self) -> None:
+        w = self.window
+        self.picker = ModelPicker()
+        self.panel = ProbabilityPanel()
+        self.cam = CamControls()
+        holder = QWidget()
+        holder.setObjectName("ai_panel")
+        lay = QVBoxLayout(holder)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.panel)
+        lay.addWidget(self.cam)
+        self.models_dock = w.add_dock(self.picker, title="AI models", scrollable=True)
+        self.results_dock = w.add_dock(holder, title="AI results", scrollable=True)
+        self.strip = SliceStrip(align_to=getattr(w, "slider", None))
+        w.set_slice_strip(self.strip)
+        self.strip.setVisible(False)
+        self.cam_layer = CamLayer(w, self.cam, self.results, lambda: self.model, self)
+
+    def _build_runners(self) -> None:
+        # model loads and analyses share one thread (never two torch jobs at once)
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(1)
+        self.loads = TaskRunner(self, name="model load", pool=self.pool)
+        self.jobs = TaskRunner(self, name="AI analysis", pool=self.pool)
+        # audit-log writes: one thread of their own, never cancelled (entries in order, none lost)
+        self.audits = TaskRunner(self, name="audit log")
+
+    def _build_actions(self) -> None:
+        menu = self.window.ai_menu
+        self.act_analyze_image = self._action(menu, "Analyze image", "Ctrl+I", self.analyze_image)
+        self.act_analyze_series = self._action(menu, "Analyze series", "Ctrl+Shift+I", self.analyze_series)
+        self.act_cancel = self._action(menu, "Cancel analysis", None, self.cancel)
+        menu.addSeparator()
+        self._action(menu, "Load model file...", None, self.choose_model_file)
+        self._action(menu, "Show models", None, lambda: self.models_dock.show())
+        self._action(menu, "Export view with overlay...", None, self.choose_export)
+
+    def _connect(self) -> None:
+        self.picker.sig_model_chosen.connect(self.load_model)
+        self.picker.sig_load_file.connect(self.choose_model_file)
+        self.panel.aggregation.currentIndexChanged.connect(
+            lambda _i: self.results.set_aggregation(str(self.panel.aggregation.currentData())))
+        dev = str(self._setting("ai/device", "auto") or "auto")
+        if self.picker.device.findText(dev) >= 0:
+            self.picker.device.setCurrentText(dev)
+        self.picker.device.currentTextChanged.connect(self._device_changed)
+        self.panel.cancel_button.clicked.connect(self.cancel)
+        self.cam.sig_changed.connect(self._cam_controls_changed)
+        self.strip.sig_slice_clicked.connect(self.state.set_slice)
+        self.state.sig_series_changed.connect(self.on_series_changed)
+        self.state.sig_slice_changed.connect(self.on_slice_changed)
+        self.results.choice_changed.connect(self._show_results)
+        self.loads.sig_finished.connect(self._on_load_finished)
+        self.jobs.sig_partial.connect(self.on_batch)
+        self.jobs.sig_progress.connect(self.on_progress)
+        self.jobs.sig_finished.connect(self.on_finished)
+        self.audits.sig_finished.connect(self.on_audit)
+        self.panel.verdict.sig_verdict.connect(self.record_verdict)
+        self.window.add_drop_handler(lambda p: p.suffix.lower() == MODEL_SUFFIX and p.is_file(),
+                                     self.load_model_file)
 
     # -- helpers ----------------------------------------------------------------
     def _action(self, menu: Any, text: str, shortcut: str | None, slot: Any) -> QAction:
@@ -157,13 +157,42 @@ class AIController(QObject):
             return None
         return self.state.study_uid_of(s), str(s.series_uid)
 
-    def _strip_class(self) -> int:
-        ci = self.cam.class_index()
-        return int(ci) if ci is not None else len(self.model.classes) - 1 if self.model else 0
+    def _result_key(self) -> ResultKey | None:
+        view = self._view_key()
+        if view is None or self.model is None:
+            return None
+        return view[0], view[1], self.model.model_id
 
-    def _aggregation_changed(self, _i: int) -> None:
-        self.aggregation = str(self.panel.aggregation.currentData())
-        self._show_series_result()
+    def _view_results(self) -> Any:
+        """The stored results of the series in view (None when there are none)."""
+        return self.results.results_for(self._result_key(), self.state.count())
+
+    @property
+    def probs(self) -> np.ndarray | None:
+        """(N, C) probabilities of the series in view; NaN rows = not analysed."""
+        res = self._view_results()
+        return None if res is None else res.probs
+
+    @property
+    def ood(self) -> np.ndarray | None:
+        """(N,) OOD scores of the series in view (NaN: not yet); None without an OOD check."""
+        res = self._view_results()
+        return None if res is None else res.ood
+
+    @property
+    def input_warnings(self) -> list[str]:
+        res = self._view_results()
+        return [] if res is None else list(res.input_warnings)
+
+    @property
+    def analysis_id(self) -> str | None:
+        """The audit-log entry of the result in view (verdicts name it)."""
+        res = self._view_results()
+        return None if res is None else res.analysis_id
+
+    @property
+    def cams(self) -> Any:
+        return self.results.cams
 
     def _device_changed(self, device: str) -> None:
         """Remember the device (settings 'ai/device') and reload the current model there."""
@@ -176,13 +205,33 @@ class AIController(QObject):
 
     # -- model ------------------------------------------------------------------
     def load_model(self, path: str) -> None:
-        """Load a model file on the worker thread (imports torch lazily)."""
-        self._model_gen += 1
+        """Load a model file on the worker thread (imports torch lazily); a newer
+        request supersedes one still loading."""
         device = str(self._setting("ai/device", "auto") or "auto")
-        threads = max(1, (os.cpu_count() or 2) - 1)  # leave a core for the GUI thread
+        from medviewer.engine.threads import torch_threads
+
+        threads = torch_threads(reserve=GUI_RESERVE)
         self.panel.status.setText(f"Loading {Path(path).name}...")
-        self.pool.start(LoadJob(self.signals, self._model_gen, lambda g: g == self._model_gen, path,
-                                None if device == "auto" else device, threads))
+        self.loads.start(load_task, str(path), None if device == "auto" else device, threads, key=str(path))
+
+    def choose_model_file(self) -> None:
+        """AI > Load model file...: any .safetensors file, from the folder used last."""
+        start = str(self._setting("ai/model_folder", "") or Path.home())
+        path, _ = QFileDialog.getOpenFileName(self.window, "Load model file", start,
+                                              f"medviewer models (*{MODEL_SUFFIX});;All files (*)")
+        if path:
+            self.load_model_file(Path(path))
+
+    def load_model_file(self, path: str | Path) -> None:
+        """Load a model file chosen or dropped by the user (listed in the picker too)."""
+        path = Path(path)
+        try:
+            self.window.settings.set_value("ai/model_folder", str(path.parent))
+        except Exception:
+            pass
+        self.picker.refresh(extra=[path])
+        self.window.show_message(f"AI: loading model file {path.name}")
+        self.load_model(str(path))
 
     def load_default_model(self) -> bool:
         """Load the bundled demo model unless a model is loaded or loading
@@ -198,20 +247,28 @@ class AIController(QObject):
         self.load_model(str(demo))
         return True
 
-    def on_loaded(self, gen: int, model: Any) -> None:
-        if gen != self._model_gen:
+    def _on_load_finished(self, state: TaskState, model: Any, error: str | None) -> None:
+        if error:
+            if error != CANCELLED:
+                self.panel.status.setText(f"Model not loaded: {error}")
+                self.window.show_message(f"AI: {error}", 8000)
             return
+        self.on_loaded(model)
+
+    def on_loaded(self, model: Any) -> None:
         from medviewer.engine.device import describe
 
         self.model = model
         self.router.cancel()
-        self.cams.clear()
-        self.probs, self._probs_key = None, None
-        self._reset_trust()
-        self.panel.set_model(model.card, describe(model.device))
+        self.cam_layer.cancel()
+        self.results.clear()
+        self.panel.set_model(model.card, describe(model.device), model.path)
         self.panel.status.setText(f"Model ready: {model.card.summary()}")
         self.cam.set_classes(model.classes)
-        self.picker.select_path(model.path)
+        self.results.set_class_choice(None)
+        if not self.picker.select_path(model.path):
+            self.picker.refresh(extra=[model.path])   # a file from outside the models folders
+            self.picker.select_path(model.path)
         self.strip.setVisible(False)
         self.window.canvas.set_overlay(OVERLAY, None)
         try:
@@ -219,39 +276,34 @@ class AIController(QObject):
         except Exception:
             pass
         self._update_actions()
+        self._show_results()
         self.update_cam()
 
     # -- jobs ---------------------------------------------------------------------
     def _start(self, refs: list[Any], first_index: int) -> int | None:
-        key = self._view_key()
-        if self.model is None or key is None:
+        key = self._result_key()
+        if key is None:
             self.window.show_message("AI: choose a model and open a series first")
             return None
         series = self.state.series
         gen = self.router.start_job(key[0], key[1], self.model.model_id)
-        self._job_gen = gen
-        self.router.set_view(*key)
-        pkey = (key[0], key[1], self.model.model_id)
-        if self._probs_key != pkey or self.probs is None or len(self.probs) != len(series.items):
-            self.probs = np.full((len(series.items), len(self.model.classes)), np.nan, np.float32)
-            self.ood = np.full(len(series.items), np.nan, np.float32) if self.model.ood is not None else None
-            self._probs_key = pkey
-            self.strip.reset(len(series.items))
-        self._job_refs = list(refs)
-        self.analysis_id, self._pending_analysis = None, None
-        self.panel.verdict.set_analysis(None)
-        self.strip.setVisible(True)
-        self.strip.set_current(self.state.index)
-        self._job_started = _now()
+        self.router.set_view(key[0], key[1])
+        self._job_view = (key[0], key[1])
+        threshold = self.model.ood.threshold if self.model.ood is not None else None
+        res = self.results.ensure(key, len(series.items), self.model.classes, threshold)
+        res.analysis_id, res.verdict = None, None          # a new analysis: the old verdict was on another
+        self._job_key, self._job_gen, self._pending_analysis = key, gen, None
+        self._job_started = time.perf_counter()
         self._job_count = len(refs)
         self._per_image = None
         self.panel.progress.setRange(0, len(refs))
         self.panel.progress.setValue(0)
         self.panel.progress.setVisible(True)
         self.panel.cancel_button.setVisible(True)
-        job = SeriesJob(self.signals, gen, self.router.is_current, self.model, self.window.pixels, refs,
-                        (max(1, series.rows), max(1, series.columns)), first_index, series=series)
-        self.pool.start(job)
+        self._show_results()
+        self.jobs.start(series_task, self.model, self.window.pixels, refs,
+                        (max(1, series.rows), max(1, series.columns)), first_index, series=series,
+                        key=(gen, key), is_current=lambda: self.router.is_current(gen))
         return gen
 
     def analyze_image(self) -> int | None:
@@ -265,186 +317,199 @@ class AIController(QObject):
     def cancel(self) -> None:
         """Stop the running job at its next batch; results so far stay."""
         self.router.cancel()
-        self.cam_router.cancel()
+        self.cam_layer.cancel()
 
     # -- results --------------------------------------------------------------------
-    def on_progress(self, gen: int, done: int, total: int) -> None:
-        if self.router.is_current(gen):
+    def on_progress(self, state: TaskState, done: int, total: int) -> None:
+        if self.router.is_current(state.key[0]):
             self.panel.progress.setValue(done)
 
-    def on_batch(self, gen: int, start: int, probs: np.ndarray, _cams: Any) -> None:
-        if not self.router.accept(self.router.tag(gen, start)) or self.probs is None:
+    def on_batch(self, state: TaskState, batch: tuple) -> None:
+        """A partial result: ("inputcheck", warnings) or ("batch", start, probs, OOD scores|None)."""
+        gen, key = state.key
+        if batch[0] == "inputcheck":
+            res = self.results.get(key)
+            if res is not None and self.router.is_current(gen):
+                res.input_warnings = list(batch[1])
+                self._show_results()
+            return
+        _, start, probs, scores = batch
+        if not self.router.accept(self.router.tag(gen, start)) \
+                or self.results.store(key, start, probs, scores) is None:
             self.dropped += 1
             return
-        stop = min(len(self.probs), start + len(probs))
-        self.probs[start:stop] = probs[: stop - start]
-        self.strip.set_values(start, probs[: stop - start, self._strip_class()])
-        if start <= self.state.index < stop:
-            self._show_slice_probs()
-        self._show_series_result()
+        self._show_results()
 
-    def on_ood(self, gen: int, start: int, scores: np.ndarray) -> None:
-        """OOD scores of a batch (they arrive just before its probabilities)."""
-        if not self.router.accept(self.router.tag(gen, start)) or self.ood is None or self.model is None \
-                or self.model.ood is None:
-            return
-        stop = min(len(self.ood), start + len(scores))
-        self.ood[start:stop] = scores[: stop - start]
-        self.strip.set_flags(start, scores[: stop - start] > self.model.ood.threshold)
-
-    def on_guard(self, gen: int, warnings: list[str]) -> None:
-        """The input check's warnings for the series being analysed."""
-        if not self.router.is_current(gen):
-            return
-        self.input_warnings = list(warnings)
-        self.panel.trust.set_input_warnings(self.input_warnings)
-
-    def on_finished(self, gen: int, kind: str, error: Any, seconds: float) -> None:
-        if kind == "load":
-            if error and gen == self._model_gen:
-                self.panel.status.setText(f"Model not loaded: {error}")
-                self.window.show_message(f"AI: {error}", 8000)
-            return
-        if kind == "cam":
-            if error and error != "cancelled":
-                self.panel.status.setText(f"Grad-CAM failed: {error}")
-            return
-        if not self.router.is_current(gen) and error is None:
+    def on_finished(self, state: TaskState, _result: Any, error: str | None) -> None:
+        gen = state.key[0]
+        current = self.router.is_current(gen)
+        if not current and error is None:
             return
         self.panel.progress.setVisible(False)
         self.panel.cancel_button.setVisible(False)
-        if error == "cancelled" or (error is None and not self.router.is_current(gen)):
+        if error == CANCELLED or not current:
             self.panel.status.setText("Analysis cancelled")
         elif error:
             self.panel.status.setText(f"Analysis failed: {error}")
             self.window.show_message(f"AI: {error}", 8000)
         else:
             n = self._job_count
-            self._per_image = seconds / max(n, 1)
-            self._show_slice_probs()
-            self.panel.status.setText(f"Analyzed {n} image(s) in {seconds:.2f} s "
-                                      f"({seconds / max(n, 1) * 1000:.0f} ms per image)")
+            self._per_image = state.seconds / max(n, 1)
+            self.panel.status.setText(f"Analyzed {n} image(s) in {state.seconds:.2f} s "
+                                      f"({self._per_image * 1000:.0f} ms per image)")
+        self._show_results()
+        if (error is None or error == CANCELLED) and gen == self._job_gen:   # not a superseded job
+            self._record_analysis(state.key[1], "complete" if error is None and current else "cancelled")
+
+    def _show_results(self) -> None:
+        """Panel bars, series result and strip, all from the stored results of the view."""
+        self._show_strip()
+        self._show_slice_probs()
         self._show_series_result()
-        if (error is None or error == "cancelled") and gen == self._job_gen:   # not a superseded job
-            self._record_analysis("complete" if error is None and self.router.is_current(gen) else "cancelled")
+
+    def _show_strip(self) -> None:
+        key = self._result_key()
+        res = self.results.results_for(key, self.state.count())
+        if res is None:
+            self.strip.reset(0)
+            self.strip.setVisible(False)
+            return
+        self.strip.set_view(self.results.strip(key), len(res))
+        self.strip.set_current(self.state.index)
+        self.strip.setVisible(True)
 
     def _show_slice_probs(self) -> None:
+        res = self._view_results()
         i = self.state.index
-        if self.probs is None or not 0 <= i < len(self.probs) or np.isnan(self.probs[i, 0]) \
-                or self._probs_key is None or self._view_key() != self._probs_key[:2]:
+        probs = None if res is None else res.at(i)
+        if probs is None:
             self.panel.set_probabilities(None)
             self.panel.trust.set_slice(None, None)
             return
         per = self._per_image
         if per is None:  # job still running: elapsed time over results so far
-            per = (_now() - self._job_started) / max(1, self.strip.filled())
-        self.panel.set_probabilities(self.probs[i], where=f"slice {i + 1}", seconds=per)
-        score = None if self.ood is None or np.isnan(self.ood[i]) else float(self.ood[i])
-        self.panel.trust.set_slice(score, self.model.ood.threshold if self.model.ood is not None else None,
-                                   f"slice {i + 1}" if len(self.probs) > 1 else "this image")
+            per = (time.perf_counter() - self._job_started) / max(1, res.filled())
+        self.panel.set_probabilities(probs, where=f"slice {i + 1}", seconds=per)
+        self.panel.trust.set_slice(res.ood_at(i), res.ood_threshold,
+                                   f"slice {i + 1}" if len(res) > 1 else "this image")
 
     def _show_series_result(self) -> None:
-        from medviewer.engine.infer import aggregate, aggregation_name
-
-        if self.probs is None or self.model is None:
+        key = self._result_key()
+        res = self.results.results_for(key, self.state.count())
+        agg = self.results.series_probs(key)
+        self._show_trust(res)
+        if agg is None or res is None:
             self.panel.set_series_result("")
             return
-        done = self.probs[~np.isnan(self.probs[:, 0])]
-        if len(done) == 0:
-            self.panel.set_series_result("")
-            return
-        agg = aggregate(done, self.aggregation, k=3)
-        top = int(np.argmax(agg))
+        probs, used = agg
+        top = int(np.argmax(probs))
         self.panel.set_series_result(
-            f"Series ({aggregation_name(self.aggregation)} over {len(done)}/{len(self.probs)} slices): "
-            f"<b>{self.model.classes[top]}</b> {agg[top]:.3f}")
-        if self.ood is not None and self.model.ood is not None:
-            scored = self.ood[~np.isnan(self.ood)]
-            self.panel.trust.set_series(int(np.count_nonzero(scored > self.model.ood.threshold)), len(scored),
-                                        len(self.ood))
+            f"Series ({aggregation_name(self.results.aggregation, self.results.k)} over {used}/{len(res)} "
+            f"slices): <b>{res.classes[top]}</b> {probs[top]:.3f}")
 
     # -- trust: OOD, input check, audit log and the reader's verdict ------------------------
-    def _reset_trust(self) -> None:
-        self.ood = None
-        self.input_warnings = []
-        self.analysis_id, self._pending_analysis = None, None
-        self.panel.trust.clear()
-        self.panel.verdict.set_analysis(None)
+    def _show_trust(self, res: Any) -> None:
+        """The series' input warnings, OOD count and verdict bar, from the stored results."""
+        trust, bar = self.panel.trust, self.panel.verdict
+        if res is None:
+            trust.clear()
+            bar.set_analysis(None)
+            return
+        trust.set_input_warnings(res.input_warnings)
+        counts = res.ood_counts()
+        if counts is None:
+            trust.set_series(0, 0, len(res))
+        else:
+            trust.set_series(counts[0], counts[1], len(res))
+        pending = self._pending_analysis is not None and self._pending_analysis[0] == res.key
+        if res.analysis_id is not None:
+            if bar.analysis_id != res.analysis_id:
+                bar.set_analysis(res.analysis_id, "Result recorded in the audit log; your verdict:")
+                if res.verdict is not None:
+                    verdict, comment, user, when = res.verdict
+                    bar.show_recorded(verdict, user, when[11:19] + " UTC", comment)
+        elif pending:
+            bar.set_analysis(None, "Recording the result in the audit log...")
+        else:
+            bar.set_analysis(None)
 
-    def _record_analysis(self, status: str) -> None:
-        """Append the result in view to the audit log (off the GUI thread)."""
+    def _record_analysis(self, key: ResultKey, status: str) -> None:
+        """Append the result of `key` (the analysis just finished) to the audit log."""
         from medviewer.engine import audit
         from medviewer.engine.device import describe
-        from medviewer.engine.infer import aggregate, aggregation_name
 
-        if self.probs is None or self.model is None or self._probs_key is None \
-                or self._view_key() != self._probs_key[:2]:
+        res = self.results.get(key)
+        series = self.state.series
+        if res is None or self.model is None or key[2] != self.model.model_id:
             return
-        done = ~np.isnan(self.probs[:, 0])
+        done = res.done()
         if not done.any():
             return
-        series = self.state.series
-        refs = [series.items[i] for i in np.flatnonzero(done)] if series is not None else []
-        agg = aggregate(self.probs[done], self.aggregation, k=3)
-        flagged = fraction = None
-        if self.ood is not None and self.model.ood is not None:
-            scored = self.ood[~np.isnan(self.ood)]
-            flagged = int(np.count_nonzero(scored > self.model.ood.threshold))
-            fraction = flagged / len(scored) if len(scored) else None
+        view = self._view_key()
+        refs = ([series.items[i] for i in np.flatnonzero(done)]
+                if series is not None and view == key[:2] and len(series.items) == len(res) else [])
+        agg = aggregate(res.probs[done], self.results.aggregation, k=self.results.k)
+        counts = res.ood_counts()
         entry = audit.Analysis(
             model_name=self.model.card.name, model_version=self.model.card.version,
             model_sha256=self.model.sha256, device=describe(self.model.device),
-            study_uid=self._probs_key[0], series_uid=self._probs_key[1], n_items=int(done.sum()),
-            sop_uids=audit.sop_uids(series, refs) if series is not None else [],
-            result=audit.series_result(self.model.classes, agg, aggregation_name(self.aggregation)),
-            status=status, ood_checked=self.model.ood is not None, ood_flagged=flagged, ood_fraction=fraction,
-            input_warnings=list(self.input_warnings), source="viewer")
-        self._pending_analysis = (self._probs_key, entry.id)
-        self.panel.verdict.set_analysis(None, "Recording the result in the audit log...")
-        self.audit_pool.start(AuditJob(self.signals, entry, self.audit_path))
+            study_uid=key[0], series_uid=key[1], n_items=int(done.sum()),
+            sop_uids=audit.sop_uids(series, refs) if refs else [],
+            result=audit.series_result(res.classes, agg, aggregation_name(self.results.aggregation, self.results.k)),
+            status=status, ood_checked=counts is not None,
+            ood_flagged=counts[0] if counts else None,
+            ood_fraction=(counts[0] / counts[1] if counts and counts[1] else None),
+            input_warnings=list(res.input_warnings), source="viewer")
+        self._pending_analysis = (key, entry.id)
+        self.audits.start(audit_task, entry, self.audit_path, key=("analysis", key), replace=False)
+        self._show_results()
 
     def record_verdict(self, verdict: str, comment: str) -> None:
         """The reader's verdict on the result in view: a new audit-log row naming it."""
         from medviewer.engine.audit import Verdict
 
-        if self.analysis_id is None:
+        res = self._view_results()
+        if res is None or res.analysis_id is None:
             return
-        self.panel.verdict.set_analysis(self.analysis_id, "Recording your verdict...")
-        self.audit_pool.start(AuditJob(self.signals, Verdict(self.analysis_id, verdict, comment, source="viewer"),
-                                       self.audit_path))
+        self.panel.verdict.status.setText("Recording your verdict...")
+        self.audits.start(audit_task, Verdict(res.analysis_id, verdict, comment, source="viewer"),
+                          self.audit_path, key=("verdict", res.key), replace=False)
 
-    def on_audit(self, kind: str, entry: Any, error: Any) -> None:
+    def on_audit(self, state: TaskState, entry: Any, error: str | None) -> None:
+        kind, key = state.key
+        res = self.results.get(key)
+        bar = self.panel.verdict
+        in_view = res is not None and res is self._view_results()
         if error:
             log.warning("audit log: %s", error)
             self.window.show_message(f"AI: audit log not written: {error}", 10000)
-            if kind == "analysis" and self._pending_analysis and self._pending_analysis[1] == entry.id:
-                self.panel.verdict.set_analysis(None, f"<span style='color:#c33'>Not recorded in the audit "
-                                                      f"log: {error}</span>")
-            elif kind == "verdict" and entry.analysis_id == self.analysis_id:
-                self.panel.verdict.set_analysis(self.analysis_id, f"<span style='color:#c33'>Verdict not "
-                                                                  f"recorded: {error}</span>")
+            if kind == "analysis" and self._pending_analysis and self._pending_analysis[0] == key:
+                self._pending_analysis = None
+                if in_view:
+                    bar.set_analysis(None, f"<span style='color:#c33'>Not recorded in the audit log: "
+                                           f"{error}</span>")
+            elif kind == "verdict" and in_view:
+                bar.status.setText(f"<span style='color:#c33'>Verdict not recorded: {error}</span>")
             return
         if kind == "analysis":
-            if self._pending_analysis and self._pending_analysis[1] == entry.id \
-                    and self._probs_key == self._pending_analysis[0]:
-                self.analysis_id = entry.id
-                self.panel.verdict.set_analysis(entry.id, "Result recorded in the audit log; your verdict:")
-        elif entry.analysis_id == self.analysis_id:
-            self.panel.verdict.show_recorded(entry.verdict, entry.os_user, entry.time[11:19] + " UTC", entry.comment)
+            if self._pending_analysis == (key, entry.id) and res is not None:
+                self._pending_analysis = None
+                res.analysis_id = entry.id
+                if in_view:
+                    self._show_trust(res)
+        elif res is not None and entry.analysis_id == res.analysis_id:
+            res.verdict = (entry.verdict, entry.comment, entry.os_user, entry.time)
+            if in_view:
+                bar.show_recorded(entry.verdict, entry.os_user, entry.time[11:19] + " UTC", entry.comment)
 
     # -- view changes -------------------------------------------------------------------
     def on_series_changed(self, _series: Any) -> None:
-        key = self._view_key()
-        self.router.set_view(*(key or (None, None)))
-        self.cam_router.cancel()
-        if self._probs_key is None or key != self._probs_key[:2]:
+        view = self._view_key()
+        self.router.set_view(*(view or (None, None)))
+        self.cam_layer.cancel()
+        if view != self._job_view:
             self.router.cancel()  # results for the old series would be dropped anyway
-            self.probs, self._probs_key = None, None
-            self._reset_trust()
-            self.strip.reset(0)
-            self.strip.setVisible(False)
-            self.panel.set_probabilities(None)
-            self.panel.set_series_result("")
+        self._show_results()
 
     def on_slice_changed(self, index: int) -> None:
         self.strip.set_current(index)
@@ -452,90 +517,31 @@ class AIController(QObject):
         self.update_cam()
 
     # -- Grad-CAM -------------------------------------------------------------------------
-    def _cam_key(self) -> tuple[Any, ...] | None:
-        ref = self.state.ref()
-        if ref is None or self.model is None:
-            return None
-        return (self.model.model_id, ref, self.cam.class_index(), self.cam.cam_method())
+    def _cam_controls_changed(self) -> None:
+        self.results.set_class_choice(self.cam.class_index())   # the strip follows at once
+        self.update_cam()
 
     def update_cam(self) -> None:
-        """Show / hide / recolour the overlay; schedule a computation when needed."""
-        canvas = self.window.canvas
-        key = self._cam_key()
-        if not self.cam.enabled.isChecked() or key is None:
-            canvas.set_overlay(OVERLAY, None)
-            self._cam_shown = None
-            return
-        if key in self.cams:
-            self._paint_cam(key)
-        else:
-            self._cam_timer.start()
-
-    def request_cam(self) -> None:
-        key = self._cam_key()
-        if key is None or not self.cam.enabled.isChecked() or key in self.cams:
-            return
-        view = self._view_key()
-        gen = self.cam_router.start_job(view[0], view[1], self.model.model_id)
-        self.cam_router.set_view(*view)
-        self.panel.status.setText("Computing Grad-CAM...")
-        self._pending_cam = (gen, key)
-        self.cam_pool.start(CamJob(self.signals, gen, self.cam_router.is_current, self.model,
-                                   self.window.pixels, key[1], self.state.index, key[2], key[3]))
-
-    def on_cam(self, gen: int, index: int, cls: int, cam: np.ndarray) -> None:
-        pending = getattr(self, "_pending_cam", None)
-        if pending is None or pending[0] != gen or not self.cam_router.accept(self.cam_router.tag(gen, index)):
-            self.dropped += 1
-            return
-        key = pending[1]
-        self.cams[key] = (cls, cam)
-        while len(self.cams) > CAM_CACHE:
-            self.cams.popitem(last=False)
-        self.panel.status.setText(f"Grad-CAM for class '{self.model.classes[cls]}'")
-        if key == self._cam_key():
-            self._paint_cam(key)
-
-    def _paint_cam(self, key: tuple[Any, ...]) -> None:
-        from medviewer.engine.overlay import colorize
-
-        cls, cam = self.cams[key]
-        self.cams.move_to_end(key)
-        try:
-            self.window.canvas.set_overlay(OVERLAY, colorize(cam, self.cam.colormap.currentText()),
-                                           self.cam.alpha(), ref=key[1])
-        except ValueError as exc:  # the image changed size under us: never paint a mismatch
-            log.warning("Grad-CAM overlay not shown: %s", exc)
-            return
-        self._cam_shown = key
+        self.cam_layer.update()
 
     # -- export -----------------------------------------------------------------------------
-    def choose_export(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self.window, "Export view with overlay", "view.png", "PNG (*.png)")
-        if path:
-            self.export_png(path)
+    def choose_export(self) -> Path | None:
+        return self.window.choose_export("Export view with overlay")
 
-    def export_png(self, path: str | Path) -> Path:
+    def export_png(self, path: str | Path, anonymize: bool = True) -> Path:
         """The current view (image, Grad-CAM overlay, text) as a PNG file."""
         path = Path(path)
         if path.suffix.lower() != ".png":
             path = path.with_suffix(".png")
         try:
-            self.window.export_view(path)
+            return self.window.export_view(path, anonymize=anonymize)
         except OSError as exc:
             self.window.show_message(f"Export failed: {exc}", 8000)
             raise
-        self.window.show_message(f"Exported {path.name}")
-        return path
 
     def shutdown(self) -> None:
         self.cancel()
-        self.pool.waitForDone(5000)
-        self.cam_pool.waitForDone(5000)
-        self.audit_pool.waitForDone(10000)   # never lose an audit entry on close
-
-
-def _now() -> float:
-    import time
-
-    return time.perf_counter()
+        self.loads.shutdown(5000)
+        self.jobs.shutdown(5000)
+        self.cam_layer.shutdown(5000)
+        self.audits.wait(10000)   # never cancelled: every audit entry is written before closing

@@ -1,5 +1,8 @@
 """Per-slice probability strip placed under the slice scroller (one cell per slice).
 
+It shows one class, says which (a caption over the cells, and a tooltip per cell with
+that slice's probability), and is filled from the stored per-slice probabilities
+(viewer.state.ai.StripView), so it follows the panel's Class selector at once.
 Slices the out-of-distribution check flagged are hatched and carry a red bar on top,
 whatever their probability colour, so a run of unusual slices is seen at a glance.
 """
@@ -7,11 +10,16 @@ whatever their probability colour, so a run of unusual slices is seen at a glanc
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QPoint, QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QMouseEvent, QPainter, QPaintEvent, QPen
-from PySide6.QtWidgets import QSizePolicy, QWidget
+from PySide6.QtCore import QEvent, QPoint, QRectF, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QFont, QHelpEvent, QMouseEvent, QPainter, QPaintEvent, QPen
+from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
 
 from medviewer.engine.overlay import colormap_lut
+from medviewer.viewer.state.ai import StripView
+
+CELL_HEIGHT = 14
+HELP = ("AI: per-slice probability (click a cell to jump to that slice); "
+        "hatched red = unlike the images the model was trained on")
 
 
 class SliceStrip(QWidget):
@@ -26,38 +34,44 @@ class SliceStrip(QWidget):
     def __init__(self, align_to: QWidget | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("ai_slice_strip")
-        self.setMinimumHeight(14)
-        self.setMaximumHeight(18)
+        font = QFont(self.font())
+        font.setPointSize(max(7, font.pointSize() - 1))
+        self.setFont(font)
+        self._caption_h = self.fontMetrics().height()
+        self.setFixedHeight(self._caption_h + CELL_HEIGHT + 3)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.setToolTip("AI: per-slice probability (click a cell to jump to that slice); "
-                        "hatched red = unlike the images the model was trained on")
+        self.setToolTip(HELP)
         self.align_to = align_to
         self.values = np.full(0, np.nan, dtype=np.float32)
-        self.flags = np.zeros(0, dtype=bool)
+        self.flags = np.zeros(0, dtype=bool)    # slices flagged out-of-distribution
+        self.view: StripView | None = None
         self.current = -1
         self._lut = colormap_lut("inferno")
 
     # -- data -----------------------------------------------------------------
+    @property
+    def caption(self) -> str:
+        """Which class the cells show (empty before any result)."""
+        return self.view.label() if self.view is not None else ""
+
     def reset(self, n: int) -> None:
         self.values = np.full(int(n), np.nan, dtype=np.float32)
         self.flags = np.zeros(int(n), dtype=bool)
+        self.view = None
         self.update()
 
-    def set_flags(self, start: int, flags: np.ndarray) -> None:
-        """Mark slices flagged out-of-distribution (True) from `start` on."""
-        stop = min(len(self.flags), start + len(flags))
-        if start < stop:
-            self.flags[start:stop] = np.asarray(flags, dtype=bool)[: stop - start]
-            self.update()
+    def set_view(self, view: StripView | None, n: int) -> None:
+        """Show `view` (one class's per-slice values) for a series of `n` slices."""
+        self.view = view
+        self.values = (np.asarray(view.values, np.float32).copy() if view is not None
+                       else np.full(int(n), np.nan, np.float32))
+        flags = view.flags if view is not None else None
+        self.flags = (np.asarray(flags, bool).copy() if flags is not None and len(flags) == len(self.values)
+                      else np.zeros(len(self.values), bool))
+        self.update()
 
     def flagged(self) -> int:
         return int(np.count_nonzero(self.flags))
-
-    def set_values(self, start: int, values: np.ndarray) -> None:
-        stop = min(len(self.values), start + len(values))
-        if start < stop:
-            self.values[start:stop] = np.asarray(values, dtype=np.float32)[: stop - start]
-            self.update()
 
     def set_current(self, index: int) -> None:
         if index != self.current:
@@ -66,6 +80,13 @@ class SliceStrip(QWidget):
 
     def filled(self) -> int:
         return int(np.count_nonzero(~np.isnan(self.values)))
+
+    def tooltip_at(self, x: float) -> str:
+        i = self.index_at(x)
+        if i is None:
+            return HELP
+        tip = self.view.tooltip(i) if self.view is not None else f"slice {i + 1}: not analysed"
+        return f"{tip}\n{self.caption}" if self.caption else tip
 
     # -- geometry ---------------------------------------------------------------
     def span(self) -> tuple[float, float]:
@@ -79,7 +100,7 @@ class SliceStrip(QWidget):
     def cell_rect(self, i: int) -> QRectF:
         left, width = self.span()
         n = max(1, len(self.values))
-        return QRectF(left + i * width / n, 1.0, width / n, self.height() - 2.0)
+        return QRectF(left + i * width / n, self._caption_h + 1.0, width / n, CELL_HEIGHT)
 
     def index_at(self, x: float) -> int | None:
         left, width = self.span()
@@ -92,6 +113,11 @@ class SliceStrip(QWidget):
     def paintEvent(self, _event: QPaintEvent) -> None:  # noqa: N802 - Qt override
         p = QPainter(self)
         n = len(self.values)
+        left, width = self.span()
+        if self.caption:
+            p.setPen(self.palette().windowText().color())
+            p.drawText(QRectF(left, 0, width, self._caption_h),
+                       Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, self.caption)
         if n:
             for i, v in enumerate(self.values):
                 if np.isnan(v):
@@ -110,6 +136,12 @@ class SliceStrip(QWidget):
                 p.setPen(QPen(QColor(0, 200, 255), 2))
                 p.drawRect(self.cell_rect(self.current).adjusted(0, 0, -1, -1))
         p.end()
+
+    def event(self, event: QEvent) -> bool:  # noqa: D102 - Qt override
+        if event.type() == QEvent.Type.ToolTip and isinstance(event, QHelpEvent):
+            QToolTip.showText(event.globalPos(), self.tooltip_at(event.pos().x()), self)
+            return True
+        return super().event(event)
 
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
         if event.button() == Qt.MouseButton.LeftButton:

@@ -115,6 +115,8 @@ class TrustPanel(QWidget):
             lay.addWidget(w)
 
     def set_model(self, card: Any) -> None:
+        why = "an ensemble" if getattr(card, "members", None) else "an older model file"
+        self.no_check.setText(NO_OOD_CHECK.replace("an older model file", why))
         self.no_check.setVisible(not card.ood)
         self.model_facts.setText(compact_text(card))
         self.model_facts.setToolTip(calibration_text(card))

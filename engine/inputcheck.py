@@ -1,4 +1,4 @@
-"""Input guard: are these the kind of images the model was trained on?  (Qt-free)
+"""Input check: are these the kind of images the model was trained on?  (Qt-free)
 
 Before a model runs, three header values of the images are compared with the
 card's `trained_on` (recorded by the trainer from its training images):
@@ -14,7 +14,7 @@ card's `trained_on` (recorded by the trainer from its training images):
 A mismatch is a warning shown with the result (the viewer, `medviewer predict`,
 the audit log), never a silent result and never a refusal: the radiologist decides.
 Plain images (PNG/JPEG) carry no modality or body part; only their colour is checked.
-A card without `trained_on` (older models) gives no warnings: the guard cannot check.
+A card without `trained_on` (older models) gives no warnings: the check cannot run.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def series_values(series: "Series", store: "PixelStore | None" = None) -> dict[s
 
 
 def check_series(card: "ModelCard", series: "Series", store: "PixelStore | None" = None) -> list[GuardWarning]:
-    """The guard's warnings for one series (see the module docstring)."""
+    """The input check's warnings for one series (see the module docstring)."""
     return check(card, **series_values(series, store))
 
 

@@ -1,4 +1,4 @@
-"""engine.guard: the input check compares real DICOM headers (pydicom's test files, the demo
+"""engine.inputcheck: the input check compares real DICOM headers (pydicom's test files, the demo
 phantom) and plain images with what the card says the model was trained on."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 import dicomgen
-from medviewer.engine import guard
+from medviewer.engine import inputcheck
 from medviewer.engine.card import ModelCard
 from medviewer.viewer.io.pixels import PixelStore
 from medviewer.viewer.io.scan import open_path
@@ -32,7 +32,7 @@ def _check(card, path):
     try:
         series = _series(path)
         store.add_headers(series.headers)
-        return guard.check_series(card, series, store)
+        return inputcheck.check_series(card, series, store)
     finally:
         store.close()
 
@@ -57,7 +57,7 @@ def test_other_modality_colour_and_body_part_are_named(tmp_path):
     # a colour secondary capture
     rgb = _check(card, get_testdata_file("SC_rgb.dcm"))
     assert {w.field for w in rgb} == {"modality", "photometric"}
-    text = guard.summary(rgb)
+    text = inputcheck.summary(rgb)
     assert "a colour image (RGB); the model was trained on greyscale images (MONOCHROME2)" in text
     # a head CT whose header names the body part
     head = tmp_path / "head.dcm"
@@ -83,10 +83,10 @@ def test_plain_images_are_checked_for_colour_only(tmp_path):
 @pytest.mark.parametrize("trained_on", [{}, {"modality": ["CT"]}])
 def test_unknown_training_values_are_not_checked(trained_on):
     card = _card(trained_on)
-    assert guard.check(card, photometric=["RGB"], body_part=["HEAD"]) == []
-    assert guard.check(card, modality=["", " "]) == []
+    assert inputcheck.check(card, photometric=["RGB"], body_part=["HEAD"]) == []
+    assert inputcheck.check(card, modality=["", " "]) == []
 
 
 def test_body_part_spelling_is_normalised():
     card = _card({"body_part": ["WHOLE BODY"]})
-    assert guard.check(card, body_part=["wholebody", "Whole_Body"]) == []
+    assert inputcheck.check(card, body_part=["wholebody", "Whole_Body"]) == []
