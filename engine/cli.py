@@ -3,6 +3,8 @@
     medviewer predict PATH --model FILE [--series N|UID] [--json OUT] [--cam-dir DIR]
                       [--cam-method gradcam|gradcampp] [--device cpu|cuda] [--batch-size N]
                       [--aggregate mean|max|topk_mean] [--top-k K]
+                      [--engine local|ray [--ray-address ADDR] [--workers N]
+                       [--gpus-per-worker F] [--results DIR] [--retries N]]   (engine.scale)
     medviewer convert-model IN.pt OUT.safetensors --card card.json
 
 The predict JSON is exactly {"model": {...}, "device", "series": [{"series_uid",
@@ -22,16 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from medviewer.viewer.clikit import EXIT_FAIL, EXIT_OK, EXIT_PARTIAL, Parser, pick_series, require_images, write_png
+from medviewer.engine.predictdoc import document, relative, series_entry
+from medviewer.viewer.clikit import EXIT_FAIL, EXIT_OK, EXIT_PARTIAL, Parser, pick_series, require_images
 from medviewer.viewer.errors import ModelFileError, UsageError
 
 
-def _rel(root: Path, path: Path) -> str:
-    base = root if root.is_dir() else root.parent
-    try:
-        return path.relative_to(base).as_posix()
-    except ValueError:
-        return path.as_posix()
+_rel = relative
 
 
 def _safe(text: str) -> str:
@@ -39,26 +37,24 @@ def _safe(text: str) -> str:
 
 
 def _write_cam(cam_dir: Path, rel: str, cam: np.ndarray, grey: np.ndarray) -> None:
-    from medviewer.engine.overlay import blend
+    from medviewer.engine.overlay import save_cam
 
-    npy = cam_dir / rel
-    npy.parent.mkdir(parents=True, exist_ok=True)
-    np.save(npy, cam.astype(np.float32, copy=False))
-    write_png(npy.with_suffix(".png"), blend(grey, cam))
+    save_cam(cam_dir, rel, cam, grey)
 
 
 def main_predict(argv: list[str]) -> int:
     """Classify every slice of the chosen series; optional Grad-CAM maps and JSON report."""
     from medviewer.engine.device import describe
-    from medviewer.engine.infer import AGGREGATIONS, aggregate, aggregation_name
+    from medviewer.engine.infer import AGGREGATIONS
     from medviewer.engine import load_model
+    from medviewer.engine.scale.run import add_arguments as add_ray_arguments, check_local_arguments
     from medviewer.engine.series import predict_series
     from medviewer.viewer.display import render
     from medviewer.viewer.io.pixels import PixelStore
-    from medviewer.viewer.io.scan import open_path
+    from medviewer.viewer.io.pathlist import open_root
 
     p = Parser(prog="medviewer predict", description="Run an AI model over a study's series.")
-    p.add_argument("path", help="a study folder or a single file")
+    p.add_argument("path", help="a study folder (or a folder of studies), a single file, or a .csv list of paths")
     p.add_argument("--model", required=True, metavar="FILE|NAME",
                    help="a .safetensors model file, or the name of a bundled or user model (e.g. demo)")
     p.add_argument("--series", metavar="N|UID", help="Series Number or UID (default: every series)")
@@ -70,6 +66,7 @@ def main_predict(argv: list[str]) -> int:
     p.add_argument("--aggregate", choices=AGGREGATIONS, default="mean",
                    help="series-level aggregation of slice probabilities (default mean)")
     p.add_argument("--top-k", type=int, default=3, metavar="K", help="k for --aggregate topk_mean")
+    add_ray_arguments(p)
     args = p.parse_args(argv)
     if args.batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
@@ -84,19 +81,19 @@ def main_predict(argv: list[str]) -> int:
             cam_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"{cam_dir}: cannot create the folder ({exc.strerror})") from None
+    if args.engine == "ray":
+        from medviewer.engine.scale.run import predict_ray
+
+        return predict_ray(args, json_out, cam_dir)
+    check_local_arguments(args)
 
     model = load_model(args.model, device=None if args.device == "auto" else args.device)
-    result = open_path(args.path)
+    result = open_root(args.path)
     require_images(result, args.path)
     chosen = [pick_series(result, args.series)] if args.series else [s for s in result.all_series() if s.items]
 
     root = Path(result.root)
-    doc: dict[str, Any] = {
-        "model": {"name": model.card.name, "version": model.card.version,
-                  "architecture": model.card.architecture, "classes": list(model.classes)},
-        "device": describe(model.device),
-        "series": [],
-    }
+    doc = document(model, describe(model.device), [])
     failures = 0
     store = PixelStore(workers=1)
     try:
@@ -104,31 +101,18 @@ def main_predict(argv: list[str]) -> int:
             store.add_headers(series.headers)
             pred = predict_series(model, store, series.items, (max(series.rows, 1), max(series.columns, 1)),
                                   cam_method=args.cam_method if cam_dir else None, batch_size=args.batch_size)
-            keep = [i for i in range(len(series.items)) if i not in pred.failed]
             failures += len(pred.failed)
             for i, reason in sorted(pred.failed.items()):
                 print(f"medviewer predict: skipped {_rel(root, series.items[i].path)}: {reason}", file=sys.stderr)
-            items = []
-            for i in keep:
-                ref = series.items[i]
-                pr = pred.probs[i]
-                cam_rel = None
-                if cam_dir is not None and pred.cams is not None:
-                    cam_rel = f"{s_idx:02d}_{_safe(series.series_uid)}/{i:04d}.npy"
-                    _write_cam(cam_dir, cam_rel, pred.cams[i], render(store.get(ref), store.meta(ref)))
-                items.append({
-                    "path": _rel(root, ref.path), "frame": ref.frame,
-                    "probabilities": {c: float(v) for c, v in zip(model.classes, pr)},
-                    "top": model.classes[int(np.argmax(pr))], "cam": cam_rel,
-                })
-            agg = aggregate(pred.probs[keep], args.aggregate, args.top_k) if keep else None
-            doc["series"].append({
-                "series_uid": series.series_uid,
-                "aggregate": {"method": aggregation_name(args.aggregate, args.top_k),
-                              "probabilities": ({c: float(v) for c, v in zip(model.classes, agg)}
-                                                if agg is not None else {})},
-                "items": items,
-            })
+            cams: dict[int, str] = {}
+            if cam_dir is not None and pred.cams is not None:
+                for i, ref in enumerate(series.items):
+                    if i not in pred.failed:
+                        cams[i] = f"{s_idx:02d}_{_safe(series.series_uid)}/{i:04d}.npy"
+                        _write_cam(cam_dir, cams[i], pred.cams[i], render(store.get(ref), store.meta(ref)))
+            doc["series"].append(series_entry(
+                model.classes, series.series_uid, [(_rel(root, r.path), r.frame) for r in series.items], pred,
+                args.aggregate, args.top_k, cams))
     finally:
         store.close()
 
