@@ -14,6 +14,8 @@ import time
 
 import numpy as np
 
+from medviewer.engine.cam import CAM_METHODS
+
 
 def main() -> None:
     import torch
@@ -27,7 +29,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--method", choices=("gradcam", "gradcampp"), default="gradcam")
+    ap.add_argument("--method", choices=tuple(CAM_METHODS), default="gradcam")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--single-n", type=int, default=48, help="slices for the package's one-by-one run")
     ap.add_argument("--threads", type=int, default=1,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,7 +25,46 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from medviewer.engine.modelfile import LoadedModel
 
-METHODS = ("gradcam", "gradcampp")
+@dataclass(frozen=True)
+class CamMethod:
+    """A class-activation-map method: how channel weights come from activations and gradients."""
+
+    name: str     # as in --cam-method, the settings and the bench
+    label: str    # what the viewer shows
+    reference: str
+    weights: Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]  # (acts, grads) -> (N, K)
+
+
+def _gradcam_weights(acts: "torch.Tensor", grads: "torch.Tensor") -> "torch.Tensor":
+    return grads.mean(dim=(2, 3))
+
+
+def _gradcampp_weights(acts: "torch.Tensor", grads: "torch.Tensor") -> "torch.Tensor":
+    import torch
+
+    g2 = grads * grads
+    g3 = g2 * grads
+    sum_a = acts.sum(dim=(2, 3), keepdim=True)
+    aij = g2 / (2 * g2 + sum_a * g3 + 1e-6)
+    aij = torch.where(grads != 0, aij, torch.zeros_like(aij))
+    return (torch.relu(grads) * aij).sum(dim=(2, 3))
+
+
+#: every CAM method, by name; the CLI, the viewer and bench/bench_gradcam.py read this
+CAM_METHODS: dict[str, CamMethod] = {m.name: m for m in (
+    CamMethod("gradcam", "Grad-CAM", "Selvaraju et al., ICCV 2017 (mean gradient per channel)",
+              _gradcam_weights),
+    CamMethod("gradcampp", "Grad-CAM++", "Chattopadhyay et al., WACV 2018 (eq. 19 alphas)",
+              _gradcampp_weights),
+)}
+METHODS = tuple(CAM_METHODS)
+
+
+def cam_method(name: str) -> CamMethod:
+    try:
+        return CAM_METHODS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown CAM method {name!r} (use {', '.join(CAM_METHODS)})") from None
 
 
 class CamHooks:
@@ -94,19 +134,8 @@ def _minmax(cam: "torch.Tensor") -> "torch.Tensor":
 
 
 def cam_weights(acts: "torch.Tensor", grads: "torch.Tensor", method: str) -> "torch.Tensor":
-    """Channel weights (N, K): mean gradient (Grad-CAM) or Grad-CAM++ eq. 19 alphas."""
-    import torch
-
-    if method == "gradcam":
-        return grads.mean(dim=(2, 3))
-    if method == "gradcampp":
-        g2 = grads * grads
-        g3 = g2 * grads
-        sum_a = acts.sum(dim=(2, 3), keepdim=True)
-        aij = g2 / (2 * g2 + sum_a * g3 + 1e-6)
-        aij = torch.where(grads != 0, aij, torch.zeros_like(aij))
-        return (torch.relu(grads) * aij).sum(dim=(2, 3))
-    raise ValueError(f"unknown CAM method {method!r} (use {', '.join(METHODS)})")
+    """Channel weights (N, K) of the named method (CAM_METHODS)."""
+    return cam_method(method).weights(acts, grads)
 
 
 def cam_batch(module: "torch.nn.Module", layer_name: str, x: "torch.Tensor",
@@ -119,8 +148,7 @@ def cam_batch(module: "torch.nn.Module", layer_name: str, x: "torch.Tensor",
     import torch
     import torch.nn.functional as F
 
-    if method not in METHODS:
-        raise ValueError(f"unknown CAM method {method!r} (use {', '.join(METHODS)})")
+    cam_method(method)
     with CamHooks(module, layer_name) as hooks:
         logits = hooks.forward(x)
         acts = hooks.activation

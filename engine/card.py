@@ -10,8 +10,10 @@ MONOCHROME1 handling).  The viewer and the trainer both read the same card.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from medviewer.viewer.errors import ModelFileError
@@ -22,6 +24,10 @@ INTENDED_USES = ("research", "demo", "validated")
 RESIZE_MODES = ("letterbox", "stretch", "center_crop")
 CHANNEL_RULES = ("grey_to_rgb", "rgb")
 MONOCHROME1_RULES = ("invert", "raw")
+
+MAX_CLASSES = 1000
+MAX_CARD_BYTES = 1 * 2**20   # a card is a few kB; anything near this is not a card
+MAX_JSON_DEPTH = 32
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -71,61 +77,86 @@ class ModelCard:
 
     # -- validation ---------------------------------------------------------------
     def validate(self, where: str = "model card") -> "ModelCard":
-        """Raise ModelFileError (one line) for any inconsistent field; return self."""
+        """Check every field's type and range; ModelFileError (one line naming the field)."""
         from medviewer.engine.registry import ARCHITECTURES, default_cam_layer
 
-        def bad(msg: str) -> ModelFileError:
-            return ModelFileError(f"{where}: {msg}")
+        def bad(name: str, msg: str) -> ModelFileError:
+            return ModelFileError(f"{where}: card field {name!r} {msg}")
 
-        if self.format_version > FORMAT_VERSION:
-            raise bad(f"card format {self.format_version} is newer than this medviewer "
-                      f"understands ({FORMAT_VERSION}); update medviewer")
-        if self.architecture not in ARCHITECTURES:
-            raise bad(f"unknown architecture {self.architecture!r} "
+        fv = self.format_version
+        if not _is_int(fv) or fv < 1:
+            raise bad("format_version", f"must be a positive integer, got {fv!r}")
+        if fv > FORMAT_VERSION:
+            raise ModelFileError(f"{where}: card format {fv} is newer than this medviewer "
+                                 f"understands ({FORMAT_VERSION}); update medviewer")
+        _text(self.name, "name", bad, empty=False, limit=200)
+        _text(self.version, "version", bad, empty=False, limit=64)
+        if not isinstance(self.architecture, str) or self.architecture not in ARCHITECTURES:
+            raise bad("architecture", f"names an unknown architecture {_short(self.architecture)} "
                       f"(known: {', '.join(sorted(ARCHITECTURES))})")
-        if not self.classes or not all(isinstance(c, str) and c for c in self.classes):
-            raise bad("'classes' must be a non-empty list of class names")
+        if not isinstance(self.classes, list) or not 1 <= len(self.classes) <= MAX_CLASSES:
+            raise bad("classes", f"must be a list of 1..{MAX_CLASSES} class names, got {_short(self.classes)}")
+        for c in self.classes:
+            _text(c, "classes", bad, empty=False, limit=200)
         if len(set(self.classes)) != len(self.classes):
-            raise bad("'classes' has duplicate names")
-        if not isinstance(self.input_size, int) or not 16 <= self.input_size <= 2048:
-            raise bad(f"'input_size' must be an integer in 16..2048, got {self.input_size!r}")
-        if self.resize not in RESIZE_MODES:
-            raise bad(f"'resize' must be one of {RESIZE_MODES}, got {self.resize!r}")
-        if self.channels not in CHANNEL_RULES:
-            raise bad(f"'channels' must be one of {CHANNEL_RULES}, got {self.channels!r}")
-        if self.monochrome1 not in MONOCHROME1_RULES:
-            raise bad(f"'monochrome1' must be one of {MONOCHROME1_RULES}, got {self.monochrome1!r}")
+            raise bad("classes", "has duplicate names")
+        if not _is_int(self.input_size) or not 16 <= self.input_size <= 2048:
+            raise bad("input_size", f"must be an integer in 16..2048, got {_short(self.input_size)}")
+        for name, allowed in (("resize", RESIZE_MODES), ("channels", CHANNEL_RULES),
+                              ("monochrome1", MONOCHROME1_RULES), ("intended_use", INTENDED_USES)):
+            if not isinstance(getattr(self, name), str) or getattr(self, name) not in allowed:
+                raise bad(name, f"must be one of {', '.join(allowed)}, got {_short(getattr(self, name))}")
         for key in ("mean", "std"):
             val = getattr(self, key)
-            if not (isinstance(val, (list, tuple)) and len(val) == 3
-                    and all(isinstance(v, (int, float)) for v in val)):
-                raise bad(f"'{key}' must be a list of 3 numbers")
+            if not (isinstance(val, (list, tuple)) and len(val) == 3 and all(_is_number(v) for v in val)):
+                raise bad(key, f"must be a list of 3 finite numbers, got {_short(val)}")
         if any(v <= 0 for v in self.std):
-            raise bad("'std' values must be positive")
-        w = self.window
-        if isinstance(w, dict):
-            try:
-                if float(w["width"]) < 1:
-                    raise bad("window width must be >= 1 (PS3.3 C.11.2.1.2)")
-                float(w["center"])
-            except (KeyError, TypeError, ValueError):
-                raise bad("'window' must be \"auto\", \"header\" or {\"center\": c, \"width\": w}") from None
-        elif w not in ("auto", "header"):
-            raise bad("'window' must be \"auto\", \"header\" or {\"center\": c, \"width\": w}")
-        if self.intended_use not in INTENDED_USES:
-            raise bad(f"'intended_use' must be one of {INTENDED_USES}, got {self.intended_use!r}")
-        if not isinstance(self.head, dict):
-            raise bad("'head' must be an object")
+            raise bad("std", "values must be positive")
+        from medviewer.viewer.display.windowspec import WindowSpec, WindowSpecError
+
+        try:
+            WindowSpec.parse(self.window)
+        except WindowSpecError as exc:
+            raise bad("window", f'must be "auto", "header" or {{"center": c, "width": w}}: {exc}') from None
+        self._validate_head(bad)
+        _text(self.cam_layer, "cam_layer", bad, empty=True, limit=200)
+        _text(self.description, "description", bad, empty=True, limit=20000)
+        _text(self.created, "created", bad, empty=True, limit=64)
+        _text(self.medviewer_version, "medviewer_version", bad, empty=True, limit=64)
+        if not isinstance(self.training_data, dict):
+            raise bad("training_data", "must be an object")
+        if not isinstance(self.metrics, dict) or not all(isinstance(k, str) for k in self.metrics):
+            raise bad("metrics", "must be an object of named values")
+        for k, v in self.metrics.items():
+            if not (v is None or isinstance(v, str) or _is_number(v)):
+                raise bad("metrics", f"value of {k!r} must be a finite number, got {_short(v)}")
         if not self.cam_layer:
             self.cam_layer = default_cam_layer(self.architecture)
         return self
+
+    def _validate_head(self, bad) -> None:
+        head = self.head
+        if not isinstance(head, dict):
+            raise bad("head", "must be an object {hidden, dropout, batchnorm}")
+        unknown = set(head) - {"hidden", "dropout", "batchnorm"}
+        if unknown:
+            raise bad("head", f"has unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+        hidden = head.get("hidden", [])
+        if not isinstance(hidden, list) or len(hidden) > 8 or \
+                not all(_is_int(h) and 1 <= h <= 65536 for h in hidden):
+            raise bad("head", f"'hidden' must be a list of at most 8 layer widths in 1..65536, got {_short(hidden)}")
+        dropout = head.get("dropout", 0.0)
+        if not _is_number(dropout) or not 0 <= dropout < 1:
+            raise bad("head", f"'dropout' must be a number in [0, 1), got {_short(dropout)}")
+        if not isinstance(head.get("batchnorm", False), bool):
+            raise bad("head", f"'batchnorm' must be true or false, got {_short(head.get('batchnorm'))}")
 
     # -- (de)serialisation --------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
+        return json.dumps(self.to_dict(), sort_keys=True, allow_nan=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "model card") -> "ModelCard":
@@ -139,23 +170,83 @@ class ModelCard:
         known = {f.name for f in fields(cls)}
         extra = {k: v for k, v in data.items() if k not in known}
         card = cls(**{k: v for k, v in data.items() if k in known})
+        card.validate(where)
         if extra:  # keep forward-compatible extras readable, but never act on them
-            card.training_data = {**card.training_data, "_extra_card_fields": sorted(extra)}
-        card.classes = list(card.classes)
-        return card.validate(where)
+            card.training_data = {**card.training_data, "_extra_card_fields": sorted(map(str, extra))}
+        return card
 
     @classmethod
     def from_json(cls, text: str, where: str = "model card") -> "ModelCard":
-        try:
-            data = json.loads(text)
-        except (json.JSONDecodeError, TypeError) as exc:
-            raise ModelFileError(f"{where}: model card is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
-        return cls.from_dict(data, where)
+        return cls.from_dict(load_json(text, where, "model card"), where)
 
     def summary(self) -> str:
         """One line for lists and logs (no patient data lives in a card)."""
         return (f"{self.name} {self.version} ({self.architecture}, {len(self.classes)} classes, "
                 f"{self.input_size}px, {self.intended_use})")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _text(v: Any, name: str, bad, empty: bool, limit: int) -> None:
+    if not isinstance(v, str) or (not empty and not v.strip()) or len(v) > limit:
+        raise bad(name, f"must be {'a' if empty else 'a non-empty'} string of at most {limit} characters, "
+                        f"got {_short(v)}")
+    if any(ord(ch) < 32 and ch not in "\t\n" for ch in v):
+        raise bad(name, "holds control characters")
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def load_json(text: Any, where: str, what: str, limit: int = MAX_CARD_BYTES) -> Any:
+    """Strict JSON (no NaN/Infinity, bounded size and nesting) or one ModelFileError line."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ModelFileError(f"{where}: the {what} is not UTF-8 text") from None
+    if not isinstance(text, str):
+        raise ModelFileError(f"{where}: the {what} is not text")
+    if len(text) > limit:
+        raise ModelFileError(f"{where}: the {what} is {len(text)} characters, more than the {limit} allowed")
+    depth = max_depth = 0
+    for ch in text:  # nesting is checked before parsing: deep JSON exhausts the parser's stack
+        if ch in "[{":
+            depth += 1
+            max_depth = max(max_depth, depth)
+            if max_depth > MAX_JSON_DEPTH:
+                raise ModelFileError(f"{where}: the {what} is nested more than {MAX_JSON_DEPTH} levels deep")
+        elif ch in "]}":
+            depth -= 1
+    try:
+        return json.loads(text, parse_constant=_no_constants)
+    except (ValueError, RecursionError) as exc:
+        msg = getattr(exc, "msg", None) or str(exc)
+        raise ModelFileError(f"{where}: the {what} is not valid JSON ({msg})") from None
+
+
+def read_card_file(path: str | Path) -> "ModelCard":
+    """A card from a JSON file (convert-model's --card), every problem one line."""
+    path = Path(path)
+    try:
+        if not path.is_file():
+            raise ModelFileError(f"{path}: card file not found")
+        raw = path.read_bytes()[: MAX_CARD_BYTES + 1]
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read the card ({exc.strerror})") from None
+    return ModelCard.from_dict(load_json(raw, path.name, "model card"), path.name)
 
 
 REQUIRED_FIELDS = ("format_version", "name", "version", "architecture", "classes", "input_size",

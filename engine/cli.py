@@ -20,13 +20,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from medviewer.engine.cam import CAM_METHODS
 from medviewer.engine.predictdoc import document, relative, series_entry
 from medviewer.viewer.clikit import EXIT_FAIL, EXIT_OK, EXIT_PARTIAL, Parser, pick_series, require_images
-from medviewer.viewer.errors import ModelFileError, UsageError
+from medviewer.viewer.errors import UsageError
 
 
 _rel = relative
@@ -60,7 +60,8 @@ def main_predict(argv: list[str]) -> int:
     p.add_argument("--series", metavar="N|UID", help="Series Number or UID (default: every series)")
     p.add_argument("--json", metavar="OUT", help="write the JSON report here ('-' for stdout)")
     p.add_argument("--cam-dir", metavar="DIR", help="write Grad-CAM .npy maps and overlay PNGs here")
-    p.add_argument("--cam-method", choices=("gradcam", "gradcampp"), default="gradcam")
+    p.add_argument("--cam-method", choices=tuple(CAM_METHODS), default="gradcam",
+                   help="; ".join(f"{m.name}: {m.label}, {m.reference}" for m in CAM_METHODS.values()))
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     p.add_argument("--batch-size", type=int, default=16, metavar="N")
     p.add_argument("--aggregate", choices=AGGREGATIONS, default="mean",
@@ -135,30 +136,11 @@ def main_predict(argv: list[str]) -> int:
     return EXIT_PARTIAL if (failures or result.skipped) else EXIT_OK
 
 
-def _state_dict_from_checkpoint(obj: Any, where: str) -> dict[str, Any]:
-    """A state dict, or a checkpoint holding one under a usual key; 'module.' prefixes dropped."""
-    import torch
-
-    if isinstance(obj, dict):
-        for key in ("model", "state_dict", "model_state_dict", "model_state"):
-            if isinstance(obj.get(key), dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ModelFileError(f"{where}: no state dict of tensors found (save model.state_dict(), not the module)")
-    if all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
-    return obj
-
-
 def main_convert(argv: list[str]) -> int:
     """Convert a PyTorch state-dict file to a medviewer .safetensors model (no unpickling of code)."""
-    import pickle
-
-    import torch
-
-    from medviewer.engine.card import ModelCard
+    from medviewer.engine.card import read_card_file
     from medviewer.engine.modelfile import save_model
+    from medviewer.engine.weights import read_state_dict
     from medviewer.engine.registry import build_from_card
 
     p = Parser(prog="medviewer convert-model",
@@ -172,18 +154,10 @@ def main_convert(argv: list[str]) -> int:
         raise UsageError(f"{out}: the output must be a .safetensors file")
     if not out.parent.exists():
         raise UsageError(f"{out}: folder {out.parent} does not exist")
-    try:
-        card = ModelCard.from_json(card_path.read_text(encoding="utf-8"), where=card_path.name)
-    except OSError as exc:
-        raise ModelFileError(f"{card_path}: cannot read the card ({exc.strerror})") from None
-    if not src.is_file():
-        raise ModelFileError(f"{src}: file not found")
-    try:
-        obj = torch.load(src, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(f"{src.name}: cannot read as weights only ({first[:160]})") from None
-    state = _state_dict_from_checkpoint(obj, src.name)
+    if out.is_dir():
+        raise UsageError(f"{out}: is a folder; give the .safetensors file to write")
+    card = read_card_file(card_path)
+    state = read_state_dict(src)
     module = build_from_card(card)
     from medviewer.engine.modelfile import check_fits
 

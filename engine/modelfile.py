@@ -7,7 +7,8 @@ Every problem is one ModelFileError line naming the file and the reason.
 
 from __future__ import annotations
 
-import json
+import os
+import stat
 import struct
 import threading
 from collections.abc import Sequence
@@ -16,15 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from medviewer.engine.card import METADATA_KEY, ModelCard
+from medviewer.engine.card import METADATA_KEY, ModelCard, load_json
 from medviewer.engine.preprocess import Geometry, PreprocessSpec, preprocess, preprocess_batch
+from medviewer.engine.weights import check_finite
 from medviewer.viewer.errors import ModelFileError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".tar")
-_MAX_HEADER = 100 * 2**20
+_MAX_HEADER = 16 * 2**20   # the JSON header of the largest registry model is ~0.2 MB
 
 
 def _refuse_pickle(path: Path) -> ModelFileError:
@@ -36,19 +38,28 @@ def _refuse_pickle(path: Path) -> ModelFileError:
 def read_header(path: str | Path) -> dict[str, Any]:
     """The safetensors JSON header (tensor table + '__metadata__'), read without tensors."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: model file not found")
+    try:
+        st = path.stat()
+    except OSError:
+        raise ModelFileError(f"{path}: model file not found") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ModelFileError(f"{path}: not a regular file")
     if path.suffix.lower() in PICKLE_SUFFIXES:
         raise _refuse_pickle(path)
-    with path.open("rb") as fh:
-        head = fh.read(8)
-        n = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
-        raw = fh.read(n) if 1 < n <= _MAX_HEADER else b""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(8)
+            n = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+            raw = fh.read(n) if 1 < n <= min(_MAX_HEADER, st.st_size - 8) else b""
+    except OSError as exc:
+        raise ModelFileError(f"{path.name}: cannot read ({exc.strerror})") from None
     header: Any = None
     if raw:
         try:
-            header = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            header = load_json(raw, path.name, "safetensors header", limit=_MAX_HEADER)
+        except ModelFileError as exc:
+            if "nested" in str(exc) or "characters" in str(exc):
+                raise
             header = None
     if header is None:
         if head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in b"\x02\x03\x04\x05"):
@@ -63,14 +74,19 @@ def read_card(path: str | Path) -> ModelCard:
     """The model card alone (cheap: no weights read), e.g. for the model picker."""
     path = Path(path)
     meta = read_header(path).get("__metadata__") or {}
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{path.name}: safetensors metadata is not an object of strings")
     if METADATA_KEY not in meta:
         raise ModelFileError(f"{path.name}: safetensors file has no medviewer model card "
                              f"(metadata key {METADATA_KEY!r}); add one with medviewer convert-model")
+    if not isinstance(meta[METADATA_KEY], str):
+        raise ModelFileError(f"{path.name}: the model card in the metadata is not a JSON string")
     return ModelCard.from_json(meta[METADATA_KEY], where=path.name)
 
 
 def save_model(path: str | Path, module: "torch.nn.Module", card: ModelCard) -> Path:
     """Write `module`'s state dict and `card` to one `.safetensors` file (atomically)."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -79,9 +95,17 @@ def save_model(path: str | Path, module: "torch.nn.Module", card: ModelCard) -> 
     card.validate(path.name)
     check_fits(module.state_dict(), card, path.name)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={METADATA_KEY: card.to_json(), "format": "pt"})
-    tmp.replace(path)
+    check_finite(tensors, path.name)
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a folder, not a model file name")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata={METADATA_KEY: card.to_json(), "format": "pt"})
+        os.replace(tmp, path)
+    except (OSError, RuntimeError, SafetensorError) as exc:   # full disk, read-only folder: leave nothing behind
+        tmp.unlink(missing_ok=True)
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0][:120]
+        raise ModelFileError(f"{path}: cannot write the model file ({reason})") from None
     return path
 
 
@@ -167,6 +191,7 @@ def load_model(path: str | Path, device: str | None = None, cache: bool = True) 
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelFileError(f"{path.name}: cannot read tensors ({str(exc).splitlines()[0]})") from None
     check_fits(state, card, path.name)
+    check_finite(state, path.name)
     module = build_from_card(card)
     module.load_state_dict(state, strict=True)
     try:

@@ -1,9 +1,12 @@
 """Stored pixels -> model tensor: the ONE preprocessing path shared by viewer and trainer.
 
 Steps (train/serve parity, STYLE.md pattern 7):
-  1. `to_unit`: the DICOM display pipeline of viewer.display - modality LUT
-     (PS3.3 C.11.1), the card's VOI window (C.11.2) or an automatic one,
-     MONOCHROME1 polarity (C.7.6.3.1.2) - scaled to float32 [0, 1];
+  1. `plan` / `to_unit`: the DICOM display pipeline of viewer.display - modality
+     LUT (PS3.3 C.11.1), the card's VOI window (C.11.2) or an automatic one,
+     MONOCHROME1 polarity (C.7.6.3.1.2) - as uint8 grey levels (or RGB), scaled
+     to float32 [0, 1].  `GreyPlan` is decided once per image and shared by the
+     CPU path and engine.preprocess_gpu (which windows the raw values on the
+     device when the plan is one affine map);
   2. `fit`: resize to the card's square input size (letterbox, stretch or
      centre crop), recording a `Geometry`;
   3. `to_chw`: grey to 3 channels, per-channel mean/std normalisation.
@@ -31,7 +34,11 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601 (PS3.3
 
 @dataclass(frozen=True)
 class PreprocessSpec:
-    """The preprocessing fields of a ModelCard (see engine.card for their meaning)."""
+    """The preprocessing fields of a ModelCard (see engine.card for their meaning).
+
+    `window` is anything `WindowSpec.parse` accepts ("auto", "header", "C,W",
+    {"center", "width"}, (c, w)); it is parsed once here.
+    """
 
     input_size: int = 224
     resize: str = "letterbox"
@@ -41,13 +48,15 @@ class PreprocessSpec:
     window: Any = "auto"
     monochrome1: str = "invert"
 
+    def __post_init__(self) -> None:
+        from medviewer.viewer.display.windowspec import WindowSpec
+
+        object.__setattr__(self, "window", WindowSpec.parse(self.window))
+
     @classmethod
     def from_card(cls, card: "ModelCard") -> "PreprocessSpec":
-        win = card.window
-        if isinstance(win, dict):
-            win = (float(win["center"]), float(win["width"]))
         return cls(int(card.input_size), card.resize, card.channels, tuple(card.mean),
-                   tuple(card.std), win, card.monochrome1)
+                   tuple(card.std), card.window, card.monochrome1)
 
 
 @dataclass(frozen=True)
@@ -101,18 +110,61 @@ class Geometry:
         return out.astype(np.float32, copy=False)
 
 
-# -- step 1: display pipeline -> [0, 1] ------------------------------------------------
-def _window_for(stored: np.ndarray, meta: "ImageMeta", window: Any) -> Any:
-    from medviewer.viewer import display
+# -- step 1: display pipeline -> grey levels -> [0, 1] -----------------------------
+@dataclass(frozen=True)
+class GreyPlan:
+    """How one image's stored values become the model's grey levels (decided once).
 
-    if window == "auto":
-        return display.auto_window(stored, meta)
-    if window == "header":
-        return None  # viewer.display's default: the file's first window / VOI LUT, else auto
-    if isinstance(window, dict):
-        window = (window["center"], window["width"])
-    center, width = window
-    return display.Window(float(center), float(width))
+    colour: RGB / palette / YBR images go through `render` as colour (no window);
+    window: the VOI window to apply (None: the file's own, `render`'s default);
+    raw_polarity: MONOCHROME1 kept as stored (card monochrome1 == "raw"), i.e. the
+    display inversion of C.7.6.3.1.2 undone - the only place that rule lives.
+    """
+
+    meta: "ImageMeta"
+    colour: bool
+    window: Any
+    raw_polarity: bool
+
+    def grey8(self, stored: np.ndarray) -> np.ndarray:
+        """uint8 (rows, cols) grey levels, or (rows, cols, 3) RGB for colour."""
+        from medviewer.viewer import display
+
+        out = display.render(stored, self.meta, self.window)
+        if self.raw_polarity:
+            out = 255 - out
+        return out
+
+    def affine(self, stored: np.ndarray) -> tuple[float, float] | None:
+        """(alpha, beta) with grey8 == clip(rint(alpha * stored + beta)) when the whole
+        chain is one affine map (rescale + LINEAR window, viewer.display.affine_coefficients)."""
+        from medviewer.viewer import display
+
+        if self.colour or stored.ndim != 2:
+            return None
+        window = self.window if self.window is not None else display.default_window(self.meta, stored)
+        coeffs = display.affine_coefficients(stored.dtype, self.meta, window)
+        if coeffs is None:
+            return None
+        alpha, beta = coeffs
+        if self.raw_polarity:
+            alpha, beta = -alpha, 255.0 - beta
+        return alpha, beta
+
+
+def plan(stored: np.ndarray, meta: "ImageMeta | None", window: Any = "auto",
+         monochrome1: str = "invert") -> GreyPlan:
+    """Decide the display-pipeline step for one image (`meta=None`: a plain PNG/JPEG array)."""
+    from medviewer.viewer import display
+    from medviewer.viewer.display.windowspec import WindowSpec
+
+    stored = np.asarray(stored)
+    if meta is None:
+        meta = display.meta_for_plain_image(stored)
+    colour = stored.ndim == 3 or meta.is_color or meta.is_palette
+    win = None if colour else WindowSpec.parse(window).resolve(stored, meta)
+    raw = monochrome1 == "raw" and meta.inverted and not colour
+    return GreyPlan(meta, colour, win, raw)
 
 
 def to_unit(stored: np.ndarray, meta: "ImageMeta | None" = None, window: Any = "auto",
@@ -124,17 +176,9 @@ def to_unit(stored: np.ndarray, meta: "ImageMeta | None" = None, window: Any = "
     `monochrome1="raw"` undoes the display inversion for MONOCHROME1 images.
     `meta=None` treats `stored` as a plain PNG/JPEG-like array.
     """
-    from medviewer.viewer import display
-
     stored = np.asarray(stored)
-    if meta is None:
-        meta = display.meta_for_plain_image(stored)
-    colour = stored.ndim == 3 or meta.is_color or meta.is_palette
-    grey8 = display.render(stored, meta, None if colour else _window_for(stored, meta, window))
-    unit = grey8.astype(np.float32) / np.float32(255.0)
-    if monochrome1 == "raw" and meta.inverted and unit.ndim == 2:
-        unit = 1.0 - unit
-    return unit
+    grey = plan(stored, meta, window, monochrome1).grey8(stored)
+    return grey.astype(np.float32) / np.float32(255.0)
 
 
 # -- step 2: geometry -------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from medviewer.engine.preprocess import Geometry, PreprocessSpec, fit
+from medviewer.engine.preprocess import Geometry, PreprocessSpec, fit, plan
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -101,44 +101,16 @@ def _settle(device: str) -> None:
 
 def grey_levels(stored: np.ndarray, meta: Any, spec: PreprocessSpec) -> np.ndarray | None:
     """uint8 grey levels exactly as engine.preprocess.to_unit * 255, or None for colour."""
-    from medviewer.viewer import display
-
-    from medviewer.engine.preprocess import _window_for
-
     stored = np.asarray(stored)
-    if meta is None:
-        meta = display.meta_for_plain_image(stored)
-    if stored.ndim == 3 or meta.is_color or meta.is_palette:
-        return None
-    grey = display.render(stored, meta, _window_for(stored, meta, spec.window))
-    if spec.monochrome1 == "raw" and meta.inverted:
-        grey = 255 - grey
-    return grey
+    p = plan(stored, meta, spec.window, spec.monochrome1)
+    return None if p.colour else p.grey8(stored)
 
 
 def affine_grey(stored: np.ndarray, meta: Any, spec: PreprocessSpec) -> tuple[float, float] | None:
-    """(alpha, beta) when `grey_levels` is one affine map of the stored values
-    (rescale + LINEAR/LINEAR_EXACT window, viewer.display.affine_coefficients),
-    so the device can window the raw stored values itself; else None."""
-    from medviewer.viewer import display
-
-    from medviewer.engine.preprocess import _window_for
-
+    """(alpha, beta) when `grey_levels` is one affine map of the stored values, so the
+    device can window the raw stored values itself (GreyPlan.affine); else None."""
     stored = np.asarray(stored)
-    if meta is None:
-        meta = display.meta_for_plain_image(stored)
-    if stored.ndim != 2 or meta.is_color or meta.is_palette:
-        return None
-    window = _window_for(stored, meta, spec.window)
-    if window is None:                      # "header": what render() would pick
-        window = display.default_window(meta, stored)
-    coeffs = display.affine_coefficients(stored.dtype, meta, window)
-    if coeffs is None:
-        return None
-    alpha, beta = coeffs
-    if spec.monochrome1 == "raw" and meta.inverted:   # undo the display inversion
-        alpha, beta = -alpha, 255.0 - beta
-    return alpha, beta
+    return plan(stored, meta, spec.window, spec.monochrome1).affine(stored)
 
 
 def _pinned_bytes(nbytes: int) -> "torch.Tensor":

@@ -9,6 +9,7 @@ torchvision fine-tunes load unchanged (see `medviewer convert-model`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from medviewer.viewer.errors import ModelFileError
@@ -16,43 +17,81 @@ from medviewer.viewer.errors import ModelFileError
 if TYPE_CHECKING:  # pragma: no cover
     import torch.nn as nn
 
-# name -> (family, dotted path of the final Linear, default Grad-CAM layer = last conv block)
-_VGG_CAM = {"vgg11": 19, "vgg13": 23, "vgg16": 29, "vgg19": 35,
-            "vgg11_bn": 27, "vgg13_bn": 33, "vgg16_bn": 42, "vgg19_bn": 51}
+@dataclass(frozen=True)
+class ArchSpec:
+    """One supported torchvision architecture.
 
-ARCHITECTURES: dict[str, tuple[str, str, str]] = {
-    **{f"resnet{d}": ("resnet", "fc", "layer4") for d in (18, 34, 50, 101, 152)},
-    **{f"densenet{d}": ("densenet", "classifier", "features.norm5") for d in (121, 161, 169, 201)},
-    **{n: ("vgg", "classifier.6", f"features.{i}") for n, i in _VGG_CAM.items()},  # last ReLU
-    "alexnet": ("alexnet", "classifier.6", "features.11"),
-    "mobilenet_v2": ("mobilenet", "classifier.1", "features.18"),
-    "mobilenet_v3_small": ("mobilenet", "classifier.3", "features.12"),
-    "mobilenet_v3_large": ("mobilenet", "classifier.3", "features.16"),
-    **{f"efficientnet_b{i}": ("efficientnet", "classifier.1", "features.8") for i in range(5)},
+    head: dotted name of the final Linear that `build_model` replaces;
+    cam_layer: default Grad-CAM target, the family's last convolutional block.
+    """
+
+    name: str
+    family: str
+    head: str
+    cam_layer: str
+
+
+# The VGG configurations of Simonyan & Zisserman (2015), table 1, as torchvision builds
+# them (torchvision.models.vgg.cfgs; a test checks they agree): numbers are conv widths,
+# "M" max pooling; each conv is Conv2d [+ BatchNorm2d] + ReLU in `features`.  Kept here
+# so that naming a Grad-CAM layer does not import torch.
+VGG_CFGS: dict[str, list[int | str]] = {
+    "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "vgg13": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+    "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+              512, 512, 512, 512, "M"],
 }
+
+
+def _vgg_last_relu(name: str) -> str:
+    """`features.<i>` of a VGG's last ReLU (the block before the final max pooling)."""
+    bn = name.endswith("_bn")
+    cfg = VGG_CFGS[name.removesuffix("_bn")]
+    n_layers = sum(1 if v == "M" else (3 if bn else 2) for v in cfg)
+    return f"features.{n_layers - 2}"  # ... ReLU, MaxPool
+
+
+def _specs() -> dict[str, ArchSpec]:
+    out: list[ArchSpec] = []
+    out += [ArchSpec(f"resnet{d}", "resnet", "fc", "layer4") for d in (18, 34, 50, 101, 152)]
+    out += [ArchSpec(f"densenet{d}", "densenet", "classifier", "features.norm5") for d in (121, 161, 169, 201)]
+    out += [ArchSpec(n, "vgg", "classifier.6", _vgg_last_relu(n))
+            for base in VGG_CFGS for n in (base, f"{base}_bn")]
+    out += [ArchSpec("alexnet", "alexnet", "classifier.6", "features.11"),   # last ReLU of features
+            ArchSpec("mobilenet_v2", "mobilenet", "classifier.1", "features.18"),
+            ArchSpec("mobilenet_v3_small", "mobilenet", "classifier.3", "features.12"),
+            ArchSpec("mobilenet_v3_large", "mobilenet", "classifier.3", "features.16")]
+    out += [ArchSpec(f"efficientnet_b{i}", "efficientnet", "classifier.1", "features.8") for i in range(5)]
+    return {s.name: s for s in out}
+
+
+#: name -> ArchSpec of every architecture medviewer builds, trains and explains
+ARCHITECTURES: dict[str, ArchSpec] = _specs()
 
 _IMAGENET_WEIGHTS = "DEFAULT"
 
 
-def _check(arch: str) -> tuple[str, str, str]:
+def spec(arch: str) -> ArchSpec:
+    """The ArchSpec of `arch`; ModelFileError naming the known ones otherwise."""
     try:
         return ARCHITECTURES[arch]
-    except KeyError:
+    except (KeyError, TypeError):
         raise ModelFileError(f"unknown architecture {arch!r} (known: {', '.join(sorted(ARCHITECTURES))})") from None
 
 
 def family(arch: str) -> str:
-    return _check(arch)[0]
+    return spec(arch).family
 
 
 def head_path(arch: str) -> str:
     """Dotted module name of the classifier head that build_model replaces."""
-    return _check(arch)[1]
+    return spec(arch).head
 
 
 def default_cam_layer(arch: str) -> str:
     """Module name of the family's last convolutional block (Grad-CAM target)."""
-    return _check(arch)[2]
+    return spec(arch).cam_layer
 
 
 def head_spec(hidden: Sequence[int] = (), dropout: float = 0.0, head_batchnorm: bool = False) -> dict[str, Any]:
@@ -109,7 +148,7 @@ def build_model(arch: str, num_classes: int, weights: str | None = None, dropout
     import torch.nn as nn
     import torchvision
 
-    _check(arch)
+    spec(arch)
     if num_classes < 1:
         raise ValueError("num_classes must be >= 1")
     if weights not in (None, "imagenet"):

@@ -14,7 +14,7 @@ from pydicom.data import get_testdata_file
 
 import dicomgen as g
 from medviewer.viewer.cli import main
-from medviewer.viewer.display import PRESETS, Window, meta_from_dataset, render
+from medviewer.viewer.display import PRESETS, Window, auto_window, meta_from_dataset, render
 
 SERIES_KEYS = ["series_uid", "number", "modality", "description", "rows", "columns", "images", "items"]
 
@@ -80,8 +80,9 @@ def test_info_single_file_exit_zero(capsys) -> None:
     (["info"], "arguments are required"),
     (["export", "{root}", "{tmp}/o.png", "--slice", "99"], "out of range"),
     (["export", "{root}", "{tmp}/o.png", "--preset", "liver"], "unknown preset"),
-    (["export", "{root}", "{tmp}/o.png", "--window", "40", "0"], "WIDTH >= 1"),
-    (["export", "{root}", "{tmp}/o.png", "--window", "40"], "expected 2 arguments"),
+    (["export", "{root}", "{tmp}/o.png", "--window", "40", "0"], "width must be >= 1"),
+    (["export", "{root}", "{tmp}/o.png", "--window", "40"], "expected auto | header | CENTER,WIDTH"),
+    (["export", "{root}", "{tmp}/o.png", "--window", "40", "nan"], "must be finite"),
     (["export", "{root}", "{tmp}/o.png", "--window", "40", "400", "--preset", "lung"], "not allowed"),
     (["export", "{root}", "{tmp}/o.png", "--series", "77"], "no series '77'"),
     (["export", "{root}", "{tmp}/o.jpg"], "must be a .png"),
@@ -120,13 +121,19 @@ def test_export_default_window_matches_render(capsys, tmp_path: Path) -> None:
     (["--preset", "lung"], PRESETS["lung"]),
     (["--preset", "Bone"], PRESETS["bone"]),
     (["--window", "-100", "700"], Window(-100.0, 700.0)),
+    (["--window=-100,700"], Window(-100.0, 700.0)),
+    (["--window", "header"], None),
+    (["--window", "auto"], "auto"),
 ])
 def test_export_window_override(capsys, tmp_path: Path, extra, window) -> None:
     src = get_testdata_file("CT_small.dcm")
     out = tmp_path / "w.png"
     assert run(capsys, "export", src, str(out), *extra)[0] == 0
     ds = pydicom.dcmread(src)
-    np.testing.assert_array_equal(_png(out), render(ds.pixel_array, meta_from_dataset(ds), window))
+    meta = meta_from_dataset(ds)
+    if window == "auto":
+        window = auto_window(ds.pixel_array, meta)
+    np.testing.assert_array_equal(_png(out), render(ds.pixel_array, meta, window))
 
 
 def test_export_series_slice_in_folder(capsys, study: dict, tmp_path: Path) -> None:

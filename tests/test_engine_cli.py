@@ -167,3 +167,43 @@ def test_convert_model_errors(tmp_path, capsys):
     code, _, err = _run(capsys, ["convert-model", str(whole), str(tmp_path / "o.bin"), "--card", str(card)])
     assert code == 2 and "must be a .safetensors" in err
     assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_convert_model_fails_cleanly_and_leaves_nothing_behind(tmp_path, capsys):
+    """Non-UTF-8 card, a folder as output, NaN weights, a full disk: one line, no files left."""
+    import subprocess
+    import sys
+
+    torch.manual_seed(0)
+    src = tmp_path / "ft.pth"
+    torch.save(build_model("resnet18", 2).state_dict(), src)
+    card = _card_file(tmp_path)
+    latin = tmp_path / "latin.json"
+    latin.write_bytes(card.read_bytes().replace(b'"conv"', b'"conv\xe9"'))
+    code, _, err = _run(capsys, ["convert-model", str(src), str(tmp_path / "o.safetensors"), "--card", str(latin)])
+    assert code == 2 and "not UTF-8" in err and len(err.strip().splitlines()) == 1
+    folder = tmp_path / "out.safetensors"
+    folder.mkdir()
+    code, _, err = _run(capsys, ["convert-model", str(src), str(folder), "--card", str(card)])
+    assert code == 2 and "is a folder" in err
+    nan = tmp_path / "nan.pth"
+    sd = build_model("resnet18", 2).state_dict()
+    sd["fc.bias"][0] = float("nan")
+    torch.save(sd, nan)
+    code, _, err = _run(capsys, ["convert-model", str(nan), str(tmp_path / "n.safetensors"), "--card", str(card)])
+    assert code == 2 and "'fc.bias' holds NaN" in err
+    # a full disk: the file size limit makes the write fail half-way (EFBIG), as ENOSPC would
+    out = tmp_path / "full" / "o.safetensors"
+    out.parent.mkdir()
+    code_py = ("import resource, signal, sys\n"
+               "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+               "resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))\n"
+               "from medviewer.viewer.cli import main\n"
+               f"sys.exit(main(['convert-model', {str(src)!r}, {str(out)!r}, '--card', {str(card)!r}]))\n")
+    res = subprocess.run([sys.executable, "-c", code_py], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, res.stderr
+    assert "cannot write the model file" in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert list(out.parent.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["ft.pth", "card.json", "latin.json", "out.safetensors", "nan.pth", "full"])

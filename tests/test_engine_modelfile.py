@@ -173,3 +173,101 @@ def test_bundled_models_load_and_run():
         assert probs.shape == (1, len(card.classes)) and abs(probs.sum() - 1) < 1e-5
         cam = engine.gradcam(loaded, [img])[0]
         assert cam.shape == (70, 90) and cam.dtype == np.float32
+
+
+def _header_file(path, header_json: bytes, body: bytes = b"\0" * 8) -> None:
+    """A file with a hand-written safetensors header (what save_file would never write)."""
+    import struct
+
+    path.write_bytes(struct.pack("<Q", len(header_json)) + header_json + body)
+
+
+_CARD = {"format_version": 1, "name": "x", "version": "1", "architecture": "resnet18", "classes": ["a", "b"],
+         "input_size": 32, "mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2], "window": "auto",
+         "intended_use": "research"}
+
+
+@pytest.mark.parametrize("patch, match", [
+    ({"classes": 3}, "card field 'classes'"),
+    ({"classes": "abc"}, "card field 'classes'"),
+    ({"classes": ["a", 1]}, "card field 'classes'"),
+    ({"format_version": "1"}, "card field 'format_version'"),
+    ({"format_version": None}, "card field 'format_version'"),
+    ({"format_version": True}, "card field 'format_version'"),
+    ({"architecture": ["resnet18"]}, "card field 'architecture'"),
+    ({"head": {"hidden": [-4], "dropout": 0.0, "batchnorm": False}}, "'hidden'"),
+    ({"head": {"hidden": ["64"], "dropout": 0.0, "batchnorm": False}}, "'hidden'"),
+    ({"head": {"hidden": [], "dropout": 2, "batchnorm": False}}, "'dropout'"),
+    ({"head": {"hidden": [], "dropout": 0.0, "batchnorm": "yes"}}, "'batchnorm'"),
+    ({"head": [1]}, "card field 'head'"),
+    ({"input_size": 32.0}, "card field 'input_size'"),
+    ({"input_size": 10**9}, "card field 'input_size'"),
+    ({"mean": [0.5, 0.5]}, "card field 'mean'"),
+    ({"std": [0.2, 0.0, 0.2]}, "card field 'std'"),
+    ({"window": {"center": 40, "width": -1}}, "card field 'window'"),
+    ({"window": 40}, "card field 'window'"),
+    ({"name": ""}, "card field 'name'"),
+    ({"name": "x" * 5000}, "card field 'name'"),
+    ({"metrics": {"auc": "NaN-ish", "acc": [1]}}, "card field 'metrics'"),
+    ({"training_data": "all of it"}, "card field 'training_data'"),
+    ({"intended_use": "clinical"}, "card field 'intended_use'"),
+])
+def test_every_card_field_is_checked(tmp_path, patch, match):
+    p = tmp_path / "m.safetensors"
+    _raw_safetensors(p, {METADATA_KEY: json.dumps({**_CARD, **patch})})
+    with pytest.raises(ModelFileError, match=match) as e:
+        read_card(p)
+    assert "\n" not in str(e.value) and "m.safetensors" in str(e.value)
+
+
+@pytest.mark.parametrize("case, match", [
+    ("nan_in_card", "not valid JSON"),
+    ("deep_card", "nested more than"),
+    ("deep_header", "nested more than"),
+    ("metadata_list", "metadata is not an object"),
+    ("card_not_string", "not a JSON string"),
+    ("huge_declared_header", "not a safetensors model file"),
+])
+def test_hostile_headers_are_one_line(tmp_path, case, match):
+    p = tmp_path / "m.safetensors"
+    card_text = json.dumps(_CARD)
+    if case == "nan_in_card":
+        _raw_safetensors(p, {METADATA_KEY: card_text.replace('"input_size": 32', '"input_size": NaN')})
+    elif case == "deep_card":
+        _raw_safetensors(p, {METADATA_KEY: "[" * 100_000 + "]" * 100_000})
+    elif case == "deep_header":
+        _header_file(p, b"[" * 100_000 + b"]" * 100_000)
+    elif case == "metadata_list":
+        _header_file(p, json.dumps({"__metadata__": [1, 2]}).encode())
+    elif case == "card_not_string":
+        _header_file(p, json.dumps({"__metadata__": {METADATA_KEY: {"name": "x"}}}).encode())
+    elif case == "huge_declared_header":
+        import struct
+
+        p.write_bytes(struct.pack("<Q", 2**62) + b"{}")
+    with pytest.raises(ModelFileError, match=match) as e:
+        read_card(p)
+    assert "\n" not in str(e.value)
+
+
+def test_non_finite_weights_are_refused(tmp_path):
+    p = tmp_path / "m.safetensors"
+    module, card = make_model_file(p)
+    sd = {k: v.clone().contiguous() for k, v in module.state_dict().items()}
+    sd["fc.weight"][0, 0] = float("nan")
+    _raw_safetensors(p, {METADATA_KEY: card.to_json()}, sd)
+    with pytest.raises(ModelFileError, match="'fc.weight' holds NaN"):
+        load_model(p, device="cpu", cache=False)
+    module.fc.weight.data[0, 0] = float("inf")
+    with pytest.raises(ModelFileError, match="'fc.weight' holds NaN or infinite"):
+        save_model(tmp_path / "n.safetensors", module, card)
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_save_model_leaves_nothing_behind_when_the_target_is_a_folder(tmp_path):
+    target = tmp_path / "out.safetensors"
+    target.mkdir()
+    module = build_model("resnet18", 2)
+    with pytest.raises(ModelFileError, match="is a folder"):
+        save_model(target, module, ModelCard(name="x", architecture="resnet18", classes=["a", "b"]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.safetensors"]

@@ -110,3 +110,33 @@ def test_card_missing_fields_and_bad_json():
         ModelCard.from_dict(data)
     with pytest.raises(ModelFileError, match="not valid JSON"):
         ModelCard.from_json("{nope")
+
+
+def test_vgg_configurations_and_cam_layers_follow_torchvision():
+    """The Grad-CAM layer of every VGG is its last ReLU, derived from the named configuration."""
+    import torch.nn as nn
+    from torchvision.models.vgg import cfgs
+
+    from medviewer.engine.registry import VGG_CFGS
+
+    assert {k: cfgs[v] for k, v in {"vgg11": "A", "vgg13": "B", "vgg16": "D", "vgg19": "E"}.items()} == VGG_CFGS
+    for name, spec in ARCHITECTURES.items():
+        assert spec.name == name
+        if spec.family != "vgg":
+            continue
+        with torch.device("meta"):
+            model = build_model(name, 2, weights=None)
+        relus = [n for n, m in model.features.named_children() if isinstance(m, nn.ReLU)]
+        assert spec.cam_layer == f"features.{relus[-1]}"
+
+
+def test_cam_methods_registry_is_what_the_cli_offers(capsys):
+    from medviewer.engine.cam import CAM_METHODS, cam_method
+    from medviewer.viewer.cli import main
+
+    assert set(CAM_METHODS) == {"gradcam", "gradcampp"}
+    with pytest.raises(ValueError, match="unknown CAM method"):
+        cam_method("scorecam")
+    assert main(["predict", "x", "--model", "demo", "--cam-method", "scorecam"]) == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'scorecam'" in err and "gradcampp" in err

@@ -18,7 +18,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 
 from medviewer.viewer.clikit import (EXIT_FAIL, EXIT_OK, EXIT_PARTIAL, Parser, pick_series, quiet,
                                      require_images, write_png)
@@ -87,7 +86,7 @@ def _pick_ref(series: Series, index: int, frame: int | None) -> ImageRef:
 
 
 def _window(args: argparse.Namespace):
-    from medviewer.viewer.display import PRESETS, Window
+    from medviewer.viewer.display import PRESETS, WindowSpec, WindowSpecError
 
     if args.preset is not None:
         key = args.preset.lower()
@@ -95,17 +94,18 @@ def _window(args: argparse.Namespace):
             raise UsageError(f"unknown preset {args.preset!r} (choose from: {', '.join(PRESETS)})")
         return PRESETS[key]
     if args.window is not None:
-        center, width = args.window
-        if not np.isfinite(center) or not np.isfinite(width) or width < 1:
-            raise UsageError("--window needs a finite CENTER and a WIDTH >= 1 (PS3.3 C.11.2.1.2)")
-        return Window(float(center), float(width), "LINEAR", "custom")
+        try:
+            spec = WindowSpec.parse(" ".join(args.window))
+        except WindowSpecError as exc:
+            raise UsageError(f"--window: {exc}") from None
+        return spec
     return None
 
 
 @quiet
 def main_export(argv: list[str]) -> int:
     """`medviewer export PATH OUT.png ...`: the displayed grey levels of one image."""
-    from medviewer.viewer.display import render
+    from medviewer.viewer.display import Window, render
     from medviewer.viewer.io.pixels import PixelStore
 
     p = Parser(prog="medviewer export",
@@ -118,7 +118,8 @@ def main_export(argv: list[str]) -> int:
                    help="0-based index in display order (default 0)")
     p.add_argument("--frame", type=int, metavar="F", help="0-based frame of a multi-frame file")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--window", type=float, nargs=2, metavar=("CENTER", "WIDTH"))
+    group.add_argument("--window", nargs="+", metavar="SPEC",
+                       help="CENTER WIDTH, or auto | header | CENTER,WIDTH (default: the file's own window)")
     group.add_argument("--preset", metavar="NAME", help="lung, mediastinum, abdomen, bone, brain")
     args = p.parse_args(argv)
 
@@ -136,7 +137,10 @@ def main_export(argv: list[str]) -> int:
     try:
         store.add_headers(series.headers)
         stored = store.get(ref)
-        grey = render(stored, store.meta(ref), window)
+        meta = store.meta(ref)
+        if window is not None and not isinstance(window, Window):
+            window = window.resolve(stored, meta)  # a WindowSpec: auto / header / fixed
+        grey = render(stored, meta, window)
     finally:
         store.close()
     write_png(out, grey)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from medviewer.viewer.display.windowspec import HELP as WINDOW_HELP
 from medviewer.viewer.errors import UsageError
 
 
@@ -61,7 +62,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     m.add_argument("--head-batchnorm", action="store_true")
     m.add_argument("--image-size", type=_positive_int, default=224)
     m.add_argument("--resize", choices=("letterbox", "stretch", "center_crop"), default="letterbox")
-    m.add_argument("--window", default="auto", help="auto | header | CENTER,WIDTH (modality units)")
+    m.add_argument("--window", default="auto", help=WINDOW_HELP)
     m.add_argument("--cam-layer", default="", help="Grad-CAM layer (default: the registry's)")
     m.add_argument("--name", default="", help="model name in the card")
     m.add_argument("--intended-use", choices=("research", "demo", "validated"), default="research")
@@ -121,14 +122,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
         raise UsageError("--dropout must be in [0, 1)")
     if args.val_fraction + args.test_fraction >= 1:
         raise UsageError("--val-fraction + --test-fraction must be below 1")
-    if args.window not in ("auto", "header"):
-        try:
-            c, w = (float(t) for t in args.window.split(","))
-        except ValueError:
-            raise UsageError(f"--window: expected auto, header or CENTER,WIDTH, got {args.window!r}") from None
-        if w < 1:
-            raise UsageError("--window: width must be >= 1")
-        args.window = {"center": c, "width": w}
+    from medviewer.viewer.display.windowspec import WindowSpec, WindowSpecError
+
+    try:
+        args.window = WindowSpec.parse(args.window).to_json()
+    except WindowSpecError as exc:
+        raise UsageError(f"--window: {exc}") from None
     from medviewer.engine.device import pick_device
 
     args.device = str(pick_device(args.device))

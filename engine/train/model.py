@@ -57,34 +57,11 @@ def build(arch: str, num_classes: int, weights: str = "none", dropout: float = 0
     return model
 
 
-def _read_state(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise ModelFileError(f"{path}: --weights file not found")
-    if path.suffix.lower() == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise ModelFileError(f"{path}: not a readable safetensors file ({exc})") from None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelFileError(f"{path}: not a plain state dict (refusing to unpickle code): "
-                             f"{str(exc).splitlines()[0][:120]}") from None
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ModelFileError(f"{path}: expected a state dict of tensors")
-    return {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
-
-
 def load_pretrained(model: nn.Module, arch: str, path: Path) -> int:
     """Copy matching tensors (same name and shape) from ``path``; the head may differ."""
-    state = _read_state(path)
+    from medviewer.engine.weights import read_state_dict
+
+    state = read_state_dict(path, str(path), what="--weights")
     own = model.state_dict()
     match = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     prefix = registry.head_path(arch) + "."

@@ -36,6 +36,7 @@ from medviewer.viewer.display.voi import (
     to_grey,
     window_fraction,
 )
+from medviewer.viewer.display.windowspec import WindowSpec, WindowSpecError
 
 __all__ = [
     "affine_coefficients",
@@ -44,5 +45,5 @@ __all__ = [
     "default_window", "find_window", "grey_table", "linear_exact_fraction",
     "linear_fraction", "lut_window", "meta_for_plain_image", "meta_from_dataset",
     "modality_values", "render", "sigmoid_fraction", "to_grey", "value_at",
-    "window_fraction",
+    "window_fraction", "WindowSpec", "WindowSpecError",
 ]

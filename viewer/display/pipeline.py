@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from medviewer.viewer.display.meta import ImageMeta, LutTable, Window
-from medviewer.viewer.display.voi import grey_levels, to_grey, voi_fraction
+from medviewer.viewer.display.voi import grey_levels, ramp, to_grey, voi_fraction
 
 # CT presets (center/width in HU).
 PRESETS: dict[str, Window] = {
@@ -248,9 +248,7 @@ def _linear_band_table(meta: ImageMeta, window: Window, dtype: np.dtype) -> np.n
     bits = 8 * dtype.itemsize
     vmin = -(2 ** (bits - 1)) if dtype.kind == "i" else 0
     size = 2 ** bits
-    c, w = float(window.center), float(window.width)
-    if window.function.upper() == "LINEAR":
-        c, w = c - 0.5, max(w, 1.0) - 1.0
+    c, w = ramp(window.center, window.width, window.function)
     lo, hi = c - w / 2.0, c + w / 2.0
     slope, intercept = meta.rescale_slope, meta.rescale_intercept
     edges = sorted(((lo - intercept) / slope, (hi - intercept) / slope))
@@ -391,9 +389,7 @@ def affine_coefficients(dtype: np.dtype, meta: ImageMeta, window: Window) -> tup
     if (window.voi_lut is not None or function not in ("LINEAR", "LINEAR_EXACT")
             or meta.modality_lut is not None or np.dtype(dtype) not in _CV_DTYPES):
         return None
-    c, w = float(window.center), float(window.width)
-    if function == "LINEAR":
-        c, w = c - 0.5, max(w, 1.0) - 1.0
+    c, w = ramp(window.center, window.width, function)
     if w <= 0.0 or meta.rescale_slope == 0.0:
         return None
     alpha = 255.0 / w * meta.rescale_slope

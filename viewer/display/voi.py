@@ -18,6 +18,18 @@ from medviewer.viewer.display.meta import ImageMeta, LutTable, Window
 _MIN_WIDTH = 1e-6
 
 
+def ramp(center: float, width: float, function: str = "LINEAR") -> tuple[float, float]:
+    """Centre and width of the window's ramp, the one place the LINEAR edge rule lives.
+
+    LINEAR (PS3.3 C.11.2.1.2.1) ramps from c - 0.5 - (w-1)/2 to c - 0.5 + (w-1)/2, so
+    its ramp is (c - 0.5, w - 1) (width clamped to >= 1; a ramp of width 0 is a hard
+    threshold at c - 0.5); LINEAR_EXACT (C.11.2.1.3.2) ramps over (c, w), w > 0.
+    """
+    if function.upper() == "LINEAR":
+        return float(center) - 0.5, max(float(width), 1.0) - 1.0
+    return float(center), max(float(width), _MIN_WIDTH)
+
+
 def linear_fraction(x: np.ndarray, center: float, width: float) -> np.ndarray:
     """LINEAR function of PS3.3 C.11.2.1.2.1.
 
@@ -26,8 +38,7 @@ def linear_fraction(x: np.ndarray, center: float, width: float) -> np.ndarray:
     widths are treated as 1, a hard threshold at c - 0.5.
     """
     x = np.asarray(x, dtype=np.float64)
-    c = center - 0.5
-    w = max(float(width), 1.0) - 1.0
+    c, w = ramp(center, width, "LINEAR")
     if w <= 0.0:
         return (x > c).astype(np.float64)
     out = (x - c) * (1.0 / w)
@@ -42,8 +53,8 @@ def linear_exact_fraction(x: np.ndarray, center: float, width: float) -> np.ndar
     if x <= c - w/2: 0;  elif x > c + w/2: 1;  else (x - c) / w + 0.5.
     """
     x = np.asarray(x, dtype=np.float64)
-    w = max(float(width), _MIN_WIDTH)
-    out = (x - center) * (1.0 / w)
+    c, w = ramp(center, width, "LINEAR_EXACT")
+    out = (x - c) * (1.0 / w)
     out += 0.5
     np.clip(out, 0.0, 1.0, out=out)
     return out
@@ -107,12 +118,9 @@ def grey_levels(x: np.ndarray, meta: ImageMeta, window: Window) -> np.ndarray:
     function = window.function.upper()
     if window.voi_lut is not None or function not in ("LINEAR", "LINEAR_EXACT"):
         return to_grey(voi_fraction(x, meta, window), meta.inverted)
-    if function == "LINEAR":
-        c, w = window.center - 0.5, max(float(window.width), 1.0) - 1.0
-        if w <= 0.0:
-            return to_grey(linear_fraction(x, window.center, window.width), meta.inverted)
-    else:
-        c, w = float(window.center), max(float(window.width), _MIN_WIDTH)
+    c, w = ramp(window.center, window.width, function)
+    if w <= 0.0:  # LINEAR of width 1: a hard threshold
+        return to_grey(linear_fraction(x, window.center, window.width), meta.inverted)
     x = np.asarray(x)
     if x.dtype != np.float32:
         x = x.astype(np.float64)

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGridLayout, Q
                                QListWidget, QListWidgetItem, QProgressBar, QPushButton, QSlider,
                                QVBoxLayout, QWidget)
 
+from medviewer.engine.cam import CAM_METHODS
 from medviewer.engine.catalog import ModelEntry, list_models, model_folders
 from medviewer.engine.overlay import COLORMAPS, colormap_lut
 
@@ -265,8 +266,9 @@ class CamControls(QWidget):
         self.colormap = QComboBox()
         self.colormap.addItems(list(COLORMAPS))
         self.method = QComboBox()
-        self.method.addItem("Grad-CAM", "gradcam")
-        self.method.addItem("Grad-CAM++", "gradcampp")
+        for m in CAM_METHODS.values():
+            self.method.addItem(m.label, m.name)
+            self.method.setItemData(self.method.count() - 1, m.reference, Qt.ItemDataRole.ToolTipRole)
         self.target = QComboBox()
         self.colorbar = ColorBar()
         form = QFormLayout(self)
