@@ -7,8 +7,8 @@ interface), stopped when the command ends.  With --ray-address the command
 joins an existing cluster (`ray start --head` ...) and leaves it running.
 If Ray is already initialised in this process (a notebook, a test), it is used.
 
-Ray writes its own messages (C++ core worker, Ray Data) to file descriptor 2;
-`quiet_native_output` points that descriptor at `<logs>/ray-driver.log` for the
+Ray writes its own messages (C++ core worker, Ray Data's console handler) to
+the terminal; `quiet_native_output` sends them to the log files for the
 duration, so the user sees medviewer's one-line messages and progress only.
 """
 
@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from medviewer.viewer.errors import UsageError
 
@@ -138,10 +139,30 @@ def plan(cluster: Cluster, workers: int | None, gpus_per_worker: float | None, d
     return Plan(workers, gpw, cpw, decode, max(1, int(cpw)))
 
 
+class _ToLog(logging.Filter):
+    """On Ray's console handlers: the record goes to medviewer's log file instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        logging.getLogger("medviewer.ray").log(record.levelno, "%s: %s", record.name, record.getMessage())
+        return False
+
+
+def _ray_console_handlers() -> list[logging.Handler]:
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+               if name == "ray" or name.startswith("ray.")]
+    return [h for lg in loggers for h in lg.handlers
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
+
+
 @contextlib.contextmanager
-def quiet_native_output(log_file: Path) -> Iterator[None]:
-    """Send whatever writes to file descriptor 2 (Ray's C++ and Python loggers) to
-    `log_file`; `sys.stderr` keeps reaching the user's terminal meanwhile."""
+def quiet_native_output(log_file: Path) -> Iterator[TextIO]:
+    """Keep Ray's own output off the user's terminal for the duration.
+
+    File descriptor 2 (Ray's C++ core worker, and anything else writing there)
+    goes to `log_file`; records of Ray's Python loggers go to medviewer's log.
+    Yields the stream for medviewer's own messages (the terminal, or whatever
+    `sys.stderr` was when it does not write to descriptor 2).
+    """
     try:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         target = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -149,30 +170,35 @@ def quiet_native_output(log_file: Path) -> Iterator[None]:
         target = os.open(os.devnull, os.O_WRONLY)
     try:
         sys.stderr.flush()
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         pass
-    saved = os.dup(2)
-    user_stream = None
-    old_stderr = sys.stderr
     try:
-        fileno = old_stderr.fileno()
+        fileno = sys.stderr.fileno()
     except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
         fileno = -1
-    if fileno == 2:  # our own messages keep going where fd 2 went before
-        user_stream = os.fdopen(os.dup(saved), "w", buffering=1, encoding=getattr(old_stderr, "encoding", None)
-                                or "utf-8", errors="replace")
-        sys.stderr = user_stream
+    saved = os.dup(2)
+    user: TextIO = sys.stderr
+    own_stream = None
+    if fileno == 2:  # our messages keep going where descriptor 2 went before
+        own_stream = os.fdopen(os.dup(saved), "w", buffering=1, errors="replace",
+                               encoding=getattr(sys.stderr, "encoding", None) or "utf-8")
+        user = own_stream
     os.dup2(target, 2)
     os.close(target)
+    to_log = _ToLog()
+    handlers = _ray_console_handlers()
+    for h in handlers:
+        h.addFilter(to_log)
     try:
-        yield
+        yield user
     finally:
+        for h in handlers:
+            h.removeFilter(to_log)
         try:
             sys.stderr.flush()
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             pass
         os.dup2(saved, 2)
         os.close(saved)
-        if user_stream is not None:
-            sys.stderr = old_stderr
-            user_stream.close()
+        if own_stream is not None:
+            own_stream.close()

@@ -94,13 +94,8 @@ class Progress:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            with self._lock:
-                pass
-            self._locked_draw()
-
-    def _locked_draw(self) -> None:
-        with _print_lock:
-            self._draw()
+            with _print_lock:
+                self._draw()
 
     def say(self, text: str) -> None:
         """One message line (the bar is redrawn after it on a terminal)."""

@@ -15,6 +15,7 @@ import argparse
 import hashlib
 import json
 import logging
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,8 +97,8 @@ class _Run:
 
         w = p.work
         if p.fatal or len(p.failed) == len(w):
-            reason = p.fatal or f"no slice could be used ({len(w)} of {len(w)} failed; first: " \
-                                f"{p.failed[min(p.failed)]})"
+            reason = p.fatal or (f"no slice could be used ({len(w)} of {len(w)} failed after "
+                                 f"{self.args.retries + 1} attempt(s); first: {p.failed[min(p.failed)]})")
             self.fail(w, reason)
             return
         pred = SeriesPrediction(p.probs, None, dict(p.failed))
@@ -113,7 +114,7 @@ class _Run:
                 "device": sorted(self.devices), "model_sha256": self.sha256})
         else:
             self.entries[w.index] = entry
-        self.progress.add(series=1, images=len(w) - len(p.failed))
+        self.progress.add(series=1, images=len(w))
 
     def fail(self, w: SeriesWork, reason: str) -> None:
         self.errors[w.index] = reason
@@ -122,7 +123,7 @@ class _Run:
         if self.results is not None:
             self.results.save_error(w.name, {"series_uid": w.series_uid, "study_uid": w.study_uid,
                                              "images": len(w), "error": reason})
-        self.progress.add(failed=1)
+        self.progress.add(failed=1, images=len(w))
 
     # -- the stream ----------------------------------------------------------------------
     def consume(self, batches: Iterator[dict[str, np.ndarray]], todo: list[SeriesWork]) -> list[_Pending]:
@@ -161,8 +162,6 @@ class _Run:
 def _stream(ray: Any, todo: list[SeriesWork], plan: Any, model_ref: Any, sha256: str, card_json: str,
             args: argparse.Namespace, cam_dir: Path | None) -> Iterator[dict[str, np.ndarray]]:
     """Ray Data pipeline: chunk rows -> CPU tasks -> model actors -> numpy batches."""
-    from medviewer.engine.scale.stages import InferActor, prepare_chunk
-
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
@@ -170,6 +169,16 @@ def _stream(ray: Any, todo: list[SeriesWork], plan: Any, model_ref: Any, sha256:
     ctx.execution_options.preserve_order = False
     rows = list(chunk_rows(todo, cam_dir is not None))
     ds = ray.data.from_items(rows, override_num_blocks=len(rows))
+    with warnings.catch_warnings():  # task retries are remote args (deprecated from Ray 2.64)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ds = _stages(ray, ds, plan, model_ref, sha256, card_json, args, cam_dir)
+    yield from ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1)
+
+
+def _stages(ray: Any, ds: Any, plan: Any, model_ref: Any, sha256: str, card_json: str,
+            args: argparse.Namespace, cam_dir: Path | None) -> Any:
+    from medviewer.engine.scale.stages import InferActor, prepare_chunk
+
     ds = ds.map_batches(prepare_chunk, batch_size=1, batch_format="numpy", num_cpus=plan.decode_cpus,
                         fn_kwargs={"card_json": card_json, "retries": args.retries, "threads": 1},
                         max_retries=args.retries + 1)
@@ -185,7 +194,7 @@ def _stream(ray: Any, todo: list[SeriesWork], plan: Any, model_ref: Any, sha256:
                                "cam_method": args.cam_method if cam_dir else None,
                                "cam_dir": str(cam_dir) if cam_dir else None, "retries": args.retries},
         **remote)
-    yield from ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1)
+    return ds
 
 
 def _write_json(out: Any, head: dict[str, Any], entries: Iterator[dict[str, Any]]) -> None:
@@ -258,11 +267,11 @@ def predict_ray(args: argparse.Namespace, json_out: Path | None, cam_dir: Path |
     progress = Progress(len(work), sum(len(w) for w in work), len(done_before),
                         sum(len(w) for w in done_before))
     run = _Run(args, model, sha256, work, fingerprints, results, progress)
-    # keys in the stream index `todo`; results are stored by the series' own index
     interrupted = False
     cluster = None
     try:
-        with quiet_native_output(logs.log_dir() / "ray-driver.log"):
+        with quiet_native_output(logs.log_dir() / "ray-driver.log") as user_stream:
+            progress.stream = user_stream
             if todo:
                 cluster = connect(args.ray_address)
                 plan = make_plan(cluster, args.workers, args.gpus_per_worker, args.device)

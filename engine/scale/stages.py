@@ -123,7 +123,8 @@ def prepare_chunk(batch: dict[str, np.ndarray], *, card_json: str, retries: int,
             break
         except Exception as exc:  # not a bad slice: the chunk itself failed
             fatal = f"{_one_line(exc)}, after {attempt + 1} attempt(s)"
-            time.sleep(RETRY_PAUSE_S * (attempt + 1))
+            if attempt < retries:
+                time.sleep(RETRY_PAUSE_S * (attempt + 1))
     if fatal:
         size = spec.input_size
         x, failed = np.zeros((n, 3, size, size), np.float32), {i: fatal for i in range(n)}
@@ -227,7 +228,8 @@ class InferActor:
                 break
             except Exception as exc:  # e.g. CUDA out of memory, a full disk for the CAMs
                 error = f"{_one_line(exc)}, after {attempt + 1} attempt(s)"
-                time.sleep(RETRY_PAUSE_S * (attempt + 1))
+                if attempt < self.retries:
+                    time.sleep(RETRY_PAUSE_S * (attempt + 1))
         if error:
             reason[rows] = error
             fatal[rows] = True
