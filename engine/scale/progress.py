@@ -37,6 +37,7 @@ class Progress:
         self.tty = bool(getattr(stream or sys.stderr, "isatty", lambda: False)())
         self.interval = interval if self.tty else log_interval
         self.started = time.monotonic()
+        self.first: tuple[float, int] | None = None  # (time, images) of the first result
         self._lock = threading.Lock()
         self._shown = False
         self._stop = threading.Event()
@@ -53,18 +54,23 @@ class Progress:
 
     def add(self, series: int = 0, images: int = 0, failed: int = 0) -> None:
         with self._lock:
+            if self.first is None:
+                self.first = (time.monotonic(), images)
             self.series += series
             self.images += images
             self.failed += failed
 
     def line(self) -> str:
         with self._lock:
-            s, i, f = self.series, self.images, self.failed
-        elapsed = max(time.monotonic() - self.started, 1e-9)
+            s, i, f, first = self.series, self.images, self.failed, self.first
+        now = time.monotonic()
+        elapsed = max(now - self.started, 1e-9)
         done_s, done_i = s + f + self.resumed_series, i + self.resumed_images
         left = self.total_images - done_i
         rate = i / elapsed
-        eta = _duration(left / rate) if rate > 0 and left > 0 else "-"
+        # the remaining time from the pace since the first result (start-up excluded)
+        pace = (i - first[1]) / (now - first[0]) if first and now - first[0] > 1 and i > first[1] else 0.0
+        eta = _duration(left / pace) if pace > 0 and left > 0 else "-"
         width = 20
         frac = done_i / self.total_images if self.total_images else 1.0
         bar = "#" * int(frac * width) + "." * (width - int(frac * width))
@@ -110,10 +116,11 @@ class Progress:
                 self._draw()
 
     def stop(self) -> None:
-        """Stop redrawing and leave the final state as one plain line."""
+        """Stop redrawing and leave the final state as one plain line (if it was started)."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
+        if self._thread is None:
+            return
+        self._thread.join(timeout=2)
         with _print_lock:
             self._clear()
             try:

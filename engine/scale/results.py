@@ -88,6 +88,18 @@ class ResultsDir:
             return
         write_atomic(path, json.dumps(run, indent=2) + "\n")
 
+    def add_devices(self, devices: Iterable[str]) -> list[str]:
+        """Remember the devices that computed results here; returns all of them so far."""
+        path = self.root / RUN_FILE
+        try:
+            run = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return sorted(devices)
+        merged = sorted(set(run.get("devices", [])) | set(devices))
+        if merged != run.get("devices"):
+            write_atomic(path, json.dumps({**run, "devices": merged}, indent=2) + "\n")
+        return merged
+
     # -- resume -------------------------------------------------------------------------
     def is_done(self, name: str, fingerprint: str) -> bool:
         return self._done.get(name) == fingerprint

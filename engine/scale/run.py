@@ -67,6 +67,7 @@ class _Pending:
     failed: dict[int, str] = field(default_factory=dict)
     fatal: str = ""
     cams: dict[int, str] = field(default_factory=dict)
+    devices: set[str] = field(default_factory=set)
 
     @property
     def complete(self) -> bool:
@@ -111,10 +112,15 @@ class _Run:
         if self.results is not None:
             self.results.save(w.name, self.fingerprints[w.index], {
                 "result": entry, "study_uid": w.study_uid, "skipped": skipped,
-                "device": sorted(self.devices), "model_sha256": self.sha256})
+                "device": sorted(p.devices), "model_sha256": self.sha256})
         else:
             self.entries[w.index] = entry
         self.progress.add(series=1, images=len(w))
+
+    def settled(self, w: SeriesWork) -> bool:
+        """Finished or recorded as failed in this run."""
+        return w.index in self.entries or w.index in self.errors or (
+            self.results is not None and self.results.is_done(w.name, self.fingerprints[w.index]))
 
     def fail(self, w: SeriesWork, reason: str) -> None:
         self.errors[w.index] = reason
@@ -152,6 +158,7 @@ class _Run:
                     cam = str(batch["cam"][j])
                     if cam:
                         p.cams[i] = cam
+                p.devices.add(str(batch["device"][j]))
                 self.devices.add(str(batch["device"][j]))
                 if p.complete:
                     del pending[key]
@@ -195,6 +202,28 @@ def _stages(ray: Any, ds: Any, plan: Any, model_ref: Any, sha256: str, card_json
                                "cam_dir": str(cam_dir) if cam_dir else None, "retries": args.retries},
         **remote)
     return ds
+
+
+def _drive(ray: Any, run: _Run, todo: list[SeriesWork], plan: Any, model_ref: Any, card_json: str,
+           cam_dir: Path | None) -> None:
+    """Stream `todo` through the cluster; every series ends finished or recorded as failed."""
+    args = run.args
+    batches = _stream(ray, todo, plan, model_ref, run.sha256, card_json, args, cam_dir)
+    try:
+        lost = run.consume(batches, todo)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # the pipeline itself failed (e.g. no model worker could start)
+        log.exception("ray pipeline failed")
+        reason = f"the Ray pipeline failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        lost = [_Pending(w, np.zeros((0, 0)), np.zeros(0, bool), fatal=reason) for w in todo
+                if not run.settled(w)]
+    finally:
+        batches.close()
+    for p in lost:
+        missing = int((~p.got).sum()) if p.got.size else len(p.work)
+        run.fail(p.work, p.fatal or f"{missing} of {len(p.work)} slices never came back "
+                                    f"(a worker or node was lost after {args.retries + 1} attempts)")
 
 
 def _write_json(out: Any, head: dict[str, Any], entries: Iterator[dict[str, Any]]) -> None:
@@ -272,45 +301,31 @@ def predict_ray(args: argparse.Namespace, json_out: Path | None, cam_dir: Path |
     try:
         with quiet_native_output(logs.log_dir() / "ray-driver.log") as user_stream:
             progress.stream = user_stream
-            if todo:
-                cluster = connect(args.ray_address)
-                plan = make_plan(cluster, args.workers, args.gpus_per_worker, args.device)
-                log.info("ray: %s cluster at %s, %g CPU, %g GPU, %d node(s); plan %s",
-                         "private" if cluster.owned else "joined", cluster.address, cluster.cpus,
-                         cluster.gpus, cluster.nodes, plan)
-                progress.say(f"{PROG}: {len(todo)} series ({sum(len(w) for w in todo)} images) on Ray: "
-                             f"{plan.workers} model worker(s) x "
-                             f"{plan.gpus_per_worker:g} GPU / {plan.cpus_per_worker:g} CPU, "
-                             f"{cluster.cpus:g} CPU and {cluster.gpus:g} GPU in {cluster.nodes} node(s)")
-                model_ref = ray.put(data)
-                progress.start()
-                batches = _stream(ray, todo, plan, model_ref, sha256, model.card.to_json(), args, cam_dir)
-                try:
-                    lost = run.consume(batches, todo)
-                except KeyboardInterrupt:
-                    interrupted = True
-                    raise
-                except Exception as exc:  # the pipeline itself failed (e.g. no worker could start)
-                    log.exception("ray pipeline failed")
-                    reason = f"the Ray pipeline failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
-                    done = set(run.entries) | set(run.errors)
-                    lost = [_Pending(w, np.zeros((0, 0)), np.zeros(0, bool), fatal=reason) for w in todo
-                            if w.index not in done and not (results and results.is_done(w.name, fingerprints[w.index]))]
-                finally:
-                    batches.close()
-                for p in lost:
-                    missing = int((~p.got).sum()) if p.got.size else len(p.work)
-                    run.fail(p.work, p.fatal or f"{missing} of {len(p.work)} slices never came back "
-                                                f"(a worker or node was lost after {args.retries + 1} attempts)")
+            try:
+                if todo:
+                    progress.say(f"{PROG}: joining the Ray cluster at {args.ray_address}" if args.ray_address
+                                 else f"{PROG}: starting a local Ray instance")
+                    cluster = connect(args.ray_address)
+                    plan = make_plan(cluster, args.workers, args.gpus_per_worker, args.device)
+                    log.info("ray: %s cluster at %s, %g CPU, %g GPU, %d node(s); plan %s",
+                             "private" if cluster.owned else "joined", cluster.address, cluster.cpus,
+                             cluster.gpus, cluster.nodes, plan)
+                    progress.say(f"{PROG}: {len(todo)} series ({sum(len(w) for w in todo)} images), "
+                                 f"{plan.workers} model worker(s) with {plan.gpus_per_worker:g} GPU and "
+                                 f"{plan.cpus_per_worker:g} CPU each; the cluster has {cluster.cpus:g} CPU, "
+                                 f"{cluster.gpus:g} GPU in {cluster.nodes} node(s)")
+                    progress.start()
+                    _drive(ray, run, todo, plan, ray.put(data), model.card.to_json(), cam_dir)
+            finally:
+                progress.stop()
+                if cluster is not None:
+                    try:
+                        cluster.close()
+                    except Exception:
+                        log.exception("ray shutdown failed")
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        progress.stop()
-        if cluster is not None:
-            try:
-                cluster.close()
-            except Exception:
-                log.exception("ray shutdown failed")
         if results is not None:
             results.write_tables()
     if interrupted:
@@ -330,7 +345,7 @@ def predict_ray(args: argparse.Namespace, json_out: Path | None, cam_dir: Path |
             else:
                 yield run.entries[w.index]
 
-    devices = sorted(run.devices) or ["(no new series)"]
+    devices = results.add_devices(run.devices) if results is not None else sorted(run.devices)
     head = {"model": model_entry(model), "device": "; ".join(devices)}
     if args.json == "-":
         _write_json(sys.stdout, head, entries())
