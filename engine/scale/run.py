@@ -15,6 +15,7 @@ import argparse
 import hashlib
 import json
 import logging
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -268,10 +269,15 @@ def predict_ray(args: argparse.Namespace, json_out: Path | None, cam_dir: Path |
     data = model_path.read_bytes()
     sha256 = hashlib.sha256(data).hexdigest()
     model = load_model(model_path, device="cpu")  # checks the file here, before any worker starts
+    started = time.perf_counter()
+    print(f"{PROG}: scanning {args.path}", file=sys.stderr)
     result = open_root(args.path)
     require_images(result, args.path)
     chosen = [pick_series(result, args.series)] if args.series else [s for s in result.all_series() if s.items]
     work = work_list(result, chosen)
+    print(f"{PROG}: {len(work)} series, {sum(len(w) for w in work)} images in {len(result.studies)} "
+          f"stud{'y' if len(result.studies) == 1 else 'ies'} ({time.perf_counter() - started:.1f} s)",
+          file=sys.stderr)
     skipped_files = [(s.path, s.reason) for s in result.skipped]
     root = Path(result.root)
     del result, chosen  # headers of the whole archive: not needed any more
