@@ -172,3 +172,49 @@ def test_work_list_and_chunks(tmp_path):
     assert fp == work[0].fingerprint({"model": "x"}) != work[0].fingerprint({"model": "y"})
     assert work[1].fingerprint(settings) != fp
     assert np.unique([w.cam_prefix for w in work]).size == 4
+
+
+def _messy_archive(root: Path) -> None:
+    """Series split across folders and scan parts, a DICOMDIR file-set, plain images,
+    a duplicate instance, a multi-frame object, studies of several dates, damaged files."""
+    import shutil
+
+    import pydicom
+
+    dicomgen.two_series(root / "a")  # two series, file names interleaved in one folder
+    dicomgen.mixed_study(root / "b")
+    dicomgen.with_dicomdir(root / "c", n=4)
+    paths, _ = archivegen.series(root / "d" / "part1", 6, rows=16, cols=16, study_uid="1.2.840.99.1",
+                                 number=3, seed=2)
+    (root / "e").mkdir()
+    for p in paths[3:]:  # the same series continued in another folder
+        p.rename(root / "e" / p.name)
+    shutil.copy(root / "e" / paths[4].name, root / "d" / "dup.dcm")  # one instance twice
+    for p in (root / "a").iterdir():  # an older study: listed after the newer ones
+        ds = pydicom.dcmread(p)
+        ds.StudyDate = "19990101"
+        ds.save_as(p)
+
+
+@pytest.mark.parametrize("part_files", [1, 5, 20000])
+def test_archive_scan_in_parts_equals_the_scan(tmp_path, part_files):
+    from medviewer.engine.scale.work import scan_archive
+
+    root = tmp_path / "arch"
+    _messy_archive(root)
+    result = open_root(root)
+    want = work_list(result, [s for s in result.all_series() if s.items])
+    got = scan_archive(root, part_files=part_files)
+    assert got.series == want
+    assert len(got.series) >= 8
+    assert sorted((s.path, s.reason) for s in got.skipped) == sorted((s.path, s.reason) for s in result.skipped)
+    assert got.non_image == len(result.non_image)
+    # the same through a CSV listing the folders
+    csv = tmp_path / "list.csv"
+    csv.write_text("path\n" + "".join(f"arch/{p.name}\n" for p in sorted(root.iterdir())))
+    result = open_root(csv)
+    assert scan_archive(csv, part_files=part_files).series == \
+        work_list(result, [s for s in result.all_series() if s.items])
+    assert got.pick(want[1].series_uid) == want[1]
+    with pytest.raises(UsageError, match="no series '777'"):
+        got.pick("777")

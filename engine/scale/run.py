@@ -18,13 +18,13 @@ import logging
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from medviewer.engine.scale.work import SeriesWork, chunk_rows, work_list
+from medviewer.engine.scale.work import SeriesWork, chunk_rows, scan_archive
 from medviewer.viewer.clikit import EXIT_FAIL, EXIT_OK, EXIT_PARTIAL
 from medviewer.viewer.errors import UsageError
 
@@ -252,8 +252,6 @@ def predict_ray(args: argparse.Namespace, json_out: Path | None, cam_dir: Path |
     from medviewer.engine.scale.progress import Progress
     from medviewer.engine.scale.results import ResultsDir
     from medviewer.viewer import logs
-    from medviewer.viewer.clikit import pick_series, require_images
-    from medviewer.viewer.io.pathlist import open_root
 
     ray = require_ray()
     if args.workers is not None and args.workers < 1:
@@ -271,16 +269,15 @@ def predict_ray(args: argparse.Namespace, json_out: Path | None, cam_dir: Path |
     model = load_model(model_path, device="cpu")  # checks the file here, before any worker starts
     started = time.perf_counter()
     print(f"{PROG}: scanning {args.path}", file=sys.stderr)
-    result = open_root(args.path)
-    require_images(result, args.path)
-    chosen = [pick_series(result, args.series)] if args.series else [s for s in result.all_series() if s.items]
-    work = work_list(result, chosen)
-    print(f"{PROG}: {len(work)} series, {sum(len(w) for w in work)} images in {len(result.studies)} "
-          f"stud{'y' if len(result.studies) == 1 else 'ies'} ({time.perf_counter() - started:.1f} s)",
+    archive = scan_archive(args.path)
+    archive.require_images(args.path)
+    work = [replace(archive.pick(args.series), index=0)] if args.series else archive.series
+    skipped_files = [(s.path, s.reason) for s in archive.skipped]
+    root = archive.root
+    print(f"{PROG}: {len(work)} series, {sum(len(w) for w in work)} images in {archive.studies} "
+          f"stud{'y' if archive.studies == 1 else 'ies'} ({time.perf_counter() - started:.1f} s)",
           file=sys.stderr)
-    skipped_files = [(s.path, s.reason) for s in result.skipped]
-    root = Path(result.root)
-    del result, chosen  # headers of the whole archive: not needed any more
+    del archive
     settings = {"model": sha256, "aggregate": args.aggregate, "top_k": args.top_k,
                 "cam": args.cam_method if cam_dir else None, "cam_dir": str(cam_dir) if cam_dir else None}
     fingerprints = [w.fingerprint(settings) for w in work]

@@ -28,8 +28,8 @@ from medviewer.viewer.io.model import NonImage, ScanResult, Skipped
 from medviewer.viewer.io.pixels import IMAGE_SUFFIXES, is_plain_image
 from medviewer.viewer.io.sort import natural_key
 
-__all__ = ["HEAD_CHUNK", "SNAPSHOT_INTERVAL", "open_path", "read_header", "scan", "scan_paths",
-           "sop_class_name"]
+__all__ = ["HEAD_CHUNK", "SNAPSHOT_INTERVAL", "files_to_scan", "listed_files", "open_path", "read_header",
+           "scan", "scan_paths", "sop_class_name"]
 
 _IGNORED = {"thumbs.db", "desktop.ini"}
 SNAPSHOT_INTERVAL = 0.25  # seconds between partial snapshots
@@ -186,6 +186,19 @@ def scan_paths(paths: Sequence[str | Path], root: str | Path, progress: Progress
     paths that do not exist are reported as skipped.
     """
     root = Path(root).expanduser().absolute()
+    files, missing = listed_files(paths, root)
+    return _collect(root, files, missing, progress, should_stop, None)
+
+
+def files_to_scan(root: str | Path) -> tuple[list[Path], list[Skipped]]:
+    """The files `scan(root)` reads, in its order (DICOMDIR references first), and the
+    DICOMDIR entries that are missing; paths only, nothing is read but directories."""
+    return _candidates(Path(root).expanduser().absolute())
+
+
+def listed_files(paths: Sequence[str | Path], root: str | Path) -> tuple[list[Path], list[Skipped]]:
+    """The files `scan_paths(paths, root)` reads, in its order, and what is missing."""
+    root = Path(root).expanduser().absolute()
     base = root if root.is_dir() else root.parent
     ordered: dict[Path, None] = {}
     missing: list[Skipped] = []
@@ -205,7 +218,7 @@ def scan_paths(paths: Sequence[str | Path], root: str | Path, progress: Progress
                 ordered.setdefault(path, None)
         else:
             missing.append(Skipped(path, "listed but not found"))
-    return _collect(root, list(ordered), missing, progress, should_stop, None)
+    return list(ordered), missing
 
 
 def _collect(root: Path, files: list[Path], missing: list[Skipped], progress: Progress | None,
