@@ -267,6 +267,12 @@ def predict_ray(args: argparse.Namespace, json_out: Path | None, cam_dir: Path |
     data = model_path.read_bytes()
     sha256 = hashlib.sha256(data).hexdigest()
     model = load_model(model_path, device="cpu")  # checks the file here, before any worker starts
+    results = None
+    if args.results:  # checked before the (long) scan: a folder of another model is refused at once
+        results = ResultsDir(Path(args.results).expanduser().absolute(), {
+            "model": {**model_entry(model), "sha256": sha256, "file": model_path.name},
+            "root": str(Path(args.path).expanduser().absolute()), "aggregate": args.aggregate,
+            "top_k": args.top_k})
     started = time.perf_counter()
     print(f"{PROG}: scanning {args.path}", file=sys.stderr)
     archive = scan_archive(args.path)
@@ -281,11 +287,6 @@ def predict_ray(args: argparse.Namespace, json_out: Path | None, cam_dir: Path |
     settings = {"model": sha256, "aggregate": args.aggregate, "top_k": args.top_k,
                 "cam": args.cam_method if cam_dir else None, "cam_dir": str(cam_dir) if cam_dir else None}
     fingerprints = [w.fingerprint(settings) for w in work]
-    results = None
-    if args.results:
-        results = ResultsDir(Path(args.results).expanduser().absolute(), {
-            "model": {**model_entry(model), "sha256": sha256, "file": model_path.name},
-            "root": str(root), "aggregate": args.aggregate, "top_k": args.top_k})
     todo = [w for w, fp in zip(work, fingerprints) if results is None or not results.is_done(w.name, fp)]
     done_before = [w for w in work if results is not None and results.is_done(w.name, fingerprints[w.index])]
 
