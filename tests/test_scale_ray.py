@@ -253,6 +253,10 @@ def test_interrupted_run_resumes(cluster, tmp_path, capsys):
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before it could be interrupted"
     seen.update({p.pid: p for p in _descendants(proc.pid)})
+    # the private Ray instance listens on the loopback interface only
+    tree = set(seen) | {proc.pid}
+    listening = [c.laddr for c in psutil.net_connections("inet") if c.status == "LISTEN" and c.pid in tree]
+    assert listening and all(a.ip in ("127.0.0.1", "::1", "::ffff:127.0.0.1") for a in listening), listening
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
