@@ -116,8 +116,11 @@ def ct_series(folder: Path, n: int = 8, *, rows: int = 16, cols: int = 16,
               signed: bool = True, geometry: bool = True, seed: int = 0) -> tuple[list[Path], str]:
     """A CT series; returns (paths in expected display order, SeriesInstanceUID).
 
-    Display order is ascending position along the slice normal.  `reverse`
-    writes instance numbers against that order; `tilt_deg` tilts the gantry
+    Display order is the stack convention (viewer.io.sort): an axial stack runs
+    from head to feet, so display index k lies at z = z0 + (n - 1 - k) * dz (the
+    series covers z0 .. z0 + (n - 1) * dz) and holds `slice_value(k)`.  Instance
+    numbers count from 1 in display order, as head-first scanners number them;
+    `reverse` writes them against that order; `tilt_deg` tilts the gantry
     (orientation rotated about x, positions stepping along z as scanners do);
     `scramble_instances` gives random instance numbers; `shuffle_names` random
     file names, so only geometry can give the right order.
@@ -142,9 +145,10 @@ def ct_series(folder: Path, n: int = 8, *, rows: int = 16, cols: int = 16,
                           description=description)
         ds.InstanceNumber = instances[k]
         if geometry:
+            z = z0 + (n - 1 - k) * dz
             ds.ImageOrientationPatient = list(orient)
-            ds.ImagePositionPatient = [-0.5 * cols, -0.5 * rows, z0 + k * dz]
-            ds.SliceLocation = z0 + k * dz
+            ds.ImagePositionPatient = [-0.5 * cols, -0.5 * rows, z]
+            ds.SliceLocation = z
         ds.PixelSpacing = [0.75, 0.75]
         ds.SliceThickness = dz
         ds.RescaleIntercept = -1024 if signed else 0
@@ -163,12 +167,12 @@ def multiframe(path: Path, frames: int = 5, *, rows: int = 8, cols: int = 8,
                enhanced: bool = True, reversed_positions: bool = True) -> Path:
     """A multi-frame CT; enhanced objects carry per-frame Plane Position (PS3.3 C.7.6.16.2.3).
 
-    With `reversed_positions`, frame i lies at z = -i, so display order is the
-    frames reversed; frame i is filled with `slice_value(frames - 1 - i)`.
+    With `reversed_positions`, frame i lies at z = +i, so display order (head to
+    feet) is the frames reversed; frame i is filled with `slice_value(frames - 1 - i)`.
     """
     ds = base_dataset(ENHANCED_CT if enhanced else CTImageStorage, description="Multi-frame")
-    zs = [-float(i) if reversed_positions else float(i) for i in range(frames)]
-    order = sorted(range(frames), key=lambda i: zs[i])
+    zs = [float(i) if reversed_positions else -float(i) for i in range(frames)]
+    order = sorted(range(frames), key=lambda i: -zs[i])
     pix = np.zeros((frames, rows, cols), np.int16)
     for display_index, i in enumerate(order):
         pix[i] = slice_value(display_index)

@@ -27,7 +27,9 @@ def test_phantom_series_geometry_and_header(demo_dir: Path) -> None:
     assert (series.modality, series.rows, series.columns) == ("CT", 256, 256)
     assert len(series.items) == demo.SLICES
     z = [float(series.headers[r.path].ImagePositionPatient[2]) for r in series.items]
-    assert z == sorted(z) and np.allclose(np.diff(z), demo.DZ_MM)
+    # head to feet (the stack convention): instance 1 (CT001, the top slice) first
+    assert z == sorted(z, reverse=True) and np.allclose(np.diff(z), -demo.DZ_MM)
+    assert series.items[0].path.name == "CT001.dcm"
     ds = series.headers[series.items[0].path]
     assert (ds.RescaleIntercept, ds.RescaleSlope, ds.PixelRepresentation) == (-1024, 1, 1)
     assert float(ds.WindowCenter[0]) == 40 and float(ds.WindowWidth[0]) == 400
@@ -36,8 +38,8 @@ def test_phantom_series_geometry_and_header(demo_dir: Path) -> None:
 def test_phantom_hu_values(demo_dir: Path) -> None:
     (series,) = scan(demo_dir).all_series()
     with PixelStore(headers=series.headers) as store:
-        top = series.items[-8]  # thorax
-        bottom = series.items[2]  # upper abdomen
+        top = series.items[7]  # thorax (display order runs head to feet)
+        bottom = series.items[-3]  # upper abdomen
         stored = store.get(top)
         assert stored.dtype == np.int16
         hu = modality_values(stored, store.meta(top))

@@ -263,11 +263,12 @@ def test_pixel_value_under_cursor_in_hu(qtbot, opened):
     assert texts["tl"][:2] == ["Test, Patient", "ID: PID123"]
     assert texts["tr"] == ["2024-01-02", "UI study"]
     assert texts["bl"][0] == "Im 1/6"
-    # display order is by geometry (PS3.3 C.7.6.2): z = -25 ... 0 whatever the file names
-    assert texts["bl"][1] == "Loc: -25.00 mm"
+    # display order is by geometry (PS3.3 C.7.6.2) in the stack convention, head to
+    # feet: z = 0 ... -25 whatever the file names
+    assert texts["bl"][1] == "Loc: 0.00 mm"
     w.state.set_slice(5)
     texts = corner_texts(w.state, w.state.header(), c.effective_window(), c.scale(), None)
-    assert texts["bl"] == ["Im 6/6", "Loc: 0.00 mm"]
+    assert texts["bl"] == ["Im 6/6", "Loc: -25.00 mm"]
     # off the image: no value
     mouse(c, QMouseEvent.Type.MouseMove, c.image_to_screen(-3, -3))
     assert c.cursor_value is None
@@ -450,8 +451,14 @@ def test_labels_and_header_text_helpers(tmp_path):
     ds.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]  # coronal: normal is +y
     assert slice_location(ds) == pytest.approx(0.0)
     ds.ImagePositionPatient = [0, -12, 7.5]
-    assert slice_location(ds) == pytest.approx(-12.0)  # position . (row x col)
-    ds.SliceLocation = 3.25
+    assert slice_location(ds) == pytest.approx(-12.0)  # y: the axis the normal is closest to
+    ds.SliceLocation = 3.25  # vendor-defined: Image Position (Patient) wins when present
+    assert slice_location(ds) == pytest.approx(-12.0)
+    # an axial MR whose normal is -z: its location is z, not the projection on the normal
+    ds.ImageOrientationPatient = [1, 0, 0, 0, -1, 0]
+    ds.ImagePositionPatient = [0, 0, 27.0]
+    assert slice_location(ds) == pytest.approx(27.0)
+    del ds.ImagePositionPatient  # no Image Plane geometry: Slice Location is all there is
     assert slice_location(ds) == 3.25
 
 

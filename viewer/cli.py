@@ -3,6 +3,7 @@
     medviewer [PATH] [--demo]          the window (viewer.ui.app)
     medviewer info PATH [--json]       study listing          (viewer.cli_study)
     medviewer export PATH OUT.png ...  grey levels to PNG     (viewer.cli_study)
+    medviewer measure PATH --roi ...   ROI statistics         (viewer.measure.cli)
     medviewer predict PATH --model F   AI inference           (engine.cli)
     medviewer convert-model IN OUT     .pt -> .safetensors    (engine.cli)
     medviewer --train ...              the trainer            (engine.train.cli)
@@ -30,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("medviewer.viewer.cli_study", "main_info"),
     "export": ("medviewer.viewer.cli_study", "main_export"),
     "demo-study": ("medviewer.viewer.cli_study", "main_demo_study"),
+    "measure": ("medviewer.viewer.measure.cli", "main_measure"),
     "predict": ("medviewer.engine.cli", "main_predict"),
     "convert-model": ("medviewer.engine.cli", "main_convert"),
     "--train": ("medviewer.engine.train.cli", "main_train"),

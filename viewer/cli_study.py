@@ -3,6 +3,7 @@
     medviewer info PATH [--json]
     medviewer export PATH OUT.png [--series N|UID] [--slice K] [--frame F]
                                   [--window CENTER WIDTH | --preset NAME]
+                                  [--plane axial|coronal|sagittal [--slab MM --projection P]]
 
 Indices are 0-based, like the "items" and "frame" of `info --json`.  Export
 writes the grey levels the canvas shows at 100% zoom (viewer.display.render,
@@ -19,6 +20,7 @@ import sys
 from pathlib import Path
 
 
+from medviewer.viewer.cli_mpr import add_plane_options, export_plane
 from medviewer.viewer.clikit import (EXIT_FAIL, EXIT_OK, EXIT_PARTIAL, Parser, pick_series, quiet,
                                      require_images, write_png)
 from medviewer.viewer.errors import UsageError
@@ -32,16 +34,44 @@ def _exit_code(result: ScanResult) -> int:
     return EXIT_PARTIAL if result.skipped else EXIT_OK
 
 
+_STACK_WORDS = {"axial": "head to feet", "coronal": "anterior to posterior",
+                "sagittal": "right to left"}
+
+
+def stack_line(series: Series) -> str | None:
+    """'axial, head to feet: z 57.50 mm .. -60.00 mm' -- the display order of a stack and
+    where its first and last slices lie (viewer.display.orientation), None without geometry."""
+    from medviewer.viewer.display.orientation import plane_kind, slice_normal
+
+    if not series.items:
+        return None
+    first, last = series.items[0], series.items[-1]
+    geo = series.geometry.get(first)
+    a, b = series.location(first), series.location(last)
+    if geo is None or a is None or b is None or a.axis != b.axis:
+        return None
+    normal = slice_normal(geo.orientation)
+    if normal is None:
+        return None
+    kind = plane_kind(normal)
+    if len(series.items) == 1:
+        return f"{kind}: {a.axis_name} {a.text()}"
+    return f"{kind}, {_STACK_WORDS[kind]}: {a.axis_name} {a.text()} .. {b.text()}"
+
+
 def _listing(result: ScanResult) -> str:
     doc = result.to_json()
     lines = [f"{doc['root']}"]
-    for st in doc["studies"]:
+    for st, study in zip(doc["studies"], result.studies):
         lines.append(f"Study {st['date'] or '-'}  {st['description'] or '(no description)'}"
                      f"  patient id {st['patient_id'] or '-'}  [{st['study_uid']}]")
-        for se in st["series"]:
+        for se, series in zip(st["series"], study.series):
             number = "-" if se["number"] is None else se["number"]
             lines.append(f"  Series {number:>4}  {se['modality']:<6} {se['images']:>5} image(s)"
                          f"  {se['rows']}x{se['columns']}  {se['description'] or '(no description)'}")
+            stack = stack_line(series)
+            if stack:
+                lines.append(f"               {stack}")
     if not doc["studies"]:
         lines.append("No displayable images.")
     if doc["non_image"]:
@@ -114,14 +144,20 @@ def main_export(argv: list[str]) -> int:
     p.add_argument("out", help="output PNG file")
     p.add_argument("--series", metavar="N|UID", help="Series Number or Series Instance UID "
                    "(default: the first series)")
-    p.add_argument("--slice", type=int, default=0, metavar="K",
-                   help="0-based index in display order (default 0)")
+    p.add_argument("--slice", type=int, default=None, metavar="K",
+                   help="0-based index in display order (default 0); with --plane, the plane's "
+                        "index along its normal (default the middle plane)")
     p.add_argument("--frame", type=int, metavar="F", help="0-based frame of a multi-frame file")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--window", nargs="+", metavar="SPEC",
                        help="CENTER WIDTH, or auto | header | CENTER,WIDTH (default: the file's own window)")
     group.add_argument("--preset", metavar="NAME", help="lung, mediastinum, abdomen, bone, brain")
+    add_plane_options(p)
     args = p.parse_args(argv)
+    if args.plane is not None or args.slab is not None or args.projection is not None:
+        return export_plane(args)
+    if args.slice is None:
+        args.slice = 0
 
     out = Path(args.out)
     if out.suffix.lower() != ".png":

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from medviewer.viewer.io import tags
-from medviewer.viewer.io.model import ImageRef, NonImage, ScanResult, Series, Skipped, Study
+from medviewer.viewer.io.model import ImageRef, NonImage, ScanResult, Series, SliceGeometry, Skipped, Study
 from medviewer.viewer.io.sort import SliceInfo, natural_key, slice_infos, sort_slices
 
 IMAGE_STUDY_UID = "images"
@@ -109,6 +109,9 @@ class Collector:
                     acc.series.items = [i.ref for i in infos]
                 else:
                     acc.series.items = sort_slices(acc.infos)
+                    acc.series.geometry = {
+                        i.ref: SliceGeometry(i.position, tuple(i.orientation))
+                        for i in acc.infos if i.position is not None and i.orientation is not None}
                 acc.order_dirty = False
             # copies: a snapshot handed to another thread must not change under it
             copy = replace(acc.series, items=list(acc.series.items), headers=acc.series.headers.copy())

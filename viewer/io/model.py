@@ -15,6 +15,7 @@ from typing import Any
 
 from pydicom import Dataset
 
+from medviewer.viewer.display.orientation import SliceLocation, slice_location
 from medviewer.viewer.io.rawheader import LazyHeader
 
 HeaderEntry = Dataset | LazyHeader
@@ -70,9 +71,19 @@ class ImageRef:
     frame: int | None = None  # 0-based frame for multi-frame files, else None
 
 
+@dataclass(frozen=True)
+class SliceGeometry:
+    """Image Plane attributes of one image (PS3.3 C.7.6.2): where it lies in the patient."""
+
+    position: tuple[float, float, float]   # Image Position (Patient), mm (LPS)
+    orientation: tuple[float, ...]         # Image Orientation (Patient): row then column cosines
+
+
 @dataclass
 class Series:
-    """One series in display order (geometry, then InstanceNumber, then natural name)."""
+    """One series in display order: the stack convention (axial head to feet, coronal
+    anterior to posterior, sagittal right to left; viewer.io.sort), then
+    InstanceNumber, then natural name."""
 
     series_uid: str
     number: int | None
@@ -83,6 +94,9 @@ class Series:
     items: list[ImageRef] = field(default_factory=list)
     kind: str = "dicom"  # "dicom" or "image" (PNG/JPEG/TIFF/BMP, modality OT)
     headers: HeaderMap = field(default_factory=HeaderMap, repr=False)
+    # position and orientation of each image that has both (read by the scan; never
+    # mutated once built, so snapshots share it)
+    geometry: Mapping[ImageRef, SliceGeometry] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.headers, HeaderMap):
@@ -91,6 +105,14 @@ class Series:
     def header(self, ref: ImageRef) -> Dataset | None:
         """The header (no pixel data) of the file holding `ref`, if DICOM."""
         return self.headers.get(ref.path)
+
+    def location(self, ref: ImageRef) -> SliceLocation | None:
+        """The slice's position along the patient axis closest to its normal (z for
+        axial; viewer.display.orientation.slice_location), None without geometry."""
+        geo = self.geometry.get(ref)
+        if geo is None:
+            return None
+        return slice_location(geo.position, geo.orientation)
 
 
 @dataclass

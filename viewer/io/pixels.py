@@ -148,6 +148,11 @@ class PixelStore:
         self.max_headers = MAX_HEADERS
         self._cache: OrderedDict[ImageRef, np.ndarray] = OrderedDict()
         self._bytes = 0
+        # frames served from a block shared with a volume (pin/unpin): never evicted,
+        # counted once in the budget
+        self._pinned: dict[ImageRef, np.ndarray] = {}
+        self._pinned_by: dict[int, list[ImageRef]] = {}
+        self._pinned_bytes = 0
         self._lock = threading.Lock()
         self._headers: OrderedDict[Path, HeaderEntry] = OrderedDict()
         if headers:
@@ -207,23 +212,70 @@ class PixelStore:
     # -- cache ---------------------------------------------------------------
     @property
     def cached_bytes(self) -> int:
-        """Bytes held by cached frames (always <= max_bytes)."""
-        return self._bytes
+        """Bytes held by cached frames, pinned volume frames included (<= max_bytes
+        unless pinned frames alone exceed it)."""
+        return self._bytes + self._pinned_bytes
+
+    @property
+    def pinned_bytes(self) -> int:
+        """Bytes of frames served from blocks shared with a volume (`pin`)."""
+        return self._pinned_bytes
 
     def __contains__(self, ref: ImageRef) -> bool:
         with self._lock:
-            return ref in self._cache
+            return ref in self._cache or ref in self._pinned
 
     def _put(self, ref: ImageRef, arr: np.ndarray) -> None:
         size = arr.nbytes
         with self._lock:
-            if ref in self._cache or size > self.max_bytes:
+            budget = self.max_bytes - self._pinned_bytes
+            if ref in self._cache or ref in self._pinned or size > budget:
                 return
-            while self._cache and self._bytes + size > self.max_bytes:
+            while self._cache and self._bytes + size > budget:
                 _, old = self._cache.popitem(last=False)
                 self._bytes -= old.nbytes
             self._cache[ref] = arr
             self._bytes += size
+
+    # -- frames shared with a volume ----------------------------------------------
+    def cached(self, ref: ImageRef) -> np.ndarray | None:
+        """The frame if it is in memory (cache or pinned block), without decoding."""
+        with self._lock:
+            arr = self._pinned.get(ref)
+            return arr if arr is not None else self._cache.get(ref)
+
+    def decode(self, ref: ImageRef) -> np.ndarray:
+        """Decode one frame now, without caching it (read-only array; DecodeError)."""
+        return self._decode(ref)
+
+    def pin(self, ref: ImageRef, view: np.ndarray, owner: object) -> None:
+        """Serve `view` (a frame of a block such as a volume's array) for `ref` until
+        `unpin(owner)`: the frame's separate cached copy is dropped, so its bytes are
+        held once.  Pinned frames count against `max_bytes` and are never evicted."""
+        if view.flags.writeable:
+            view = view.view()
+            view.flags.writeable = False
+        with self._lock:
+            old = self._cache.pop(ref, None)
+            if old is not None:
+                self._bytes -= old.nbytes
+            previous = self._pinned.get(ref)
+            if previous is not None:
+                self._pinned_bytes -= previous.nbytes
+            self._pinned[ref] = view
+            self._pinned_bytes += view.nbytes
+            self._pinned_by.setdefault(id(owner), []).append(ref)
+            while self._cache and self._bytes + self._pinned_bytes > self.max_bytes:
+                _, evicted = self._cache.popitem(last=False)
+                self._bytes -= evicted.nbytes
+
+    def unpin(self, owner: object) -> None:
+        """Stop serving the frames pinned by `owner` (they are decoded again on demand)."""
+        with self._lock:
+            for ref in self._pinned_by.pop(id(owner), []):
+                arr = self._pinned.pop(ref, None)
+                if arr is not None:
+                    self._pinned_bytes -= arr.nbytes
 
     def _decode(self, ref: ImageRef) -> np.ndarray:
         if self._plain(ref.path):
@@ -236,6 +288,9 @@ class PixelStore:
     def get(self, ref: ImageRef) -> np.ndarray:
         """Stored values of one image (read-only array); decodes on a miss."""
         with self._lock:
+            arr = self._pinned.get(ref)
+            if arr is not None:
+                return arr
             arr = self._cache.get(ref)
             if arr is not None:
                 self._cache.move_to_end(ref)
@@ -268,7 +323,9 @@ class PixelStore:
     def _prefetch_one(self, ref: ImageRef) -> np.ndarray:
         try:
             with self._lock:
-                cached = self._cache.get(ref)
+                cached = self._pinned.get(ref)
+                if cached is None:
+                    cached = self._cache.get(ref)
             if cached is not None:
                 return cached
             arr = self._decode(ref)
@@ -287,7 +344,8 @@ class PixelStore:
             for ref, fut in list(self._inflight.items()):
                 if ref not in wanted and fut.cancel():
                     del self._inflight[ref]
-            todo = [r for r in refs if r not in self._cache and r not in self._inflight]
+            todo = [r for r in refs
+                    if r not in self._cache and r not in self._pinned and r not in self._inflight]
             for ref in todo:
                 self._inflight[ref] = self._pool.submit(self._prefetch_one, ref)
 
@@ -302,9 +360,13 @@ class PixelStore:
                 pass
 
     def clear(self) -> None:
+        """Drop cached and pinned frames."""
         with self._lock:
             self._cache.clear()
             self._bytes = 0
+            self._pinned.clear()
+            self._pinned_by.clear()
+            self._pinned_bytes = 0
 
     def close(self) -> None:
         """Stop prefetching and drop the cache."""

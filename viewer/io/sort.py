@@ -2,7 +2,13 @@
 
 Slices are ordered by Image Position (Patient) (0020,0032) projected on the
 normal of Image Orientation (Patient) (0020,0037), PS3.3 C.7.6.2.1.1 -- the
-model is highdicom's `spatial.sort_datasets`.  Enhanced multi-frame objects
+model is highdicom's `spatial.sort_datasets` -- and the stack is then turned
+to the one display convention of every stack (viewer.display.orientation):
+axial from head to feet (superior first), coronal from anterior to
+posterior, sagittal from patient right to left, chosen by the patient axis
+the slice normal is closest to.  A CT and an MR of one study therefore
+scroll the same way whatever their row/column directions or file and
+instance order.  Enhanced multi-frame objects
 carry the same attributes per frame in the Plane Position / Plane Orientation
 functional groups (PS3.3 C.7.6.16.2.3-4).  When geometry is missing or the
 slices are not parallel, the order falls back to Instance Number (0020,0013),
@@ -19,6 +25,7 @@ from pathlib import Path
 
 from pydicom import Dataset
 
+from medviewer.viewer.display.orientation import stack_sign
 from medviewer.viewer.io import tags
 from medviewer.viewer.io.model import ImageRef
 
@@ -120,7 +127,9 @@ def _geometric(infos: Sequence[SliceInfo]) -> Vec | None:
 
 
 def sort_slices(infos: Sequence[SliceInfo]) -> list[ImageRef]:
-    """Display order: ascending position along the slice normal, else the fallbacks."""
+    """Display order: position along the slice normal in the stack convention
+    (head to feet, anterior to posterior, right to left), else the fallbacks.
+    Slices at one position keep Instance Number, then name, then frame order."""
     names = {info.ref.path: natural_key(info.ref.path) for info in infos}
 
     def fallback(info: SliceInfo) -> tuple:
@@ -132,9 +141,11 @@ def sort_slices(infos: Sequence[SliceInfo]) -> list[ImageRef]:
     if n is None:
         return [i.ref for i in sorted(infos, key=fallback)]
 
+    sign = stack_sign(n)
+
     def along(info: SliceInfo) -> tuple:
         p = info.position
         assert p is not None
-        return (round(p[0] * n[0] + p[1] * n[1] + p[2] * n[2], 4), *fallback(info))
+        return (round(sign * (p[0] * n[0] + p[1] * n[1] + p[2] * n[2]), 4), *fallback(info))
 
     return [i.ref for i in sorted(infos, key=along)]

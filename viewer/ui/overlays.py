@@ -51,22 +51,26 @@ def format_person_name(pn: str) -> str:
 
 
 def slice_location(ds: Any) -> float | None:
-    """Slice Location (0020,1041), else Image Position projected on the normal."""
+    """The slice's position along the patient axis closest to its normal (z for an
+    axial slice), from Image Position (Patient) (viewer.display.orientation);
+    Slice Location (0020,1041) only for images without an Image Plane module."""
     if ds is None:
         return None
-    loc = ds.get("SliceLocation", None) if hasattr(ds, "get") else None
-    if loc not in (None, ""):
+    from medviewer.viewer.display.orientation import slice_location as location
+
+    try:
+        loc = location(ds.get("ImagePositionPatient", None), ds.get("ImageOrientationPatient", None))
+    except Exception:
+        loc = None
+    if loc is not None:
+        return loc.mm
+    value = ds.get("SliceLocation", None) if hasattr(ds, "get") else None
+    if value not in (None, ""):
         try:
-            return float(loc)
+            return float(value)
         except (TypeError, ValueError):
             pass
-    try:
-        ipp = [float(v) for v in ds.ImagePositionPatient]
-        iop = [float(v) for v in ds.ImageOrientationPatient]
-        normal = np.cross(iop[:3], iop[3:])
-        return float(np.dot(normal, ipp))
-    except Exception:
-        return None
+    return None
 
 
 def pixel_value_text(stored: np.ndarray, meta: Any, col: int, row: int) -> str:
@@ -111,7 +115,8 @@ def corner_texts(state: Any, header: Any, window: Any, scale: float,
         if ref is not None and ref.frame is not None:
             line += f"  (frame {ref.frame + 1})"
         bl.append(line)
-        loc = slice_location(header)
+        where = series.location(ref) if ref is not None and hasattr(series, "location") else None
+        loc = where.mm if where is not None else slice_location(header)
         if loc is not None:
             bl.append(f"Loc: {loc + 0.0:.2f} mm")  # no "-0.00"
     if window is not None:
