@@ -103,6 +103,7 @@ def main() -> None:
 
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
         address = ray.get_runtime_context().gcs_address
+        env["RAY_AUTH_MODE"] = os.environ.get("RAY_AUTH_MODE", "token")  # joining by address sends the token
         print(f"ray: {ray.__version__}, joined at {address}, {ray.cluster_resources().get('CPU', 0):g} CPU, "
               f"{ray.cluster_resources().get('GPU', 0):g} GPU")
 

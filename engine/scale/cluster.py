@@ -70,17 +70,6 @@ def _checkout_root() -> str | None:
     return None
 
 
-def _token_auth_if_token_available() -> None:
-    """Send the cluster token when one is at hand: clusters started by `ray start` or
-    `ray.init()` use token authentication by default, and a joining driver sends its
-    token only in RAY_AUTH_MODE=token (what Ray itself does for a new local instance)."""
-    if AUTH_MODE_ENV in os.environ:
-        return  # the user's explicit choice
-    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or \
-            (Path.home() / ".ray" / "auth_token").is_file():
-        os.environ[AUTH_MODE_ENV] = "token"
-
-
 def connect(address: str | None) -> Cluster:
     """Join `address` ("auto" or HOST:PORT), or start a private local instance."""
     if address is None:
@@ -99,13 +88,14 @@ def connect(address: str | None) -> Cluster:
             owned = True
         else:
             kwargs["address"] = address
-            _token_auth_if_token_available()
         try:
             ray.init(**kwargs)
         except ConnectionError as exc:
-            raise UsageError(f"cannot reach the Ray cluster at {address} ({' '.join(str(exc).split())[:160]}); "
-                             f"a cluster with token authentication needs its token in ~/.ray/auth_token "
-                             f"or RAY_AUTH_TOKEN") from None
+            hint = "" if os.environ.get(AUTH_MODE_ENV) else (
+                f"; if the cluster uses token authentication (the default of `ray start`), set "
+                f"{AUTH_MODE_ENV}=token and give its token in ~/.ray/auth_token or RAY_AUTH_TOKEN")
+            raise UsageError(f"cannot reach the Ray cluster at {address} "
+                             f"({' '.join(str(exc).split())[:160]}){hint}") from None
         except Exception as exc:
             where = f"the Ray cluster at {address}" if address else "a local Ray instance"
             raise UsageError(f"cannot start or join {where}: {type(exc).__name__}: "
