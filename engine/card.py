@@ -25,6 +25,10 @@ RESIZE_MODES = ("letterbox", "stretch", "center_crop")
 CHANNEL_RULES = ("grey_to_rgb", "rgb")
 MONOCHROME1_RULES = ("invert", "raw")
 
+#: The notice shown and written with every result of a model whose intended use is not "validated".
+NOT_VALIDATED = ("Not validated for clinical use (intended use: {use}). "
+                 "Results are for research/demo only and must not guide diagnosis.")
+
 MAX_CLASSES = 1000
 MAX_CARD_BYTES = 1 * 2**20   # a card is a few kB; anything near this is not a card
 MAX_JSON_DEPTH = 32
@@ -183,6 +187,11 @@ class ModelCard:
         """One line for lists and logs (no patient data lives in a card)."""
         return (f"{self.name} {self.version} ({self.architecture}, {len(self.classes)} classes, "
                 f"{self.input_size}px, {self.intended_use})")
+
+
+def not_validated_notice(intended_use: str) -> str:
+    """The "not validated" statement for a model's intended use; "" for validated models."""
+    return "" if intended_use == "validated" else NOT_VALIDATED.format(use=intended_use)
 
 
 def _is_int(v: Any) -> bool:

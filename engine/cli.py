@@ -3,6 +3,7 @@
     medviewer predict PATH --model FILE [--series N|UID] [--json OUT] [--cam-dir DIR]
                       [--cam-method gradcam|gradcampp] [--device cpu|cuda] [--batch-size N]
                       [--aggregate mean|max|topk_mean] [--top-k K]
+                      [--dicom-out DIR [--dicom-out-slices top3|all|K,K,...] [--dicom-out-maps]]
                       [--engine local|ray [--ray-address ADDR] [--workers N]
                        [--gpus-per-worker F] [--results DIR] [--retries N]]   (engine.scale)
     medviewer convert-model IN.pt OUT.safetensors --card card.json
@@ -11,6 +12,9 @@ The predict JSON is exactly {"model": {...}, "device", "series": [{"series_uid",
 "aggregate": {"method", "probabilities"}, "items": [{"path", "frame",
 "probabilities", "top", "cam"}]}]}; "cam" is a .npy path relative to --cam-dir
 (float32 [0, 1], the source image's rows x cols) with an overlay PNG beside it.
+--dicom-out writes each series' results as DICOM (engine.dicomout): an SR, a
+Secondary Capture series with the Grad-CAM burned in and, with --dicom-out-maps,
+a Parametric Map.
 Exit codes as for `info`: 0 ok, 1 ok but files skipped / slices undecodable,
 2 nothing usable or bad arguments (one-line errors via viewer.cli).
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -67,6 +72,13 @@ def main_predict(argv: list[str]) -> int:
     p.add_argument("--aggregate", choices=AGGREGATIONS, default="mean",
                    help="series-level aggregation of slice probabilities (default mean)")
     p.add_argument("--top-k", type=int, default=3, metavar="K", help="k for --aggregate topk_mean")
+    p.add_argument("--dicom-out", metavar="DIR",
+                   help="write DICOM results here: SR (TID 1500) + Secondary Capture per series")
+    p.add_argument("--dicom-out-slices", default="top3", metavar="top3|all|K,K,...",
+                   help="images of the Secondary Capture series: the 3 with the highest probability of "
+                        "the series' top class, all, or image numbers counted from 1")
+    p.add_argument("--dicom-out-maps", action="store_true",
+                   help="also write the Grad-CAM maps as a Parametric Map")
     add_ray_arguments(p)
     args = p.parse_args(argv)
     if args.batch_size < 1:
@@ -77,6 +89,17 @@ def main_predict(argv: list[str]) -> int:
     if json_out is not None and not json_out.parent.exists():
         raise UsageError(f"{json_out}: folder {json_out.parent} does not exist")
     cam_dir = Path(args.cam_dir) if args.cam_dir else None
+    dicom_out = Path(args.dicom_out) if args.dicom_out else None
+    if dicom_out is None and (args.dicom_out_maps or args.dicom_out_slices != "top3"):
+        raise UsageError("--dicom-out-slices and --dicom-out-maps need --dicom-out DIR")
+    if dicom_out is not None:
+        from medviewer.engine.dicomout import parse_slices
+
+        parse_slices(args.dicom_out_slices)
+        try:
+            dicom_out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"{dicom_out}: cannot create the folder ({exc.strerror})") from None
     if cam_dir is not None:
         try:
             cam_dir.mkdir(parents=True, exist_ok=True)
@@ -114,6 +137,8 @@ def main_predict(argv: list[str]) -> int:
             doc["series"].append(series_entry(
                 model.classes, series.series_uid, [(_rel(root, r.path), r.frame) for r in series.items], pred,
                 args.aggregate, args.top_k, cams))
+            if dicom_out is not None and len(pred.failed) < len(series.items):
+                failures += _write_dicom(model, series, pred, store, dicom_out, args)
     finally:
         store.close()
 
@@ -134,6 +159,29 @@ def main_predict(argv: list[str]) -> int:
     if not any(s["items"] for s in doc["series"]):
         return EXIT_FAIL
     return EXIT_PARTIAL if (failures or result.skipped) else EXIT_OK
+
+
+def _write_dicom(model: Any, series: Any, pred: Any, store: Any, out: Path, args: Any) -> int:
+    """--dicom-out for one series: one line per object group on stdout; 1 when it failed."""
+    from medviewer.engine.dicomout import DicomOutputError, write_series_outputs
+
+    def note(text: str) -> None:
+        print(f"medviewer predict: {text}", file=sys.stderr)
+
+    try:
+        paths = write_series_outputs(model, series, pred, store, out, slices=args.dicom_out_slices,
+                                     maps=args.dicom_out_maps, cam_method=args.cam_method,
+                                     aggregate=args.aggregate, top_k=args.top_k,
+                                     batch_size=args.batch_size, notify=note)
+    except DicomOutputError as exc:
+        note(f"no DICOM results: {exc}")
+        return 1
+    n_sr = sum(p.name.endswith("-sr.dcm") for p in paths)
+    n_pm = sum(p.name.endswith("-pm.dcm") for p in paths)
+    print(f"series {series.series_uid}: DICOM results in {paths[0].parent} ({n_sr} SR, "
+          f"{len(paths) - n_sr - n_pm} Secondary Capture, {n_pm} Parametric Map)",
+          file=sys.stderr if args.json == "-" else sys.stdout)
+    return 0
 
 
 def main_convert(argv: list[str]) -> int:

@@ -128,6 +128,7 @@ def ct_series(folder: Path, n: int = 8, *, rows: int = 16, cols: int = 16,
     rng = random.Random(seed)
     series_uid = generate_uid()
     study_uid = study_uid or generate_uid()
+    frame_of_reference = generate_uid()  # one patient coordinate system per series (PS3.3 C.7.4.1)
     t = math.radians(tilt_deg)
     orient = (1.0, 0.0, 0.0, 0.0, math.cos(t), math.sin(t))
     instances = list(range(1, n + 1))
@@ -144,6 +145,7 @@ def ct_series(folder: Path, n: int = 8, *, rows: int = 16, cols: int = 16,
         ds = base_dataset(study_uid=study_uid, series_uid=series_uid, series_number=series_number,
                           description=description)
         ds.InstanceNumber = instances[k]
+        ds.FrameOfReferenceUID = frame_of_reference
         if geometry:
             z = z0 + (n - 1 - k) * dz
             ds.ImageOrientationPatient = list(orient)

@@ -1,13 +1,12 @@
 """viewer.ui.ai with pytest-qt (offscreen): picker, analysis worker, strip, stale results,
-cancel, Grad-CAM overlay, export, and the GUI heartbeat while 300 slices are classified."""
+cancel, Grad-CAM overlay, export, model files loaded directly.  (The GUI heartbeat while
+300 slices are classified is in bench/bench_ui_responsiveness.py and test_ui_heartbeat.py.)"""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 
 import dicomgen
@@ -84,52 +83,26 @@ def test_picker_lists_models_with_card_and_errors(win, models_dir):
     assert not ai.picker.use_button.isEnabled()
 
 
-def test_analyze_series_heartbeat_strip_and_panel(qtbot, win, models_dir, study):
+def test_analyze_series_strip_and_panel(qtbot, win, models_dir, study):
     w, ai = win
     root, uid_a, _ = study
     _load(qtbot, ai, models_dir)
     assert ai.panel.notice.isVisible() and "Not validated" in ai.panel.notice.text()
     assert "tiny" in ai.panel.header.text() and "cpu" in ai.panel.header.text()
+    # the header names the file in use (two models of one name are told apart)
+    assert "tiny.safetensors" in ai.panel.header.text() and str(models_dir) in ai.panel.header.text()
     w.state.set_series(_series(w, uid_a))
     qtbot.waitUntil(lambda: w.state.series is not None)
-
-    # heartbeat: the GUI thread must keep ticking while 300 slices are classified
-    # Wall-clock gaps also count time the OS gave other processes (CI boxes are shared), so
-    # the hard limits are on the GUI thread's own CPU time between ticks and per result slot;
-    # wall-clock gaps must stay under 50 ms for the vast majority of ticks.
-    ticks: list[float] = []
-    cpu: list[float] = []
-    hb = QTimer()
-    hb.setInterval(10)
-    hb.timeout.connect(lambda: (ticks.append(time.perf_counter()), cpu.append(time.thread_time())))
-    slots: list[float] = []
-    orig = ai.on_batch
-
-    def timed(*a):
-        t0 = time.thread_time()
-        orig(*a)
-        slots.append(time.thread_time() - t0)
-
-    ai.signals.sig_batch.disconnect(ai.on_batch)
-    ai.signals.sig_batch.connect(timed)
-    hb.start()
     gen = ai.analyze_series()
     assert gen is not None
     qtbot.waitUntil(lambda: ai.strip.filled() == 300 and not ai.panel.progress.isVisible(), timeout=120000)
-    hb.stop()
-    gaps, cpu_gaps = np.diff(ticks), np.diff(cpu)
-    print(f"heartbeat: {len(ticks)} ticks, wall max gap {gaps.max() * 1000:.1f} ms, "
-          f"p90 {np.percentile(gaps, 90) * 1000:.1f} ms; GUI-thread CPU max between ticks "
-          f"{cpu_gaps.max() * 1000:.1f} ms; slowest result slot {max(slots) * 1000:.1f} ms CPU")
-    assert len(ticks) > 20
-    assert max(slots) < 0.05                      # our own GUI-thread work per batch
-    assert cpu_gaps.max() < 0.05, f"GUI thread busy {cpu_gaps.max() * 1000:.0f} ms in one go"
-    assert np.percentile(gaps, 90) < 0.05, f"GUI ticks late: p90 gap {np.percentile(gaps, 90) * 1000:.0f} ms"
 
     # strip, panel and series result agree with the engine
     probs = ai.probs
     assert probs.shape == (300, 2) and not np.isnan(probs).any()
-    np.testing.assert_allclose(ai.strip.values, probs[:, 1])
+    top = int(np.argmax(probs.mean(0)))              # "Top class": the series' top class (mean)
+    np.testing.assert_allclose(ai.strip.values, probs[:, top])
+    assert ai.strip.caption == f"Strip: P({('normal', 'lesion')[top]}) per slice (series top class, mean)"
     assert "mean over 300/300 slices" in ai.panel.series_label.text()
     assert "Analyzed 300 image(s)" in ai.panel.status.text()
     ai.panel.aggregation.setCurrentIndex(1)          # max over slices
@@ -184,15 +157,15 @@ def test_gradcam_overlay_on_image_grid_and_export(qtbot, win, models_dir, study,
     plain = tmp_path / "plain.png"
     ai.export_png(plain)
     ai.cam.enabled.setChecked(True)
-    qtbot.waitUntil(lambda: ai._cam_shown is not None, timeout=60000)
+    qtbot.waitUntil(lambda: ai.cam_layer.shown is not None, timeout=60000)
     assert "gradcam" in w.canvas.overlay_names()
-    ov = w.canvas._overlays["gradcam"]
+    ov = w.canvas._layers["gradcam"]
     assert ov.rgba.shape == (40, 24, 4) and ov.ref == w.state.ref()
     # class selector recomputes for that class; opacity/colormap only recolour
     ai.cam.target.setCurrentIndex(1)   # "normal"
-    qtbot.waitUntil(lambda: ai._cam_shown is not None and ai._cam_shown[2] == 0, timeout=60000)
+    qtbot.waitUntil(lambda: ai.cam_layer.shown is not None and ai.cam_layer.shown[2] == 0, timeout=60000)
     ai.cam.opacity.setValue(80)
-    assert abs(w.canvas._overlays["gradcam"].opacity - 0.8) < 1e-6
+    assert abs(w.canvas.overlay_opacity("gradcam") - 0.8) < 1e-6
     w.state.set_zoom(3.0)
     w.state.set_pan(15, -10)
     out = ai.export_png(tmp_path / "view.png")
@@ -242,9 +215,9 @@ def test_overlay_pixels_land_on_their_image_pixels_under_zoom_and_pan(qtbot, win
     ai.cam.opacity.blockSignals(True)
     ai.cam.opacity.setValue(100)
     ai.cam.opacity.blockSignals(False)
-    key = ai._cam_key()
-    ai.cams[key] = (1, cam)
-    ai._paint_cam(key)
+    key = ai.cam_layer.key()
+    ai.results.cams.put(key, 1, cam)
+    ai.cam_layer.paint(key)
     from medviewer.engine.overlay import colormap_lut
 
     hot, cold = colormap_lut("jet")[255], colormap_lut("jet")[0]
@@ -285,3 +258,98 @@ def test_demo_flag_loads_the_bundled_demo_model(qtbot, tmp_path, monkeypatch):
     finally:
         ai.shutdown()
         w.shutdown()
+
+
+def _biased_model(path, classes=("normal", "nodule", "cavity"), favour=0, name="tiny"):
+    """A 3-class model whose top class is `favour` (not the last class) on any input."""
+    import torch
+
+    from medviewer.engine.card import ModelCard
+    from medviewer.engine.modelfile import save_model
+    from medviewer.engine.registry import build_model, head_spec
+
+    torch.manual_seed(1)
+    module = build_model("resnet18", len(classes)).eval()
+    with torch.no_grad():
+        module.fc.weight.mul_(0.01)
+        module.fc.bias.zero_()
+        module.fc.bias[favour] = 3.0
+    save_model(path, module, ModelCard(name=name, architecture="resnet18", classes=list(classes),
+                                       input_size=32, head=head_spec(), intended_use="research"))
+    return path
+
+
+def test_strip_shows_the_class_named_in_the_panel_and_follows_the_selector(qtbot, win, study, tmp_path):
+    w, ai = win
+    _, uid_a, uid_b = study
+    ai.load_model(str(_biased_model(tmp_path / "three.safetensors")))
+    qtbot.waitUntil(lambda: ai.model is not None and len(ai.model.classes) == 3, timeout=30000)
+    w.state.set_series(_series(w, uid_b))
+    ai.analyze_series()
+    qtbot.waitUntil(lambda: ai.strip.filled() == 12 and not ai.panel.progress.isVisible(), timeout=60000)
+    probs = ai.probs.copy()
+    assert int(np.argmax(probs.mean(0))) == 0          # the top class is not the last one
+    # "Top class": the series' top class, named
+    np.testing.assert_allclose(ai.strip.values, probs[:, 0])
+    assert ai.strip.caption == "Strip: P(normal) per slice (series top class, mean)"
+    # every selector change recolours at once from the stored probabilities (no new analysis)
+    started = ai.jobs.generation
+    for index, cls in ((1, 0), (2, 1), (3, 2), (0, 0)):
+        ai.cam.target.setCurrentIndex(index)
+        np.testing.assert_allclose(ai.strip.values, probs[:, cls])
+        assert f"P({ai.model.classes[cls]})" in ai.strip.caption
+        assert ("series top class" in ai.strip.caption) == (index == 0)
+    assert ai.jobs.generation == started
+    # a tooltip per slice with that class's probability
+    ai.cam.target.setCurrentIndex(3)
+    x = ai.strip.cell_rect(4).center().x()
+    assert ai.strip.tooltip_at(x).startswith(f"slice 5: cavity {probs[4, 2]:.3f}")
+    # the strip's top class follows the panel's aggregation too
+    ai.cam.target.setCurrentIndex(0)
+    ai.panel.aggregation.setCurrentIndex(1)            # max over slices
+    top_max = int(np.argmax(probs.max(0)))
+    np.testing.assert_allclose(ai.strip.values, probs[:, top_max])
+    assert "max" in ai.strip.caption
+
+
+def test_gradcam_caption_goes_with_the_layer(qtbot, win, models_dir, study):
+    w, ai = win
+    _, _, uid_b = study
+    _load(qtbot, ai, models_dir)
+    _show_grid_slice(qtbot, w, uid_b, 3)
+    ai.cam.enabled.setChecked(True)
+    qtbot.waitUntil(lambda: ai.cam_layer.shown is not None, timeout=60000)
+    assert ai.cam.caption.text().startswith("Grad-CAM: '") and "slice 4" in ai.cam.caption.text()
+    ai.cam.enabled.setChecked(False)
+    assert ai.cam.caption.text() == "" and "gradcam" not in w.canvas.overlay_names()
+    assert "Grad-CAM" not in ai.panel.status.text()
+
+
+def test_model_file_loaded_directly_or_dropped_and_told_apart(qtbot, win, models_dir, study, tmp_path):
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    w, ai = win
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    # a second model named "tiny", outside the models folder
+    _biased_model(other / "tiny_v2.safetensors", name="tiny")
+    ai.load_model_file(other / "tiny_v2.safetensors")
+    qtbot.waitUntil(lambda: ai.model is not None and ai.model.path.name == "tiny_v2.safetensors", timeout=30000)
+    header = ai.panel.header.text()
+    assert "tiny_v2.safetensors" in header and str(other) in header
+    labels = [ai.picker.list.item(i).text() for i in range(ai.picker.list.count())]
+    tiny = [lbl for lbl in labels if lbl.startswith("tiny")]
+    assert len(tiny) == 2 and len(set(tiny)) == 2 and any("tiny_v2.safetensors" in lbl for lbl in tiny)
+    assert ai.picker.list.currentItem().text() in tiny and "tiny_v2" in ai.picker.list.currentItem().text()
+    # dropping a model file loads it (it is not opened as a study)
+    scan_before = w.scan_result
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(models_dir / "tiny.safetensors"))])
+    w.dropEvent(QDropEvent(QPointF(5, 5), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
+                           Qt.KeyboardModifier.NoModifier))
+    qtbot.waitUntil(lambda: ai.model.path == models_dir / "tiny.safetensors", timeout=30000)
+    assert w.scan_result is scan_before and not w.is_scanning()
+    assert str(models_dir) in ai.panel.header.text()
+    # AI > Load model file... is in the menu
+    assert any(a.text() == "Load model file..." for a in w.ai_menu.actions())

@@ -1,15 +1,16 @@
-"""The GUI thread stays responsive while a 1,000-file folder loads (issue 2, section 4)."""
+"""A 1,000-file folder loads off the GUI thread (issue 2, section 4); cancel and replace.
+
+Timing (how long the GUI thread is busy) lives in bench/bench_ui_responsiveness.py and
+in the `slow` test here, not in the unit tests."""
 
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-from PySide6.QtCore import QTimer
 
 from medviewer.viewer.ui.settings import Settings
 from medviewer.viewer.ui.window import MainWindow
@@ -49,78 +50,42 @@ def make_big_folder(root: Path, n: int = N_FILES, n_series: int = 4) -> Path:
     return root
 
 
-def run_queue_ms() -> float:
-    """Time this thread has spent runnable but not running (Linux schedstat), in ms.
+def test_loading_1000_files_shows_the_first_image_while_scanning(qtbot, tmp_path):
+    """Scan, snapshots and thumbnails off the GUI thread: the first image appears before
+    the scan ends; every file is accounted for.  (How long the GUI thread is busy is
+    measured in bench/bench_ui_responsiveness.py and asserted by the slow test below.)"""
+    from bench.bench_ui_responsiveness import measure_load
 
-    On a machine with more runnable threads than cores the OS can leave any
-    thread waiting; that wait is not a stall caused by the application.
-    """
-    try:
-        with open("/proc/thread-self/schedstat") as f:
-            return int(f.read().split()[1]) / 1e6
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-def load_and_measure(qtbot, root: Path, settings_dir: Path):
-    """Open `root` with a 10 ms heartbeat QTimer on the GUI thread.
-
-    Returns (gaps ms, gaps minus the GUI thread's OS run-queue wait ms, window,
-    [whether the first image was shown while the scan was still running]).
-    """
-    w = MainWindow(settings=Settings(settings_dir))
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
-    ticks: list[float] = []
-    queued: list[float] = []
-    timer = QTimer()
-    timer.setInterval(10)
-    timer.timeout.connect(lambda: (ticks.append(time.perf_counter()), queued.append(run_queue_ms())))
-    first_image_while_scanning: list[bool] = []
-
-    def on_rendered() -> None:
-        if not first_image_while_scanning and w.canvas.rendered is not None:
-            first_image_while_scanning.append(w.is_scanning())
-
-    w.canvas.sig_rendered.connect(on_rendered)
-    timer.start()
-    w.open_path(root)
-    qtbot.waitUntil(lambda: w.scan_result is not None and w.scan_result.complete
-                    and not w.is_scanning(), timeout=120000)
-    qtbot.waitUntil(lambda: all(w.browser.has_thumbnail(u) for u in w.browser.series_uids()),
-                    timeout=10000)
-    for _ in range(20):  # scroll through the series as a user would
-        w.state.step(1)
-        qtbot.wait(1)
-    qtbot.wait(50)
-    timer.stop()
-    w.shutdown()
-    gaps = np.diff(ticks) * 1000
-    return gaps, gaps - np.diff(queued), w, first_image_while_scanning
-
-
-def test_main_thread_never_stalls_while_loading_1000_files(qtbot, tmp_path):
     root = make_big_folder(tmp_path / "big")
-    gaps, own, w, first = load_and_measure(qtbot, root, tmp_path / "settings")
-
+    _beats, w, first = measure_load(root, tmp_path / "settings")
+    qtbot.addWidget(w)
     assert w.browser.count() == 4
     assert sum(len(s.items) for s in w.scan_result.all_series()) == N_FILES - 3
     assert len(w.scan_result.skipped) == 3
     assert first == [True], "the first image must show before the scan ends"
-    assert len(gaps) > 20
-    report = (f"heartbeat: max gap {gaps.max():.0f} ms (p99 {np.percentile(gaps, 99):.0f}); "
-              f"without OS run-queue wait {own.max():.0f} ms; load {os.getloadavg()[0]:.1f}")
+    assert w.loader.running_threads() == 0
+
+
+@pytest.mark.slow
+def test_main_thread_never_stalls_while_loading_1000_files(qtbot, tmp_path):
+    """Timing (slow marker): no GUI-thread stall of 100 ms or more while 1,000 files load."""
+    from bench.bench_ui_responsiveness import measure_load
+
+    root = make_big_folder(tmp_path / "big")
+    beats, w, _first = measure_load(root, tmp_path / "settings")
+    qtbot.addWidget(w)
+    assert len(beats.gaps) > 20
+    report = beats.row()
     print(report)
-    if own.max() >= 100:
+    if beats.own.max() >= 100:
         # One more load before judging: on a shared machine a worker holding the GIL
         # can be descheduled for tens of ms.  A real stall (work on the GUI thread)
         # shows in both runs; a scheduling accident rarely twice.
-        gaps, own, w, _ = load_and_measure(qtbot, root, tmp_path / "settings2")
-        report += (f"; second run: max gap {gaps.max():.0f} ms, "
-                   f"without OS run-queue wait {own.max():.0f} ms")
+        beats, w2, _first = measure_load(root, tmp_path / "settings2")
+        qtbot.addWidget(w2)
+        report += f"; second run: {beats.row()}"
         print(report)
-    assert own.max() < 100, f"GUI thread stalled: {report}"
+    assert beats.own.max() < 100, f"GUI thread stalled: {report}"
 
 
 def test_cancel_keeps_partial_results_and_close_mid_scan_is_clean(qtbot, tmp_path):

@@ -265,10 +265,10 @@ def test_pixel_value_under_cursor_in_hu(qtbot, opened):
     assert texts["bl"][0] == "Im 1/6"
     # display order is by geometry (PS3.3 C.7.6.2) in the stack convention, head to
     # feet: z = 0 ... -25 whatever the file names
-    assert texts["bl"][1] == "Loc: 0.00 mm"
+    assert texts["bl"][1] == "Loc: z 0.00 mm"
     w.state.set_slice(5)
     texts = corner_texts(w.state, w.state.header(), c.effective_window(), c.scale(), None)
-    assert texts["bl"] == ["Im 6/6", "Loc: -25.00 mm"]
+    assert texts["bl"] == ["Im 6/6", "Loc: z -25.00 mm"]
     # off the image: no value
     mouse(c, QMouseEvent.Type.MouseMove, c.image_to_screen(-3, -3))
     assert c.cursor_value is None
@@ -415,7 +415,7 @@ def test_default_ct_preset_and_overlay_opacity_are_saved(qtbot, window, tmp_path
     window.canvas.set_overlay("x", np.zeros((24, 32, 4), np.uint8), opacity=0.3)
     assert Settings(tmp_path / "settings").overlay_opacity() == pytest.approx(0.3)
     window.canvas.set_overlay("y", np.zeros((24, 32, 4), np.uint8))
-    assert window.canvas._overlays["y"].opacity == pytest.approx(0.3)
+    assert window.canvas.overlay_opacity("y") == pytest.approx(0.3)
 
 
 def test_keys_go_to_the_viewer_except_in_the_tag_filter(qtbot, opened):

@@ -6,9 +6,11 @@
     medviewer measure PATH --roi ...   ROI statistics         (viewer.measure.cli)
     medviewer predict PATH --model F   AI inference           (engine.cli)
     medviewer convert-model IN OUT     .pt -> .safetensors    (engine.cli)
+    medviewer pacs echo|find|get|send  PACS (DIMSE, DICOMweb) (viewer.pacs.cli)
     medviewer --train ...              the trainer            (engine.train.cli)
     medviewer make-dataset OUT ...     synthetic dataset      (engine.train.cli)
     medviewer --self-test              support self-test      (viewer.selftest)
+    medviewer --help                   all of the above, one line each
 
 Every sub-command module exposes `main(argv: list[str]) -> int`.  This module
 turns user errors into one line on stderr and an exit code (0 ok, 1 ok with
@@ -24,7 +26,7 @@ from collections.abc import Callable
 
 from medviewer.viewer.errors import EXIT_FAIL, EXIT_OK, EXIT_PARTIAL, run_command
 
-__all__ = ["COMMANDS", "EXIT_FAIL", "EXIT_OK", "EXIT_PARTIAL", "main", "run"]
+__all__ = ["COMMANDS", "EXIT_FAIL", "EXIT_OK", "EXIT_PARTIAL", "SUMMARIES", "help_text", "main", "run"]
 
 # first argument -> (module, function)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -33,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo-study": ("medviewer.viewer.cli_study", "main_demo_study"),
     "measure": ("medviewer.viewer.measure.cli", "main_measure"),
     "predict": ("medviewer.engine.cli", "main_predict"),
+    "pacs": ("medviewer.viewer.pacs.cli", "main_pacs"),
     "convert-model": ("medviewer.engine.cli", "main_convert"),
     "--train": ("medviewer.engine.train.cli", "main_train"),
     "train": ("medviewer.engine.train.cli", "main_train"),
@@ -42,7 +45,47 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# one line per sub-command for `medviewer --help` (tests check every COMMANDS key has one)
+SUMMARIES: dict[str, str] = {
+    "info": "list the studies, series, non-image objects and skipped files under PATH",
+    "export": "write the grey levels of one image (as the canvas shows them at 100 %) to PNG",
+    "demo-study": "write the generated demo CT study to a folder",
+    "measure": "area, mean, SD, min and max of an ellipse or rectangle ROI on one image",
+    "pacs": "talk to a PACS over DIMSE or DICOMweb: echo, find, get, send",
+    "predict": "run a model on a study or image files; probabilities as JSON, Grad-CAM maps",
+    "convert-model": "turn a PyTorch state dict (.pt) into a medviewer .safetensors model file",
+    "--train": "train a classifier on a labelled image folder (also: train)",
+    "make-dataset": "write a synthetic labelled dataset with lesion masks",
+    "--self-test": "check versions, GPU, decoders, the demo model and timing (also: self-test)",
+}
+ALIASES = {"train": "--train", "self-test": "--self-test"}
+
+
+def help_text() -> str:
+    """`medviewer --help`: the window's usage, then every sub-command in one line."""
+    names = [n for n in COMMANDS if n not in ALIASES]
+    width = max(len(n) for n in names) + 2
+    lines = [
+        "usage: medviewer [PATH] [--demo]           open the viewer (a study folder or image file)",
+        "       medviewer COMMAND [ARGS...]         run a command without the window",
+        "",
+        "commands:",
+        *(f"  {n:<{width}}{SUMMARIES.get(n, '')}" for n in names),
+        "",
+        "`medviewer COMMAND --help` shows a command's options.  Exit codes: 0 done, 1 done with",
+        "skipped items, 2 nothing usable or bad arguments.",
+    ]
+    return "\n".join(lines)
+
+
+def _help(_argv: list[str]) -> int:
+    print(help_text())
+    return EXIT_OK
+
+
 def _resolve(argv: list[str]) -> tuple[Callable[[list[str]], int], list[str]]:
+    if argv and argv[0] in ("-h", "--help") and len(argv) == 1:
+        return _help, []
     if argv and argv[0] in COMMANDS:
         mod, fn = COMMANDS[argv[0]]
         return getattr(importlib.import_module(mod), fn), argv[1:]

@@ -23,6 +23,7 @@ from pathlib import Path
 from medviewer.viewer.cli_mpr import add_plane_options, export_plane
 from medviewer.viewer.clikit import (EXIT_FAIL, EXIT_OK, EXIT_PARTIAL, Parser, pick_series, quiet,
                                      require_images, write_png)
+from medviewer.viewer.display.text import size_text
 from medviewer.viewer.errors import UsageError
 from medviewer.viewer.io.model import ImageRef, ScanResult, Series
 from medviewer.viewer.io.scan import open_path
@@ -68,7 +69,7 @@ def _listing(result: ScanResult) -> str:
         for se, series in zip(st["series"], study.series):
             number = "-" if se["number"] is None else se["number"]
             lines.append(f"  Series {number:>4}  {se['modality']:<6} {se['images']:>5} image(s)"
-                         f"  {se['rows']}x{se['columns']}  {se['description'] or '(no description)'}")
+                         f"  {size_text(se['rows'], se['columns'])}  {se['description'] or '(no description)'}")
             stack = stack_line(series)
             if stack:
                 lines.append(f"               {stack}")
@@ -181,7 +182,7 @@ def main_export(argv: list[str]) -> int:
         store.close()
     write_png(out, grey)
     kind = "RGB" if grey.ndim == 3 else "grey"
-    print(f"wrote {out} ({grey.shape[1]}x{grey.shape[0]} {kind})", file=sys.stderr)
+    print(f"wrote {out} ({size_text(grey.shape[0], grey.shape[1])} {kind})", file=sys.stderr)
     return EXIT_PARTIAL if result.skipped else EXIT_OK
 
 

@@ -56,6 +56,18 @@ def _log_to_file_only() -> None:
     logging.captureWarnings(True)
 
 
+def _silence_stdout() -> None:
+    """After EPIPE, point stdout at /dev/null so the interpreter's final flush stays quiet."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def run_command(func: Callable[[list[str]], int], argv: list[str]) -> int:
     """Run one command: user errors become one line on stderr and exit code 2.
 
@@ -72,6 +84,9 @@ def run_command(func: Callable[[list[str]], int], argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("medviewer: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `medviewer info ... | head`: the reader went away, not an error
+        _silence_stdout()
+        return EXIT_OK
     except SystemExit as exc:  # argparse exits 2 on bad arguments already
         code = exc.code
         return code if isinstance(code, int) else (EXIT_FAIL if code else EXIT_OK)

@@ -139,12 +139,9 @@ class SelfTest:
     def compute_device(self) -> str:
         import torch
 
-        try:
-            from medviewer.engine.device import pick_device
+        from medviewer.engine.device import pick_device
 
-            self.device = str(pick_device())
-        except ImportError:
-            self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = str(pick_device())
         if self.device.startswith("cuda"):
             name = torch.cuda.get_device_name(torch.device(self.device))
             return f"GPU detected: {name} (CUDA {torch.version.cuda}), using {self.device}"

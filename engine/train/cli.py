@@ -40,9 +40,52 @@ def _positive_int(text: str) -> int:
     return v
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults after every option that has one; the examples in the epilog keep their lines."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or isinstance(action.default, bool) or action.default == "":
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+# help for the options declared without one (kept apart so the declarations stay short)
+OPTION_HELP = {
+    "--val-fraction": "fraction of the images held out for validation",
+    "--test-fraction": "fraction of the images held out for the test report",
+    "--freeze": "what stays frozen: nothing, the backbone, or the backbone first then all (staged)",
+    "--unfreeze-lr-factor": "learning-rate factor for the backbone once --freeze staged unfreezes it",
+    "--dropout": "dropout before the classification layer",
+    "--head-batchnorm": "BatchNorm in the head's hidden layers",
+    "--image-size": "model input size in pixels (square)",
+    "--resize": "how images reach the input size",
+    "--optimizer": "optimiser",
+    "--lr": "learning rate",
+    "--momentum": "SGD momentum",
+    "--nesterov": "Nesterov momentum for SGD",
+    "--scheduler": "learning-rate schedule",
+    "--plateau-patience": "epochs without improvement before the plateau schedule lowers the rate",
+    "--min-lr": "lowest learning rate of the schedules",
+    "--epochs": "training epochs",
+    "--batch-size": "images per batch",
+    "--seed": "random seed (split, initialisation, augmentation)",
+    "--augment": "augmentation preset (the options below override its values)",
+    "--intended-use": "written to the model card; the viewer warns unless 'validated'",
+}
+
+
+EXAMPLES = """examples:
+  medviewer --train --data chest_ct --arch resnet50 --weights imagenet --freeze staged --out run1
+  medviewer --train --data xray --label-from-name "bacteria|virus" --arch densenet201 --out run2
+  torchrun --nproc_per_node 2 -m medviewer.engine.train --data DIR --out OUT   # several GPUs"""
+
+
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    from medviewer.engine.registry import ARCHITECTURES
+
     p = argparse.ArgumentParser(prog="medviewer --train", add_help=add_help,
-                                description="Train a classifier on a labelled image folder.")
+                                description="Train a classifier on a labelled image folder.",
+                                epilog=EXAMPLES, formatter_class=_HelpFormatter)
     d = p.add_argument_group("data")
     d.add_argument("--data", type=Path, help="folder with one sub-folder per class (and optional split folders)")
     d.add_argument("--labels", type=Path, help="CSV path,label[,split] overriding folder labels")
@@ -52,10 +95,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     d.add_argument("--out", type=Path, default=Path("medviewer-train"), help="output folder")
     d.add_argument("--workers", type=_positive_int, default=2, help="decoding threads")
     m = p.add_argument_group("model")
-    m.add_argument("--arch", default="resnet18")
+    m.add_argument("--arch", default="resnet18", metavar="ARCH",
+                   help=f"torchvision architecture, one of: {', '.join(sorted(ARCHITECTURES))}")
     m.add_argument("--weights", default="none", help="imagenet | none | PATH (.safetensors or state dict)")
     m.add_argument("--freeze", choices=("none", "backbone", "staged"), default="none")
-    m.add_argument("--stage-epochs", type=int, default=None, help="head-only epochs for --freeze staged")
+    m.add_argument("--stage-epochs", type=int, default=None,
+                   help="head-only epochs for --freeze staged (default: a third of --epochs)")
     m.add_argument("--unfreeze-lr-factor", type=float, default=0.1)
     m.add_argument("--dropout", type=float, default=0.0)
     m.add_argument("--hidden", default="", help="head widths, e.g. 256,128")
@@ -103,6 +148,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     r.add_argument("--search-epochs", type=int, default=0, help="epochs per trial (default --epochs)")
     r.add_argument("--no-report", dest="report", action="store_false", help="skip report.html and plots")
     r.add_argument("--gallery", type=int, default=12, help="misclassified images shown with Grad-CAM")
+    for action in p._actions:
+        if not action.help:
+            action.help = next((OPTION_HELP[o] for o in action.option_strings if o in OPTION_HELP), None)
     return p
 
 

@@ -19,6 +19,7 @@ from medviewer.viewer.display.pipeline import (
     PRESETS,
     RESET_KEY,
     Renderer,
+    auto_sample,
     auto_window,
     available_windows,
     default_window,
@@ -28,7 +29,14 @@ from medviewer.viewer.display.pipeline import (
     modality_values,
     render,
     value_at,
+    window_from_values,
 )
+from medviewer.viewer.display.serieswindow import (
+    SERIES_WINDOW_NAME,
+    has_own_window,
+    series_auto_window,
+)
+from medviewer.viewer.display.text import integer_values, size_text, window_text
 from medviewer.viewer.display.voi import (
     linear_exact_fraction,
     linear_fraction,
@@ -46,4 +54,6 @@ __all__ = [
     "linear_fraction", "lut_window", "meta_for_plain_image", "meta_from_dataset",
     "modality_values", "render", "sigmoid_fraction", "to_grey", "value_at",
     "window_fraction", "WindowSpec", "WindowSpecError",
+    "auto_sample", "window_from_values", "SERIES_WINDOW_NAME", "has_own_window", "series_auto_window",
+    "integer_values", "size_text", "window_text",
 ]

@@ -399,10 +399,20 @@ def _meta_from_dataset(ds: Any, frame: int | None) -> ImageMeta:
         modality_lut=modality_lut, windows=windows, voi_lut_function=function,
         voi_luts=voi_luts, palette=palette, pixel_spacing=_spacing(measures, ds),
         modality=modality, rows=rows, columns=columns, bits_allocated=bits_allocated,
-        units=units, padding=padding, float_pixels=bits_allocated >= 32 and (
-            "FloatPixelData" in ds or "DoubleFloatPixelData" in ds),
+        units=units, padding=padding, float_pixels=_is_float(ds, bits_allocated),
         presentation_inverse=photometric == "MONOCHROME2" and str(
             ds.get("PresentationLUTShape", "") or "").strip().upper() == "INVERSE")
+
+
+def _is_float(ds: Any, bits_allocated: int) -> bool:
+    """Float / Double Float Pixel Data (PS3.3 C.7.6.24), also from a header read without pixels:
+    such images have Bits Allocated 32/64 and no Bits Stored / Pixel Representation (Type 1C,
+    present only with integer Pixel Data)."""
+    if bits_allocated < 32:
+        return False
+    if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+        return True
+    return "PixelData" not in ds and "BitsStored" not in ds and "PixelRepresentation" not in ds
 
 
 def meta_for_plain_image(arr: np.ndarray) -> ImageMeta:

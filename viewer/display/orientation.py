@@ -10,7 +10,8 @@ same functions label acquired slices and any reformatted or oblique plane.
 * `direction_letters(v)`: the letters of a direction, dominant axis first,
   as Patient Orientation (0020,0020) is written (PS3.3 C.7.6.1.1.1) and as
   David Clunie's algorithm used by OHIF/Cornerstone and Weasis produces them.
-* `edge_labels(row_dir, col_dir)`: the letters on the four image edges.
+* `edge_labels(row_dir, col_dir)`: the letters on the four image edges
+  (`patient_orientation_labels` for images that only carry Patient Orientation).
 * `plane_kind(normal)`: axial / coronal / sagittal by the dominant axis.
 * `stack_direction(normal)`: the one display order of stacks -- axial from
   head to feet, coronal anterior to posterior, sagittal patient right to left.
@@ -130,6 +131,28 @@ def image_edge_labels(orientation: Sequence[float] | None, max_letters: int = 3,
     if row is None or col is None:
         return None
     return edge_labels(row, col, max_letters, min_component)
+
+
+_OPPOSITE = {"L": "R", "R": "L", "A": "P", "P": "A", "H": "F", "F": "H"}
+
+
+def patient_orientation_labels(value: Sequence[str] | str | None) -> EdgeLabels | None:
+    """Edge letters from Patient Orientation (0020,0020), the row and column directions
+    as letters (PS3.3 C.7.6.1.1.1, e.g. 'L\\F' on a chest radiograph): what projection
+    images without Image Orientation (Patient) carry.  None when absent or malformed."""
+    if value is None:
+        return None
+    parts = value.split("\\") if isinstance(value, str) else [str(v) for v in value]
+    if len(parts) != 2:
+        return None
+    row, col = (p.strip().upper() for p in parts)
+    if not row or not col or any(c not in _OPPOSITE for c in row + col):
+        return None
+
+    def flip(letters: str) -> str:
+        return "".join(_OPPOSITE[c] for c in letters)
+
+    return EdgeLabels(left=flip(row), right=row, top=flip(col), bottom=col)
 
 
 def plane_kind(normal: Sequence[float]) -> str:

@@ -167,17 +167,13 @@ def find_window(meta: ImageMeta, name: str) -> Window | None:
     return None
 
 
-def auto_window(stored: np.ndarray, meta: ImageMeta) -> Window:
-    """Window over robust percentiles (0.5 .. 99.5) of the modality values.
-
-    Pixel padding (C.7.5.1.1.2) is left out.  Integer-valued ranges give a
-    LINEAR window whose ramp runs exactly from the low to the high percentile;
-    tiny float ranges a LINEAR_EXACT one.  Colour images get the full range.
-    """
+def auto_sample(stored: np.ndarray, meta: ImageMeta, max_samples: int = _AUTO_SAMPLES) -> np.ndarray:
+    """Finite modality values (float64) of a regular sub-grid of at most about
+    `max_samples` pixels of a monochrome frame, Pixel Padding (C.7.5.1.1.2) left out."""
     stored = np.asarray(stored)
-    if meta.is_color or meta.is_palette or stored.size == 0:
-        return _full_range_window(meta)
-    step = max(1, int(math.ceil(math.sqrt(stored.size / _AUTO_SAMPLES))))
+    if stored.size == 0:
+        return np.zeros(0, np.float64)
+    step = max(1, int(math.ceil(math.sqrt(stored.size / max(1, max_samples)))))
     sample = stored[::step, ::step] if stored.ndim >= 2 else stored[::step]
     sample = sample.ravel()
     if meta.padding is not None:
@@ -185,14 +181,36 @@ def auto_window(stored: np.ndarray, meta: ImageMeta) -> Window:
         if keep.any():
             sample = sample[keep]
     values = _modality(sample, meta)
-    values = values[np.isfinite(values)]
+    return values[np.isfinite(values)]
+
+
+def window_from_values(values: np.ndarray, integer: bool, name: str = "Auto") -> Window | None:
+    """The window over robust percentiles (AUTO_PERCENTILES) of modality values.
+
+    Integer data (or ranges of at least 1) give a LINEAR window whose ramp runs
+    exactly from the low to the high percentile (c - 0.5 -/+ (w - 1)/2 == lo / hi);
+    tiny float ranges a LINEAR_EXACT one.  None for no values."""
     if values.size == 0:
-        return _full_range_window(meta)
+        return None
     lo, hi = (float(v) for v in np.percentile(values, AUTO_PERCENTILES))
-    if hi - lo >= 1.0 or stored.dtype.kind in "uib":
-        # LINEAR: c - 0.5 -/+ (w - 1)/2 == lo / hi
-        return Window((lo + hi + 1.0) / 2.0, hi - lo + 1.0, "LINEAR", "Auto")
-    return Window((lo + hi) / 2.0, max(hi - lo, 1e-6), "LINEAR_EXACT", "Auto")
+    if hi - lo >= 1.0 or integer:
+        return Window((lo + hi + 1.0) / 2.0, hi - lo + 1.0, "LINEAR", name)
+    return Window((lo + hi) / 2.0, max(hi - lo, 1e-6), "LINEAR_EXACT", name)
+
+
+def auto_window(stored: np.ndarray, meta: ImageMeta) -> Window:
+    """Window over robust percentiles (0.5 .. 99.5) of the modality values of one image.
+
+    Pixel padding (C.7.5.1.1.2) is left out.  Integer-valued ranges give a
+    LINEAR window whose ramp runs exactly from the low to the high percentile;
+    tiny float ranges a LINEAR_EXACT one.  Colour images get the full range.
+    For a whole series see `viewer.display.serieswindow.series_auto_window`.
+    """
+    stored = np.asarray(stored)
+    if meta.is_color or meta.is_palette or stored.size == 0:
+        return _full_range_window(meta)
+    window = window_from_values(auto_sample(stored, meta), stored.dtype.kind in "uib")
+    return window if window is not None else _full_range_window(meta)
 
 
 def default_window(meta: ImageMeta, stored: np.ndarray | None = None) -> Window:

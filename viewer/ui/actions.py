@@ -12,7 +12,6 @@ from typing import Any
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QLabel, QMenu, QSpinBox, QToolBar
 
-PRESET_ORDER = ("lung", "mediastinum", "abdomen", "bone", "brain")
 MOUSE_ROWS = [
     ("Wheel", "Next / previous slice"),
     ("Ctrl+Wheel", "Zoom around the cursor"),
@@ -23,25 +22,11 @@ MOUSE_ROWS = [
 
 
 def preset_hotkeys() -> list[tuple[str, str, Any]]:
-    """[(key, name, Window)] for the CT presets, hotkeys '1'..'5'."""
-    from medviewer.viewer.display import PRESETS
+    """[(key, name, Window)] for the CT presets, hotkeys '1'..'5' (viewer.display.PRESET_KEYS)."""
+    from medviewer.viewer.display import PRESET_KEYS, PRESETS
 
-    keys = None
-    try:
-        from medviewer.viewer.display import PRESET_KEYS  # type: ignore[attr-defined]
-
-        keys = dict(PRESET_KEYS)
-    except ImportError:
-        pass
-    out = []
-    if keys:
-        for key, name in sorted(keys.items(), key=lambda kv: str(kv[0])):
-            if name in PRESETS:
-                out.append((str(key), name, PRESETS[name]))
-        if out:
-            return out
-    names = [n for n in PRESET_ORDER if n in PRESETS] + [n for n in PRESETS if n not in PRESET_ORDER]
-    return [(str(i + 1), n, PRESETS[n]) for i, n in enumerate(names[:9])]
+    return [(str(key), name, PRESETS[name])
+            for key, name in sorted(PRESET_KEYS.items(), key=lambda kv: str(kv[0])) if name in PRESETS]
 
 
 def _act(w: Any, text: str, slot: Any, shortcut: Any = None, checkable: bool = False) -> QAction:
@@ -69,7 +54,7 @@ def build_actions(w: Any) -> dict[str, QAction]:
     acts["open_file"] = _act(w, "Open file...", w.choose_file, "Ctrl+Shift+O")
     acts["demo"] = _act(w, "Open demo study", w.open_demo, "Ctrl+D")
     w.recent_menu = QMenu("Recent folders", w)
-    acts["export"] = _act(w, "Export view to PNG...", lambda: _export(w), "Ctrl+E")
+    acts["export"] = _act(w, "Export view to PNG...", lambda: w.choose_export(), "Ctrl+E")
     acts["quit"] = _act(w, "Quit", w.close, QKeySequence.StandardKey.Quit)
     f.addActions([acts["open"], acts["open_file"], acts["demo"]])
     f.addMenu(w.recent_menu)
@@ -95,6 +80,12 @@ def build_actions(w: Any) -> dict[str, QAction]:
     acts["clear_rulers"] = _act(w, "Clear rulers", w.canvas.clear_rulers, "Shift+R")
     acts["text"] = _act(w, "Corner text", st.set_show_text, "T", checkable=True)
     acts["text"].setChecked(True)
+    acts["auto_window_per_image"] = _act(w, "Automatic window per image", w.set_auto_window_per_image,
+                                         checkable=True)
+    acts["auto_window_per_image"].setChecked(w.session.auto_window_per_image)
+    acts["auto_window_per_image"].setToolTip(
+        "Images without window tags: a window per image (brightness may change while scrolling) "
+        "instead of one automatic window for the whole series")
     acts["cine"] = _act(w, "Cine play / pause", w.set_cine, "Space", checkable=True)
     acts["faster"] = _act(w, "Cine faster", lambda: _fps(w, +2), "]")
     acts["slower"] = _act(w, "Cine slower", lambda: _fps(w, -2), "[")
@@ -104,7 +95,7 @@ def build_actions(w: Any) -> dict[str, QAction]:
     for key in ("zoom_in", "zoom_out", "fit", "one"):
         v.addAction(acts[key])
     v.addSeparator()
-    for key in ("ruler", "clear_rulers", "text", "cine", "faster", "slower"):
+    for key in ("ruler", "clear_rulers", "text", "auto_window_per_image", "cine", "faster", "slower"):
         v.addAction(acts[key])
     v.addSeparator()
     v.addAction(w.browser_dock.toggleViewAction())
@@ -163,18 +154,6 @@ def _fps(w: Any, delta: int) -> None:
     w.fps_spin.setValue(max(1, min(60, w.fps_spin.value() + delta)))
 
 
-def _export(w: Any) -> None:
-    from PySide6.QtWidgets import QFileDialog
-
-    path, _ = QFileDialog.getSaveFileName(w, "Export view", "view.png", "PNG (*.png)")
-    if path:
-        try:
-            w.export_view(path)
-            w.show_message(f"Saved {path}")
-        except OSError as err:
-            w.show_message(str(err), 10000)
-
-
 def rebuild_recent_menu(w: Any) -> None:
     m: QMenu = w.recent_menu
     m.clear()
@@ -187,13 +166,10 @@ def rebuild_recent_menu(w: Any) -> None:
 
 def refresh_window_menu(w: Any) -> None:
     """List the image's header windows (PS3.3 C.11.2: multi-valued, by explanation)."""
-    meta = w.canvas.meta
-    try:
-        from medviewer.viewer.display import available_windows
+    from medviewer.viewer.display import available_windows
 
-        windows = tuple(available_windows(meta)) if meta is not None else ()
-    except ImportError:
-        windows = tuple(getattr(meta, "windows", ()) or ())
+    meta = w.canvas.meta
+    windows = tuple(available_windows(meta)) if meta is not None else ()
     if windows == w._header_windows_key:
         return
     w._header_windows_key = windows

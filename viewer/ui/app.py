@@ -1,8 +1,9 @@
 """`medviewer [PATH] [--demo]`: start the window.
 
 With no argument a welcome screen offers "Open folder", "Open demo study" and
-the recent folders.  Plug-ins (`viewer.ui.ai`) and the crash handler
-(`viewer.ui.crash`) are installed when present; the viewer runs without them.
+the recent folders.  The AI panels (`viewer.ui.ai`) and the crash handler
+(`viewer.ui.crash`) are installed at start-up; if either fails, the failure is
+logged and the viewer runs without it.
 """
 
 from __future__ import annotations
@@ -26,12 +27,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def _setup_logging() -> None:
     """The redacting rotating log file of viewer.logs, else plain stderr logging."""
-    try:
-        from medviewer.viewer.logs import setup_logging
-    except ImportError:
-        logging.basicConfig(level=logging.INFO,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        return
+    from medviewer.viewer.logs import setup_logging
+
     try:
         setup_logging()
     except Exception as exc:  # an unwritable log folder must not stop the viewer
@@ -56,11 +53,9 @@ def _fallback_excepthook(parent: Any) -> None:
 
 
 def install_excepthook(window: Any) -> None:
-    try:
-        from medviewer.viewer.ui.crash import install_excepthook as crash_hook
-    except ImportError:
-        _fallback_excepthook(window)
-        return
+    """The crash reporter (viewer.ui.crash); the plain dialog hook if it cannot start."""
+    from medviewer.viewer.ui.crash import install_excepthook as crash_hook
+
     try:
         crash_hook(window)
     except Exception:
@@ -68,20 +63,30 @@ def install_excepthook(window: Any) -> None:
         _fallback_excepthook(window)
 
 
+#: further panels installed after the AI panels: module with install(window)
+PLUGINS = ("medviewer.viewer.ui.reports", "medviewer.viewer.ui.pacs")
+
+
 def install_plugins(window: Any) -> None:
-    """Call viewer.ui.ai.install(window) if it imports; log any failure."""
+    """Call viewer.ui.ai.install(window), then each of PLUGINS; a failure is logged and
+    the viewer runs without that panel."""
     try:
         from medviewer.viewer.ui import ai
-    except ImportError as exc:
-        log.info("AI panels not available: %s", exc)
-        return
-    except Exception:
-        log.exception("AI panels failed to import")
-        return
-    try:
+
         ai.install(window)
     except Exception:
         log.exception("AI panels failed to install")
+    _install_more(window)
+
+
+def _install_more(window: Any) -> None:
+    import importlib
+
+    for name in PLUGINS:
+        try:
+            importlib.import_module(name).install(window)
+        except Exception:
+            log.exception("%s failed to install", name)
 
 
 def _app_icon() -> Any:

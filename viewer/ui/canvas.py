@@ -1,9 +1,12 @@
 """The image canvas: paints the rendered slice, plug-in overlays, rulers and text.
 
-It renders the view state (STYLE.md pattern 3) through viewer.display and maps
-mouse gestures to state changes: wheel = slice, Ctrl+wheel = zoom, left or
-middle drag = pan, right drag = window/level (PS3.3 C.11.2.1.2), ruler tool =
-distance in mm from Pixel Spacing (PS3.3 10.7.1.3: row spacing, column spacing).
+It renders the view state (STYLE.md pattern 3; geometry from the Qt-free
+viewer.state.ViewGeometry) through viewer.display and maps mouse gestures to
+state changes: wheel = slice, Ctrl+wheel = zoom, left or middle drag = pan, right
+drag = window/level (PS3.3 C.11.2.1.2), ruler tool = distance in mm from Pixel
+Spacing (PS3.3 10.7.1.3: row spacing, column spacing).  Decoding and the
+automatic window of a series run on a worker (viewer.ui.workers); the previous
+image stays up until the new one can be shown with its final window.
 """
 
 from __future__ import annotations
@@ -14,14 +17,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, QThreadPool, Signal
-from PySide6.QtGui import QColor, QImage, QPainter, QPen
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QImage, QPainter
 from PySide6.QtWidgets import QWidget
 
-from medviewer.viewer.ui.overlays import CursorValue, corner_texts, paint_corner_texts, pixel_value_text
+from medviewer.viewer.display import Renderer, default_window, has_own_window
+from medviewer.viewer.state.view import ViewGeometry, pixel_aspect
+from medviewer.viewer.ui.imagesource import ImageSource
+from medviewer.viewer.display.orientation import EdgeLabels
+from medviewer.viewer.ui.overlays import (CursorValue, corner_texts, orientation_labels, paint_corner_texts,
+                                          paint_edge_labels, pixel_value_text)
 from medviewer.viewer.ui.qimage import array_to_qimage
+from medviewer.viewer.ui.rulers import Rulers, paint_rulers, ruler_length
 from medviewer.viewer.ui.state import ViewState, dragged_window
-from medviewer.viewer.ui.workers import DecodeJob, DecodeSignals
+from medviewer.viewer.ui.workers import error_line
 
 log = logging.getLogger("medviewer.ui")
 
@@ -29,12 +38,12 @@ ZOOM_STEP = 1.25
 
 
 @dataclass
-class _Overlay:
+class _Layer:
+    """A plug-in overlay: RGBA on the pixel grid of the image `ref`."""
+
     rgba: np.ndarray
     image: QImage
-    opacity: float
     ref: Any
-    visible: bool = True
 
 
 class ImageCanvas(QWidget):
@@ -46,106 +55,108 @@ class ImageCanvas(QWidget):
 
     def __init__(self, state: ViewState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        from medviewer.viewer.display import Renderer
-
         self.state = state
         self.renderer = Renderer()
         self.setMouseTracking(True)
-        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        # wheel focus: scrolling the image takes the keys back from a text field
+        self.setFocusPolicy(Qt.FocusPolicy.WheelFocus)
         self.setMinimumSize(200, 200)
         self.setAcceptDrops(False)  # the main window handles drops
         self.text_opacity = 1.0
-        self.default_overlay_opacity = 0.5
         self.rendered: np.ndarray | None = None  # uint8 grey levels on screen
         self.stored: np.ndarray | None = None
         self.meta: Any = None
         self.ref: Any = None
         self.error: str | None = None
         self.cursor_value: CursorValue | None = None
+        self._last_pos: QPointF | None = None
         self._qimage: QImage | None = None
         self._scaled: QImage | None = None  # smooth-downscaled copy for zoom < 1
         self._scaled_key: tuple | None = None
-        self._default_windows: dict[Any, Any] = {}
-        self._overlays: dict[str, _Overlay] = {}
-        self._rulers: dict[Any, list[tuple[QPointF, QPointF]]] = {}
+        self._image_windows: dict[Any, Any] = {}
+        self._layers: dict[str, _Layer] = {}
+        self._rulers = Rulers()
+        self._edge_labels: tuple[Any, EdgeLabels | None] = (None, None)
         self._drag: dict[str, Any] | None = None
-        self._pending: set[Any] = set()
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(1)
-        self._decoded = DecodeSignals(self)
-        self._decoded.sig_done.connect(self._on_decoded)
+        self.source = ImageSource(state, self)
+        self.source.sig_ready.connect(self._on_ready)
         state.sig_series_changed.connect(lambda _s: self.refresh())
         state.sig_slice_changed.connect(lambda _i: self.refresh())
         state.sig_window_changed.connect(lambda _w: self.refresh())
+        state.sig_auto_window_changed.connect(self._on_auto_window_changed)
+        state.sig_scan_finished.connect(lambda _r: self._on_auto_window_changed())
         state.sig_view_changed.connect(self.update)
         state.sig_overlays_changed.connect(self.update)
 
-    # -- rendering -------------------------------------------------------------
-    def default_window(self) -> Any:
-        """The file's own window (first header window, else automatic)."""
-        from medviewer.viewer.display import default_window
+    @property
+    def default_overlay_opacity(self) -> float:
+        return self.state.viewport.default_overlay_opacity
 
+    @default_overlay_opacity.setter
+    def default_overlay_opacity(self, value: float) -> None:
+        self.state.viewport.default_overlay_opacity = float(min(1.0, max(0.0, value)))
+
+    # -- windows ---------------------------------------------------------------
+    def default_window(self) -> Any:
+        """The file's own window (VOI LUT, else first header window); without window
+        tags the series' automatic window, or the image's own when the user asked for
+        a window per image (View menu) or no series window could be computed."""
         if self.ref is None or self.stored is None:
             return None
-        key = (self.ref, id(self.meta))
-        if key not in self._default_windows:
-            if len(self._default_windows) > 256:
-                self._default_windows.clear()
-            self._default_windows[key] = default_window(self.meta, self.stored)
-        return self._default_windows[key]
+        meta, session = self.meta, self.state.session
+        series = self.state.series
+        if not has_own_window(meta) and series is not None:
+            win = session.series_window(series.series_uid)
+            if win is not None:
+                return win
+        key = (self.ref, id(meta))
+        if key not in self._image_windows:
+            if len(self._image_windows) > 256:
+                self._image_windows.clear()
+            self._image_windows[key] = default_window(meta, self.stored)
+        return self._image_windows[key]
 
     def effective_window(self) -> Any:
         if self.state.window is not None:
             return self.state.window
         return self.default_window()
 
+    def _on_auto_window_changed(self) -> None:
+        if self.ref is not None and self.ref == self.state.ref() and self.stored is not None:
+            if self.source.needs_series_window(self.meta):
+                self.source.compute_series_window()   # the window so far (or per image) until then
+            self._render()
+        else:
+            self.refresh()
+
+    # -- rendering -------------------------------------------------------------
     def loading(self) -> bool:
-        """True while the image the state points at is still being decoded."""
-        return self.state.ref() is not None and self.state.ref() != self.ref
+        """True while the image the state points at is not on screen with its final
+        window yet (decoding, or its series' automatic window is being computed)."""
+        return self.state.ref() is not None and (self.state.ref() != self.ref
+                                                 or self.source.computing_window())
 
     def refresh(self) -> None:
-        """Show the current slice: render at once when decoded, else decode it
-        in the background (the previous image stays up meanwhile)."""
+        """Show the current slice: at once when it is ready, else when `source` has
+        made it ready (the previous image stays up meanwhile)."""
         ref = self.state.ref()
-        pixels = self.state.pixels
-        if ref is None or pixels is None:
+        if ref is None or self.state.pixels is None:
             self.ref = self.stored = self.meta = self.rendered = self._qimage = None
             self.error = None
             self.update()
             return
         if ref != self.ref or (self.stored is None and self.error is None):
-            try:
-                cached = ref in pixels
-            except TypeError:
-                cached = False
-            if not cached:
-                if ref not in self._pending:
-                    self._pending.add(ref)
-                    self._pool.start(DecodeJob(self._decoded, pixels, ref))
+            ready = self.source.request(ref)
+            if ready is None:
                 self.update()  # the corner text follows the state at once
                 return
-            try:
-                self._set_image(ref, pixels.get(ref), pixels.meta(ref), None)
-            except Exception as exc:
-                self._set_image(ref, None, None, exc)
+            self.ref, (self.stored, self.meta, self.error) = ref, ready
         self._render()
 
-    def _on_decoded(self, ref: Any, stored: Any, meta: Any, error: Any) -> None:
-        self._pending.discard(ref)
-        if ref != self.state.ref():
-            return  # stale: the user moved on (STYLE.md pattern 5)
-        self._set_image(ref, stored, meta, error)
-        self._render()
-
-    def _set_image(self, ref: Any, stored: Any, meta: Any, error: Any) -> None:
-        self.ref, self.stored, self.meta = ref, stored, meta
-        self.error = None
-        if error is not None:
-            from medviewer.viewer.errors import MedviewerError
-
-            if not isinstance(error, MedviewerError):
-                log.error("decode failed: %s: %s", type(error).__name__, error)
-            self.error = str(error) or type(error).__name__
+    def _on_ready(self, ref: Any, stored: Any, meta: Any, error: str | None) -> None:
+        if ref == self.state.ref():
+            self.ref, self.stored, self.meta, self.error = ref, stored, meta, error
+            self._render()
 
     def _render(self) -> None:
         if self.stored is None:
@@ -156,21 +167,17 @@ class ImageCanvas(QWidget):
                 self.rendered = np.ascontiguousarray(grey)
                 self._qimage = array_to_qimage(self.rendered)
             except Exception as exc:
-                from medviewer.viewer.errors import MedviewerError
-
-                if not isinstance(exc, MedviewerError):
-                    log.exception("render failed")
                 self.rendered = self._qimage = None
-                self.error = str(exc) or type(exc).__name__
+                self.error = error_line(exc, "render")
         self._update_cursor_value()
         self.update()
         self.sig_rendered.emit()
 
     def shutdown(self, msecs: int = 3000) -> None:
         """Wait for a decode in flight (the window is closing)."""
-        self._pool.waitForDone(msecs)
+        self.source.shutdown(msecs)
 
-    # -- geometry ----------------------------------------------------------------
+    # -- geometry (viewer.state.ViewGeometry) ------------------------------------------
     def image_size(self) -> tuple[int, int]:
         """(cols, rows) of the displayed image, or (0, 0)."""
         if self.rendered is None:
@@ -178,69 +185,51 @@ class ImageCanvas(QWidget):
         return int(self.rendered.shape[1]), int(self.rendered.shape[0])
 
     def aspect(self) -> float:
-        """Displayed height of a pixel relative to its width: row spacing / column
-        spacing (PS3.3 C.7.6.2.1.1 Pixel Spacing; 1.0 when unknown or implausible),
-        so that anisotropic pixels are shown with their true shape."""
-        spacing = getattr(self.meta, "pixel_spacing", None) if self.meta is not None else None
-        if not spacing or self.rendered is None:
+        """Displayed height of a pixel relative to its width (row / column spacing)."""
+        if self.meta is None or self.rendered is None:
             return 1.0
-        ratio = float(spacing[0]) / float(spacing[1]) if spacing[1] else 1.0
-        return ratio if 0.1 <= ratio <= 10.0 else 1.0
+        return pixel_aspect(getattr(self.meta, "pixel_spacing", None))
+
+    def view_geometry(self) -> ViewGeometry:
+        cols, rows = self.image_size()
+        return ViewGeometry(self.width(), self.height(), cols, rows, self.aspect(),
+                            self.state.zoom, self.state.pan)
 
     def fit_scale(self) -> float:
-        cols, rows = self.image_size()
-        if not cols or not rows:
-            return 1.0
-        return max(1e-3, min(self.width() / cols, self.height() / (rows * self.aspect())))
+        return self.view_geometry().fit_scale()
 
     def scale(self) -> float:
         """Screen pixels per image column (a row is `scale() * aspect()` high)."""
-        return self.state.zoom if self.state.zoom is not None else self.fit_scale()
-
-    def _scales(self) -> tuple[float, float]:
-        s = self.scale()
-        return s, s * self.aspect()
-
-    def _origin(self) -> QPointF:
-        cols, rows = self.image_size()
-        sx, sy = self._scales()
-        px, py = self.state.pan
-        return QPointF(self.width() / 2 + px - sx * cols / 2, self.height() / 2 + py - sy * rows / 2)
+        return self.view_geometry().scale()
 
     def image_to_screen(self, x: float, y: float) -> QPointF:
-        o, (sx, sy) = self._origin(), self._scales()
-        return QPointF(o.x() + x * sx, o.y() + y * sy)
+        return QPointF(*self.view_geometry().image_to_screen(x, y))
 
     def screen_to_image(self, pos: QPointF) -> tuple[float, float]:
-        o, (sx, sy) = self._origin(), self._scales()
-        return (pos.x() - o.x()) / sx, (pos.y() - o.y()) / sy
+        return self.view_geometry().screen_to_image(pos.x(), pos.y())
 
     def image_rect(self) -> QRectF:
-        cols, rows = self.image_size()
-        o, (sx, sy) = self._origin(), self._scales()
-        return QRectF(o.x(), o.y(), cols * sx, rows * sy)
+        return QRectF(*self.view_geometry().image_rect())
 
     def zoom_by(self, factor: float, anchor: QPointF | None = None) -> None:
         """Zoom keeping the image point under `anchor` (default: centre) fixed."""
         if self.rendered is None:
             return
-        anchor = anchor or QPointF(self.width() / 2, self.height() / 2)
-        ix, iy = self.screen_to_image(anchor)
-        self.state.zoom = max(0.05, min(32.0, self.scale() * factor))
-        cols, rows = self.image_size()
-        sx, sy = self._scales()
-        px = anchor.x() - self.width() / 2 - sx * (ix - cols / 2)
-        py = anchor.y() - self.height() / 2 - sy * (iy - rows / 2)
-        self.state.set_pan(px, py)
+        if anchor is None:
+            offset = (0.0, 0.0)
+        else:
+            offset = (anchor.x() - self.width() / 2, anchor.y() - self.height() / 2)
+        self.state.zoom_by(factor, self.scale(), offset)
 
     # -- overlays (extension point) ------------------------------------------
     def set_overlay(self, name: str, rgba: np.ndarray | None, opacity: float | None = None,
                     ref: Any = None) -> None:
         """Register an RGBA image on the pixel grid of `ref` (default: current).
 
-        `opacity` None uses `default_overlay_opacity` (the saved setting)."""
+        `opacity` None uses `default_overlay_opacity` (the saved setting); an explicit
+        opacity becomes the new default.  Visibility and opacity live in the view state."""
         if rgba is None:
-            self._overlays.pop(name, None)
+            self._layers.pop(name, None)
             self.update()
             return
         rgba = np.asarray(rgba)
@@ -253,49 +242,70 @@ class ImageCanvas(QWidget):
                 f"overlay {name!r}: shape {rgba.shape[:2]} does not match image {(rows, cols)}")
         if rgba.dtype != np.uint8:
             rgba = np.clip(rgba, 0, 255).astype(np.uint8)
-        visible = self._overlays[name].visible if name in self._overlays else True
         if opacity is None:
             opacity = self.default_overlay_opacity
         elif opacity != self.default_overlay_opacity:
-            self.default_overlay_opacity = float(min(1.0, max(0.0, opacity)))
+            self.default_overlay_opacity = opacity
             self.sig_overlay_opacity.emit(self.default_overlay_opacity)
-        self._overlays[name] = _Overlay(rgba, array_to_qimage(rgba),
-                                        float(min(1.0, max(0.0, opacity))), target, visible)
-        self.update()
+        self._layers[name] = _Layer(rgba, array_to_qimage(rgba), target)
+        self.state.viewport.set_overlay(name, opacity=opacity)
 
     def clear_overlays(self) -> None:
-        self._overlays.clear()
+        self._layers.clear()
         self.update()
 
     def overlay_names(self) -> list[str]:
-        return list(self._overlays)
+        return list(self._layers)
+
+    def overlay_opacity(self, name: str) -> float:
+        return self.state.viewport.overlay(name).opacity
 
     def set_overlay_visible(self, name: str, visible: bool) -> None:
-        if name in self._overlays:
-            self._overlays[name].visible = bool(visible)
-            self.update()
+        self.state.viewport.set_overlay(name, visible=visible)
 
     def set_overlay_opacity(self, name: str, opacity: float) -> None:
-        if name in self._overlays:
-            self._overlays[name].opacity = float(min(1.0, max(0.0, opacity)))
-            self.update()
+        self.state.viewport.set_overlay(name, opacity=opacity)
 
     def grab_view(self) -> QImage:
         """The view as the user sees it, overlays and text included."""
         return self.grab().toImage()
 
+    def render_view(self, anonymize: bool = False, native: bool = False) -> QImage:
+        """The view for export: as on screen, or (`native`) at the image's own
+        resolution (one image pixel per output pixel, rows stretched by the pixel
+        aspect; the image, overlays and rulers without corner text, which would cover
+        a small image); `anonymize` leaves the patient's name, ID and birth date out."""
+        if native and self._qimage is not None:
+            cols, rows = self.image_size()
+            height = max(1, int(round(rows * self.aspect())))
+            geo = ViewGeometry(cols, height, cols, rows, self.aspect(), 1.0, (0.0, 0.0))
+            img = QImage(cols, height, QImage.Format.Format_RGB32)
+        else:
+            geo = self.view_geometry()
+            ratio = self.devicePixelRatioF()
+            img = QImage(int(round(self.width() * ratio)), int(round(self.height() * ratio)),
+                         QImage.Format.Format_RGB32)
+            img.setDevicePixelRatio(ratio)
+        p = QPainter(img)
+        self._paint(p, geo, anonymize, text=not (native and self._qimage is not None))
+        p.end()
+        return img
+
+    # -- orientation ----------------------------------------------------------------
+    def edge_labels(self) -> EdgeLabels | None:
+        """Orientation letters of the image on screen (viewer.ui.overlays.orientation_labels);
+        the display neither rotates nor flips, so they map straight to the view's edges."""
+        if self._edge_labels[0] != self.ref or self.ref is None:
+            self._edge_labels = (self.ref, orientation_labels(self.state.series, self.ref))
+        return self._edge_labels[1]
+
     # -- rulers ------------------------------------------------------------------
     def rulers(self) -> list[tuple[QPointF, QPointF]]:
-        return self._rulers.get(self.ref, [])
+        return self._rulers.of(self.ref)
 
     def ruler_length(self, a: QPointF, b: QPointF) -> tuple[float, str]:
         """Length between image points; mm when Pixel Spacing is known, else px."""
-        dx, dy = b.x() - a.x(), b.y() - a.y()
-        spacing = getattr(self.meta, "pixel_spacing", None)
-        if spacing:
-            row_mm, col_mm = float(spacing[0]), float(spacing[1])
-            return math.hypot(dx * col_mm, dy * row_mm), "mm"
-        return math.hypot(dx, dy), "px"
+        return ruler_length(self.meta, a, b)
 
     def clear_rulers(self) -> None:
         self._rulers.clear()
@@ -304,7 +314,7 @@ class ImageCanvas(QWidget):
     # -- cursor value -------------------------------------------------------------
     def _update_cursor_value(self, pos: QPointF | None = None) -> None:
         if pos is None:
-            pos = getattr(self, "_last_pos", None)
+            pos = self._last_pos
         self.cursor_value = None
         if pos is not None and self.stored is not None:
             x, y = self.screen_to_image(pos)
@@ -321,13 +331,17 @@ class ImageCanvas(QWidget):
     # -- painting --------------------------------------------------------------------
     def paintEvent(self, _event: Any) -> None:  # noqa: N802 - Qt override
         p = QPainter(self)
-        p.fillRect(self.rect(), Qt.GlobalColor.black)
+        self._paint(p, self.view_geometry())
+        p.end()
+
+    def _paint(self, p: QPainter, geo: ViewGeometry, anonymize: bool = False, text: bool = True) -> None:
+        p.fillRect(QRectF(0, 0, geo.width, geo.height), Qt.GlobalColor.black)
         if self._qimage is not None:
-            rect = self.image_rect()
-            shrink = min(self._scales()) < 1.0
+            rect = QRectF(*geo.image_rect())
+            shrink = min(geo.scales()) < 1.0
             p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, shrink)
             if shrink:  # smooth downscale once per image/size, not per repaint
-                size = (round(rect.width()), round(rect.height()))
+                size = (max(1, round(rect.width())), max(1, round(rect.height())))
                 key = (self._qimage.cacheKey(), size)
                 if self._scaled_key != key:
                     self._scaled = self._qimage.scaled(
@@ -337,42 +351,41 @@ class ImageCanvas(QWidget):
                 p.drawImage(QRectF(rect.topLeft(), self._scaled.size().toSizeF()), self._scaled)
             else:
                 p.drawImage(rect, self._qimage)
-            for ov in self._overlays.values():
-                if ov.visible and ov.ref == self.ref and ov.image.width() == self._qimage.width() \
-                        and ov.image.height() == self._qimage.height():
-                    p.setOpacity(ov.opacity)
-                    p.drawImage(rect, ov.image)
+            for name, layer in self._layers.items():
+                flags = self.state.viewport.overlay(name)
+                if flags.visible and layer.ref == self.ref \
+                        and layer.image.width() == self._qimage.width() \
+                        and layer.image.height() == self._qimage.height():
+                    p.setOpacity(flags.opacity)
+                    p.drawImage(rect, layer.image)
             p.setOpacity(1.0)
-            self._paint_rulers(p)
+            lines = list(self.rulers())
+            d = self._drag
+            if d and d.get("mode") == "ruler" and d.get("b") is not None:
+                lines.append((d["a"], d["b"]))
+            paint_rulers(p, geo, lines, self.meta)
         elif self.error and self.ref == self.state.ref():
             p.setPen(QColor(255, 120, 120))
-            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+            p.drawText(QRectF(0, 0, geo.width, geo.height),
+                       Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
                        f"Cannot display this image:\n{self.error}")
-        if self.state.show_text and self.state.series is not None:
+        if text and self.state.show_text and self._qimage is not None:
+            labels = self.edge_labels()
+            if labels is not None:
+                paint_edge_labels(p, geo.edge_anchors(), labels.as_dict(), self.text_opacity)
+        if text and self.state.show_text and self.state.series is not None:
             texts = corner_texts(self.state, self.state.header(), self.effective_window(),
-                                 self.scale(), self.cursor_value)
-            paint_corner_texts(p, self.width(), self.height(), texts, self.text_opacity)
-        p.end()
-
-    def _paint_rulers(self, p: QPainter) -> None:
-        lines = list(self.rulers())
-        if self._drag and self._drag.get("mode") == "ruler" and self._drag.get("b") is not None:
-            lines.append((self._drag["a"], self._drag["b"]))
-        pen = QPen(QColor(255, 220, 0), 1.5)
-        for a, b in lines:
-            sa, sb = self.image_to_screen(a.x(), a.y()), self.image_to_screen(b.x(), b.y())
-            p.setPen(pen)
-            p.drawLine(sa, sb)
-            for pt in (sa, sb):
-                p.drawEllipse(pt, 3, 3)
-            length, unit = self.ruler_length(a, b)
-            p.drawText(sb + QPointF(6, -6), f"{length:.1f} {unit}")
+                                 geo.scale(), None if anonymize else self.cursor_value,
+                                 meta=self.meta, anonymize=anonymize)
+            paint_corner_texts(p, int(geo.width), int(geo.height), texts, self.text_opacity)
 
     # -- mouse -------------------------------------------------------------------
     def wheelEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
         delta = event.angleDelta().y()
         if not delta:
             return
+        if not self.hasFocus():   # scrolling the image gives the keys back to it (viewer.ui.focus)
+            self.setFocus(Qt.FocusReason.MouseFocusReason)
         if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
             self.zoom_by(ZOOM_STEP if delta > 0 else 1 / ZOOM_STEP, event.position())
         else:
@@ -392,7 +405,7 @@ class ImageCanvas(QWidget):
             self._drag = {"mode": "ruler", "a": QPointF(x, y), "b": None}
         elif btn in (Qt.MouseButton.LeftButton, Qt.MouseButton.MiddleButton):
             if self.state.zoom is None:
-                self.state.zoom = self.fit_scale()
+                self.state.set_zoom(self.fit_scale())
             self._drag = {"mode": "pan", "start": pos, "pan": self.state.pan}
         event.accept()
 
@@ -417,9 +430,8 @@ class ImageCanvas(QWidget):
 
     def mouseReleaseEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
         d, self._drag = self._drag, None
-        if d and d["mode"] == "ruler" and d.get("b") is not None and self.ref is not None:
-            if (d["b"] - d["a"]).manhattanLength() > 0.5:
-                self._rulers.setdefault(self.ref, []).append((d["a"], d["b"]))
+        if d and d["mode"] == "ruler" and d.get("b") is not None:
+            self._rulers.add(self.ref, d["a"], d["b"])
         self.update()
         event.accept()
 

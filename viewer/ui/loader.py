@@ -1,8 +1,9 @@
 """StudyLoader: runs one scan at a time off the GUI thread and feeds the window.
 
-It owns the scan worker, the thumbnail pool and the scan generation counter:
-results of a scan that was replaced or cancelled never reach the window
-(STYLE.md pattern 5).  Everything it emits arrives on the GUI thread.
+It owns two task runners (viewer.ui.workers): the scan, and the thumbnails of the
+series found.  A new scan supersedes the old one (its generation), so results of a
+scan that was replaced never reach the window (STYLE.md pattern 5).  Everything
+it emits arrives on the GUI thread.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QThreadPool, Signal
+from PySide6.QtCore import QObject, Signal
 
-from medviewer.viewer.ui.workers import ScanWorker, ThumbnailJob, thumb_signals
+from medviewer.viewer.ui.workers import CANCELLED, TaskRunner, TaskState, scan_task, thumbnail_task
 
 log = logging.getLogger("medviewer.ui")
 
@@ -35,70 +36,51 @@ class StudyLoader(QObject):
     def __init__(self, pixels: Any, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.pixels = pixels
-        self._gen = 0
-        self._worker: ScanWorker | None = None
-        self._old: list[ScanWorker] = []
+        self._scan: TaskState | None = None
         self._thumbs_requested: set[str] = set()
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(1)  # fewer threads competing with the GUI for the GIL
-        self._thumbs = thumb_signals()
-        self._thumbs.sig_done.connect(self._on_thumbnail)
+        self.scans = TaskRunner(self, name="scan")
+        # one thumbnail thread: fewer threads competing with the GUI for the GIL
+        self.thumbnails = TaskRunner(self, name="thumbnail")
+        self.scans.sig_progress.connect(lambda _s, done, total: self.sig_progress.emit(done, total))
+        self.scans.sig_partial.connect(lambda _s, result: self._publish(result, False))
+        self.scans.sig_finished.connect(self._on_finished)
+        self.thumbnails.sig_finished.connect(self._on_thumbnail)
 
     @property
     def generation(self) -> int:
-        return self._gen
+        return self.scans.generation
 
     def start(self, path: Path | Callable[[], Path]) -> None:
-        """Cancel any running scan and start scanning `path`."""
-        self.cancel()
-        self._gen += 1
+        """Cancel any running scan (and its thumbnails) and start scanning `path`."""
+        self.thumbnails.cancel()
         self._thumbs_requested.clear()
-        w = ScanWorker(path, self._gen, self)
-        w.sig_progress.connect(self._on_progress)
-        w.sig_snapshot.connect(self._on_snapshot)
-        w.sig_finished.connect(self._on_finished)
-        self._worker = w
-        w.start()
+        self._scan = self.scans.start(scan_task, path)
 
     def cancel(self) -> None:
         """Ask the running scan to stop; its partial result still arrives as final."""
-        if self._worker is not None and self._worker.isRunning():
-            self._worker.cancel()
-            self._old.append(self._worker)
-        self._worker = None
-        self._old = [w for w in self._old if w.isRunning()]
+        if self._scan is not None:
+            self._scan.cancel()
 
     def is_running(self) -> bool:
-        return self._worker is not None and self._worker.isRunning()
+        return self._scan is not None
 
     def shutdown(self, msecs: int = 3000) -> None:
-        """Cancel and wait for the scan and thumbnail threads."""
-        self.cancel()
-        self._gen += 1  # nothing more reaches the window
-        for w in self._old:
-            w.wait(msecs)
-        self._old = [w for w in self._old if w.isRunning()]
-        self._pool.waitForDone(msecs)
+        """Cancel and wait for the scan and thumbnail threads; nothing more is delivered."""
+        self._scan = None
+        self.scans.shutdown(msecs)
+        self.thumbnails.shutdown(msecs)
 
     def running_threads(self) -> int:
-        return sum(1 for w in self._old if w.isRunning()) + int(self.is_running())
+        return self.scans.running() + self.thumbnails.running()
 
-    # -- worker signals (GUI thread) ------------------------------------------------
-    def _on_progress(self, gen: int, done: int, total: int) -> None:
-        if gen == self._gen:
-            self.sig_progress.emit(done, total)
-
-    def _on_snapshot(self, gen: int, result: Any) -> None:
-        if gen == self._gen:
-            self._publish(result, False)
-
-    def _on_finished(self, gen: int, result: Any, error: str | None) -> None:
-        if gen != self._gen:
+    # -- task signals (GUI thread) ----------------------------------------------------
+    def _on_finished(self, state: TaskState, result: Any, error: str | None) -> None:
+        if state is not self._scan:
             return
-        self._worker = None
-        if error:
+        self._scan = None
+        if error and error != CANCELLED:
             self.sig_failed.emit(error)
-        else:
+        elif result is not None:
             self._publish(result, True)
 
     def _publish(self, result: Any, final: bool) -> None:
@@ -108,10 +90,12 @@ class StudyLoader(QObject):
                 add_headers(s.headers)  # the decoder need not re-read them
             if s.items and s.series_uid not in self._thumbs_requested:
                 self._thumbs_requested.add(s.series_uid)
-                self._pool.start(ThumbnailJob(self._thumbs, self._gen, s.series_uid,
-                                              s.items[len(s.items) // 2], self.pixels))
+                self.thumbnails.start(thumbnail_task, self.pixels, s.items[len(s.items) // 2],
+                                      key=s.series_uid, replace=False)
         self.sig_result.emit(result, final)
 
-    def _on_thumbnail(self, gen: int, uid: str, grey: Any) -> None:
-        if gen == self._gen and grey is not None:
-            self.sig_thumbnail.emit(uid, grey)
+    def _on_thumbnail(self, state: TaskState, grey: Any, error: str | None) -> None:
+        if error is None and grey is not None:
+            self.sig_thumbnail.emit(state.key, grey)
+        elif error and error != CANCELLED:
+            log.warning("thumbnail failed: %s", error)

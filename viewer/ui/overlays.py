@@ -1,8 +1,10 @@
 """Text for the four corner overlays (what a reading radiologist expects).
 
 Pure functions over the view state and the header, so they are easy to test;
-`paint_corner_texts` draws them.  Attributes follow PS3.3: Patient (C.7.1.1),
-General Study (C.7.2.1), General Series (C.7.3.1), Image Plane (C.7.6.2).
+`paint_corner_texts` draws them, with a dark outline (`draw_outlined_text`) so they
+read on bone as on air.  Attributes follow PS3.3: Patient (C.7.1.1), General Study
+(C.7.2.1), General Series (C.7.3.1), Image Plane (C.7.6.2).  `anonymize` leaves the
+patient's name, ID and birth date out (exported views).
 """
 
 from __future__ import annotations
@@ -73,6 +75,47 @@ def slice_location(ds: Any) -> float | None:
     return None
 
 
+def location_line(series: Any, ref: Any, header: Any) -> str:
+    """'Loc: z 27.00 mm': the slice's Image Position (Patient) coordinate along the patient
+    axis closest to its normal (z for axial, y for coronal, x for sagittal; LPS, PS3.3
+    C.7.6.2.1.1); 'Loc: 3.25 mm' from Slice Location when the image has no Image Plane
+    geometry; '' when neither is known."""
+    from medviewer.viewer.display.orientation import slice_location as location
+
+    where = series.location(ref) if ref is not None and hasattr(series, "location") else None
+    if where is None and header is not None:
+        try:
+            where = location(header.get("ImagePositionPatient", None), header.get("ImageOrientationPatient", None))
+        except Exception:
+            where = None
+    if where is not None:
+        return f"Loc: {where.axis_name} {where.text()}"
+    loc = slice_location(header)
+    return f"Loc: {loc + 0.0:.2f} mm" if loc is not None else ""   # no "-0.00"
+
+
+def orientation_labels(series: Any, ref: Any) -> Any:
+    """Edge letters (viewer.display.orientation.EdgeLabels) of image `ref` of `series`: from
+    its Image Orientation (Patient) (the scan's per-frame geometry, else the header), else
+    Patient Orientation (projection images, PS3.3 C.7.6.1.1.1); None when neither is known."""
+    from medviewer.viewer.display.orientation import image_edge_labels, patient_orientation_labels
+
+    if ref is None or series is None:
+        return None
+    geo = getattr(series, "geometry", {}).get(ref)
+    labels = image_edge_labels(geo.orientation) if geo is not None else None
+    header = getattr(series, "headers", {}).get(ref.path) if labels is None else None
+    if header is not None:
+        try:
+            iop = header.get("ImageOrientationPatient", None)
+            labels = image_edge_labels([float(v) for v in iop]) if iop else None
+            if labels is None:
+                labels = patient_orientation_labels(header.get("PatientOrientation", None))
+        except (TypeError, ValueError):
+            labels = None
+    return labels
+
+
 def pixel_value_text(stored: np.ndarray, meta: Any, col: int, row: int) -> str:
     """Value at (row, col): modality value (HU for CT, PS3.3 C.11.1), RGB or index."""
     from medviewer.viewer.display import value_at
@@ -91,15 +134,24 @@ def pixel_value_text(stored: np.ndarray, meta: Any, col: int, row: int) -> str:
 
 
 def corner_texts(state: Any, header: Any, window: Any, scale: float,
-                 cursor: CursorValue | None) -> dict[str, list[str]]:
-    """Lines for 'tl', 'tr', 'bl', 'br' corners of the canvas."""
+                 cursor: CursorValue | None, meta: Any = None,
+                 anonymize: bool = False) -> dict[str, list[str]]:
+    """Lines for 'tl', 'tr', 'bl', 'br' corners of the canvas.
+
+    `meta` (the image's ImageMeta) lets the window be rounded as its data allows;
+    `anonymize` drops the patient's name, ID and birth date."""
+    from medviewer.viewer.display.text import size_text, window_text
+
     series = state.series
     study = state.study_of(series)
-    name = format_person_name(_get(header, "PatientName", getattr(study, "patient_name", "") or ""))
-    pid = _get(header, "PatientID", getattr(study, "patient_id", "") or "")
     date = format_date(_get(header, "StudyDate", getattr(study, "date", "") or ""))
     sdesc = _get(header, "StudyDescription", getattr(study, "description", "") or "")
-    tl = [x for x in (name, f"ID: {pid}" if pid else "") if x]
+    tl: list[str] = []
+    if not anonymize:
+        name = format_person_name(_get(header, "PatientName", getattr(study, "patient_name", "") or ""))
+        pid = _get(header, "PatientID", getattr(study, "patient_id", "") or "")
+        birth = format_date(_get(header, "PatientBirthDate"))
+        tl = [x for x in (name, f"ID: {pid}" if pid else "", f"Born: {birth}" if birth else "") if x]
     tr = [x for x in (date, sdesc) if x]
     bl: list[str] = []
     br: list[str] = []
@@ -108,19 +160,18 @@ def corner_texts(state: Any, header: Any, window: Any, scale: float,
         desc = getattr(series, "description", "") or ""
         head = f"Se {num}" if num is not None else "Se"
         tl.append(f"{head}: {desc}".strip().rstrip(":"))
-        tl.append(f"{getattr(series, 'modality', '')}  {series.columns}x{series.rows}")
+        tl.append(f"{getattr(series, 'modality', '')}  {size_text(series.rows, series.columns)}")
         n = state.count()
         line = f"Im {state.index + 1}/{n}"
         ref = state.ref()
         if ref is not None and ref.frame is not None:
             line += f"  (frame {ref.frame + 1})"
         bl.append(line)
-        where = series.location(ref) if ref is not None and hasattr(series, "location") else None
-        loc = where.mm if where is not None else slice_location(header)
-        if loc is not None:
-            bl.append(f"Loc: {loc + 0.0:.2f} mm")  # no "-0.00"
+        line = location_line(series, ref, header)
+        if line:
+            bl.append(line)
     if window is not None:
-        label = f"W: {window.width:g}  L: {window.center:g}"
+        label = window_text(window.center, window.width, meta)
         wname = getattr(window, "name", "")
         if wname:
             label += f"  ({wname})"
@@ -131,20 +182,36 @@ def corner_texts(state: Any, header: Any, window: Any, scale: float,
     return {"tl": tl, "tr": tr, "bl": bl, "br": br}
 
 
+def draw_outlined_text(p: Any, x: float, y: float, text: str, ink: Any = None,
+                       outline: float = 2.5) -> None:
+    """Draw `text` with its baseline at (x, y) in `ink`, outlined in black so it reads
+    on any grey (bone, contrast, air): the glyph outlines are stroked, then filled."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QColor, QPainterPath, QPen
+
+    path = QPainterPath()
+    path.addText(x, y, p.font(), text)
+    hint = p.renderHints()
+    p.setRenderHint(p.RenderHint.Antialiasing, True)
+    p.strokePath(path, QPen(QColor(0, 0, 0, 230), outline, Qt.PenStyle.SolidLine,
+                            Qt.PenCapStyle.RoundCap, Qt.PenJoinStyle.RoundJoin))
+    p.fillPath(path, ink if ink is not None else QColor(235, 235, 160))
+    p.setRenderHints(hint)
+
+
 def paint_corner_texts(p: Any, width: int, height: int, texts: dict[str, list[str]],
                        opacity: float = 1.0) -> None:
-    """Draw the corner lines (QPainter `p`) with a dark shadow so they read on any grey."""
-    from PySide6.QtCore import QPointF
+    """Draw the corner lines (QPainter `p`), outlined so they read on any grey."""
     from PySide6.QtGui import QColor, QFont
 
     font = QFont(p.font())
-    font.setPointSize(max(8, font.pointSize()))
+    font.setPointSize(max(9, font.pointSize()))
     p.setFont(font)
     fm = p.fontMetrics()
     lh = fm.height()
     m = 6
     p.setOpacity(opacity)
-    shadow, ink = QColor(0, 0, 0), QColor(235, 235, 160)
+    ink = QColor(235, 235, 160)
     for corner, lines in texts.items():
         for i, line in enumerate(lines):
             w = fm.horizontalAdvance(line)
@@ -153,8 +220,38 @@ def paint_corner_texts(p: Any, width: int, height: int, texts: dict[str, list[st
                 y = m + fm.ascent() + i * lh
             else:
                 y = height - m - fm.descent() - (len(lines) - 1 - i) * lh
-            p.setPen(shadow)
-            p.drawText(QPointF(x + 1, y + 1), line)
-            p.setPen(ink)
-            p.drawText(QPointF(x, y), line)
+            draw_outlined_text(p, x, y, line, ink)
     p.setOpacity(1.0)
+
+
+def paint_edge_labels(p: Any, anchors: dict[str, tuple[float, float]], labels: dict[str, str],
+                      opacity: float = 1.0, margin: float = 6.0) -> None:
+    """Orientation letters (A/P, R/L, H/F) in the middle of each image edge, inside the
+    view; `anchors` from viewer.state.ViewGeometry.edge_anchors, `labels` from
+    viewer.display.orientation (EdgeLabels.as_dict())."""
+    from PySide6.QtGui import QColor, QFont
+
+    p.save()   # the corner text keeps its own font
+    font = QFont(p.font())
+    font.setPointSize(max(11, font.pointSize() + 3))
+    font.setBold(True)
+    p.setFont(font)
+    fm = p.fontMetrics()
+    p.setOpacity(opacity)
+    ink = QColor(255, 255, 255)
+    for edge, (x, y) in anchors.items():
+        text = labels.get(edge, "")
+        if not text:
+            continue
+        w = fm.horizontalAdvance(text)
+        if edge == "left":
+            tx, ty = x + margin, y + (fm.ascent() - fm.descent()) / 2
+        elif edge == "right":
+            tx, ty = x - margin - w, y + (fm.ascent() - fm.descent()) / 2
+        elif edge == "top":
+            tx, ty = x - w / 2, y + margin + fm.ascent()
+        else:
+            tx, ty = x - w / 2, y - margin - fm.descent()
+        draw_outlined_text(p, tx, ty, text, ink)
+    p.restore()
+

@@ -29,6 +29,10 @@ KEY_MODEL = "ai/model"
 KEY_DEVICE = "ai/device"
 KEY_CINE_FPS = "view/cine_fps"
 KEY_DEBUG_LOG = "log/debug_identifiers"
+KEY_AUTO_WINDOW_PER_IMAGE = "view/auto_window_per_image"
+KEY_EXPORT_FOLDER = "export/folder"
+KEY_EXPORT_ANONYMIZE = "export/anonymize"
+KEY_EXPORT_SIZE = "export/size"
 
 
 class Settings:
@@ -128,6 +132,28 @@ class Settings:
 
     def set_cine_fps(self, fps: int) -> None:
         self.set_value(KEY_CINE_FPS, int(fps))
+
+    def auto_window_per_image(self) -> bool:
+        """View > Automatic window per image (off: one automatic window per series)."""
+        return str(self.value(KEY_AUTO_WINDOW_PER_IMAGE, "false")).lower() in ("1", "true", "yes")
+
+    def set_auto_window_per_image(self, on: bool) -> None:
+        self.set_value(KEY_AUTO_WINDOW_PER_IMAGE, bool(on))
+
+    def export_folder(self) -> str:
+        return str(self.value(KEY_EXPORT_FOLDER, "", str) or "")
+
+    def export_anonymize(self) -> bool:
+        """Anonymize the overlays of exported views (on unless the user turned it off)."""
+        return str(self.value(KEY_EXPORT_ANONYMIZE, "true")).lower() in ("1", "true", "yes")
+
+    def export_size(self) -> str:
+        return str(self.value(KEY_EXPORT_SIZE, "screen", str) or "screen")
+
+    def set_export_choices(self, folder: str | Path, anonymize: bool, size: str) -> None:
+        self.set_value(KEY_EXPORT_FOLDER, str(folder))
+        self.set_value(KEY_EXPORT_ANONYMIZE, bool(anonymize))
+        self.set_value(KEY_EXPORT_SIZE, size)
 
     def geometry(self) -> QByteArray | None:
         v = self._qs.value(KEY_GEOMETRY)

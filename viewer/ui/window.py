@@ -1,6 +1,7 @@
 """The main window: welcome screen, canvas, series browser, tag browser, status bar.
 
-Widgets bind to `ViewState`; scanning and thumbnails run off the GUI thread and
+Widgets bind to the view state (a Qt-free `ViewSession` with one `ViewportState` per
+viewport, relayed by `ViewState`); scanning and thumbnails run off the GUI thread and
 arrive by signal, tagged with a scan generation so stale results are dropped
 (STYLE.md patterns 3-5).  Extension points are documented in ARCHITECTURE.md.
 """
@@ -8,40 +9,44 @@ arrive by signal, tagged with a scan generation so stale results are dropped
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHBoxLayout, QLabel, QMainWindow,
-                               QMenu, QProgressBar, QPushButton, QSlider, QStackedWidget,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QMainWindow, QMenu, QScrollArea,
+                               QStackedWidget, QWidget)
 
-from medviewer.viewer.ui.actions import build_actions
+from medviewer.viewer import logs
+from medviewer.viewer.display import PRESETS
+from medviewer.viewer.display.text import size_text
+from medviewer.viewer.io.pixels import PixelStore
+from medviewer.viewer.state.view import ViewSession
+from medviewer.viewer.ui.actions import (build_actions, rebuild_recent_menu, refresh_window_menu,
+                                         shortcut_rows)
 from medviewer.viewer.ui.browser import SeriesBrowser
-from medviewer.viewer.ui.canvas import ImageCanvas
+from medviewer.viewer.ui.cine import Cine
 from medviewer.viewer.ui.dialogs import shortcuts_dialog, skipped_dialog
+from medviewer.viewer.ui.focus import ReturnFocus, WheelScrolls, guard_wheel
 from medviewer.viewer.ui.loader import StudyLoader
 from medviewer.viewer.ui.settings import Settings
 from medviewer.viewer.ui.state import ViewState
+from medviewer.viewer.ui.statusbar import ScanStatus
 from medviewer.viewer.ui.tags import TagBrowser
+from medviewer.viewer.ui.viewport import Viewport
 from medviewer.viewer.ui.welcome import WelcomeWidget
 from medviewer.viewer.ui.workers import warm_up
 
 log = logging.getLogger("medviewer.ui")
 
-PREFETCH_RADIUS = 3
 TAGS_DELAY_MS = 150
 
 
 def _remember_identifiers(series: Any) -> None:
     """Tell the log redactor this patient's identifiers (viewer.logs, no PHI in logs)."""
-    try:
-        from medviewer.viewer.logs import remember_identifiers
-    except ImportError:
-        return
     for path in list(series.headers)[:1]:  # one header (parsed now), not the whole series
         try:
-            remember_identifiers(series.headers[path])
+            logs.remember_identifiers(series.headers[path])
         except Exception:
             log.debug("remember_identifiers failed", exc_info=True)
 
@@ -51,110 +56,91 @@ class MainWindow(QMainWindow):
 
     def __init__(self, settings: Settings | None = None, pixels: Any = None) -> None:
         super().__init__()
-        from medviewer.viewer.io.pixels import PixelStore
-
         warm_up()
         self.setWindowTitle("medviewer")
         self.setObjectName("medviewer_main")
         self.setAcceptDrops(True)
         self.settings = settings or Settings()
         self.pixels = pixels if pixels is not None else PixelStore()
-        self.state = ViewState(self.pixels, self)
+        self.session = ViewSession(pixels=self.pixels,
+                                   auto_window_per_image=self.settings.auto_window_per_image())
+        self.state = ViewState(parent=self, session=self.session)
         self.scan_result: Any = None
         self.loader = StudyLoader(self.pixels, self)
         self._welcome_hidden: list[QDockWidget] = []
         self._shown_once = False
         self._menus: dict[str, QMenu] = {}
-
-        # central: welcome page / viewer page
-        self.stack = QStackedWidget(self)
-        self.welcome = WelcomeWidget()
-        self.canvas = ImageCanvas(self.state)
-        self.canvas.default_overlay_opacity = self.settings.overlay_opacity()
-        self.canvas.sig_overlay_opacity.connect(self.settings.set_overlay_opacity)
-        self.slider = QSlider(Qt.Orientation.Horizontal)
-        self.slider.setObjectName("slice_slider")
-        self.slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.slice_label = QLabel("")
-        self._strip_holder = QVBoxLayout()
-        self._strip_holder.setContentsMargins(0, 0, 0, 0)
-        self._strip: QWidget | None = None
-        page = QWidget()
-        lay = QVBoxLayout(page)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.setSpacing(2)
-        lay.addWidget(self.canvas, 1)
-        row = QHBoxLayout()
-        row.addWidget(self.slider, 1)
-        row.addWidget(self.slice_label)
-        lay.addLayout(row)
-        lay.addLayout(self._strip_holder)
-        self.viewer_page = page
-        self.stack.addWidget(self.welcome)
-        self.stack.addWidget(page)
-        self.setCentralWidget(self.stack)
-
-        # docks
-        self.browser = SeriesBrowser()
-        self.browser_dock = self.add_dock(self.browser, Qt.DockWidgetArea.LeftDockWidgetArea,
-                                          "Series")
-        self.tags = TagBrowser()
-        self.tags_dock = self.add_dock(self.tags, Qt.DockWidgetArea.RightDockWidgetArea,
-                                       "DICOM tags")
-
-        # status bar
-        sb = self.statusBar()
-        self.cursor_label = QLabel("")
-        self.cursor_label.setObjectName("cursor_label")
-        self.progress = QProgressBar()
-        self.progress.setMaximumWidth(220)
-        self.progress.setVisible(False)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setVisible(False)
-        self.skipped_button = QPushButton("Skipped: 0")
-        self.skipped_button.setObjectName("skipped_button")
-        self.skipped_button.setFlat(True)
-        self.skipped_button.setVisible(False)
-        sb.addPermanentWidget(self.cursor_label)
-        sb.addPermanentWidget(self.progress)
-        sb.addPermanentWidget(self.cancel_button)
-        sb.addPermanentWidget(self.skipped_button)
-        self.cancel_button.clicked.connect(self.cancel_scan)
-        self.skipped_button.clicked.connect(self.show_skipped)
-
-        # cine
-        self.cine_timer = QTimer(self)
-        self.cine_timer.timeout.connect(self._cine_step)
-
+        self._drop_handlers: list[tuple[Callable[[Path], bool], Callable[[Path], Any]]] = []
+        self._wheel_guard = WheelScrolls(self)
+        self._build_pages()
+        self._build_docks()
+        self._build_status_bar()
+        self.cine = Cine(self.state, self.settings.cine_fps, self)
+        self.cine_timer = self.cine.timer
         self.actions_by_name = build_actions(self)
         if self.settings.debug_logging():
-            self._apply_debug_logging(True)
+            logs.set_debug(True)
         self.ai_menu = self.menu("AI")
         self.menu("Help")
+        self._connect()
+        self.welcome.set_recent(self.settings.recent_folders())
+        self.resize(1280, 820)
 
-        # bindings
-        self.welcome.sig_open_folder.connect(lambda: self.choose_folder())
-        self.welcome.sig_open_demo.connect(lambda: self.open_demo())
-        self.welcome.sig_open_recent.connect(lambda p: self.open_path(p))
-        self.browser.sig_series_selected.connect(self.state.set_series)
-        self.loader.sig_progress.connect(self._on_progress)
-        self.loader.sig_result.connect(self._on_result)
-        self.loader.sig_failed.connect(self._on_failed)
-        self.loader.sig_thumbnail.connect(self.browser.set_thumbnail)
-        self.slider.valueChanged.connect(self.state.set_slice)
-        self.state.sig_series_changed.connect(self._on_series_changed)
-        self.state.sig_slice_changed.connect(self._on_slice_changed)
-        self.canvas.sig_cursor.connect(self._on_cursor)
-        self.canvas.sig_rendered.connect(self._on_rendered)
+    # -- construction ---------------------------------------------------------------
+    def _build_pages(self) -> None:
+        """Central widget: the welcome page, or the viewport (canvas, scroller, strip)."""
+        self.stack = QStackedWidget(self)
+        self.welcome = WelcomeWidget()
+        self.viewport = Viewport(self.state)
+        self.canvas = self.viewport.canvas
+        self.canvas.default_overlay_opacity = self.settings.overlay_opacity()
+        self.slider = self.viewport.slider
+        self.slice_label = self.viewport.slice_label
+        self.viewer_page = self.viewport
+        self.stack.addWidget(self.welcome)
+        self.stack.addWidget(self.viewport)
+        self.setCentralWidget(self.stack)
+
+    def _build_docks(self) -> None:
+        self.browser = SeriesBrowser()
+        self.browser_dock = self.add_dock(self.browser, Qt.DockWidgetArea.LeftDockWidgetArea, "Series")
+        self.tags = TagBrowser()
+        self.tags_dock = self.add_dock(self.tags, Qt.DockWidgetArea.RightDockWidgetArea, "DICOM tags")
         # the tag tree is rebuilt once the slice settles, not on every wheel step
         self._tags_timer = QTimer(self)
         self._tags_timer.setSingleShot(True)
         self._tags_timer.setInterval(TAGS_DELAY_MS)
+
+    def _build_status_bar(self) -> None:
+        self.status = ScanStatus(self.statusBar(), self)
+        self.cursor_label = self.status.cursor_label
+        self.progress = self.status.progress
+        self.cancel_button = self.status.cancel_button
+        self.skipped_button = self.status.skipped_button
+
+    def _connect(self) -> None:
+        self.canvas.sig_overlay_opacity.connect(self.settings.set_overlay_opacity)
+        self.status.sig_cancel.connect(self.cancel_scan)
+        self.status.sig_show_skipped.connect(self.show_skipped)
+        self.welcome.sig_open_folder.connect(lambda: self.choose_folder())
+        self.welcome.sig_open_demo.connect(lambda: self.open_demo())
+        self.welcome.sig_open_recent.connect(lambda p: self.open_path(p))
+        self.browser.sig_series_selected.connect(self.state.set_series)
+        self.loader.sig_progress.connect(self.status.set_progress)
+        self.loader.sig_result.connect(self._on_result)
+        self.loader.sig_failed.connect(self.status.failed)
+        self.loader.sig_thumbnail.connect(self.browser.set_thumbnail)
+        self.state.sig_series_changed.connect(self._on_series_changed)
+        self.state.sig_slice_changed.connect(lambda _i: self._tags_timer.start())
+        self.canvas.sig_cursor.connect(self.status.set_cursor)
+        self.canvas.sig_rendered.connect(lambda: refresh_window_menu(self))
+        self.cine.sig_playing.connect(self._on_cine_playing)
         self._tags_timer.timeout.connect(self._update_tags)
         self.tags_dock.visibilityChanged.connect(lambda _v: self._tags_timer.start())
-
-        self.welcome.set_recent(self.settings.recent_folders())
-        self.resize(1280, 820)
+        # typing in a field keeps its keys; Enter / Escape give them back to the image
+        self._return_focus = ReturnFocus(self.canvas, self)
+        self._return_focus.watch(self.tags.filter)
+        self._return_focus.watch(self.fps_spin)
 
     def restore_layout(self) -> None:
         """Restore the saved geometry and dock layout (call after plug-ins added
@@ -163,6 +149,8 @@ class MainWindow(QMainWindow):
         geo, st = self.settings.geometry(), self.settings.window_state()
         if geo is not None:
             self.restoreGeometry(geo)
+        else:
+            self._fit_to_screen()
         if st is not None and self.restoreState(st):
             return
         right = [d for d in self.findChildren(QDockWidget)
@@ -175,14 +163,32 @@ class MainWindow(QMainWindow):
         QTimer.singleShot(0, lambda: self.resizeDocks(
             [self.browser_dock, self.tags_dock], [270, 440], Qt.Orientation.Horizontal))
 
+    def _fit_to_screen(self) -> None:
+        """First start: 1280x820, or less on a smaller screen (docks scroll, nothing is cut)."""
+        screen = self.screen()
+        if screen is not None:
+            avail = screen.availableGeometry()
+            self.resize(min(self.width(), avail.width()), min(self.height(), avail.height()))
+
     # -- extension points ---------------------------------------------------------
     def add_dock(self, widget: QWidget, area: Any = Qt.DockWidgetArea.RightDockWidgetArea,
-                 title: str | None = None) -> QDockWidget:
-        """Wrap `widget` in a dock (saved with the window layout) and add it."""
+                 title: str | None = None, scrollable: bool = False) -> QDockWidget:
+        """Wrap `widget` in a dock (saved with the window layout) and add it.
+        `scrollable` puts it in a scroll area, so a small window never cuts it off."""
         dock = QDockWidget(title or widget.windowTitle() or widget.objectName(), self)
         name = widget.objectName() or (title or "dock").lower().replace(" ", "_")
         dock.setObjectName(f"dock_{name}")
-        dock.setWidget(widget)
+        if scrollable:
+            scroll = QScrollArea()
+            scroll.setObjectName(f"scroll_{name}")
+            scroll.setWidgetResizable(True)
+            scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+            scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+            scroll.setWidget(widget)
+            guard_wheel(widget, self._wheel_guard)
+            dock.setWidget(scroll)
+        else:
+            dock.setWidget(widget)
         self.addDockWidget(area, dock)
         view = self._menus.get("View")
         if view is not None:
@@ -204,20 +210,31 @@ class MainWindow(QMainWindow):
 
     def set_slice_strip(self, widget: QWidget | None) -> None:
         """Place a per-slice widget under the slice scroller (None removes it)."""
-        if self._strip is not None:
-            self._strip_holder.removeWidget(self._strip)
-            self._strip.setParent(None)
-        self._strip = widget
-        if widget is not None:
-            self._strip_holder.addWidget(widget)
-            widget.show()
+        self.viewport.set_slice_strip(widget)
+
+    def add_drop_handler(self, accepts: Callable[[Path], bool], handle: Callable[[Path], Any]) -> None:
+        """Dropped files for which `accepts(path)` is true go to `handle(path)` instead of
+        being opened as a study (e.g. a .safetensors model file)."""
+        self._drop_handlers.append((accepts, handle))
 
     def show_message(self, text: str, msecs: int = 5000) -> None:
         self.statusBar().showMessage(text, msecs)
 
-    def export_view(self, path: str | Path) -> None:
-        if not self.canvas.grab_view().save(str(path), "PNG"):
+    def export_view(self, path: str | Path, anonymize: bool = True, native: bool = False) -> Path:
+        """Write the view as PNG: overlays anonymized unless asked otherwise, as on screen
+        or (`native`) at the image's own resolution."""
+        path = Path(path)
+        img = self.canvas.render_view(anonymize=anonymize, native=native)
+        if not img.save(str(path), "PNG"):
             raise OSError(f"cannot write {path}")
+        self.show_message(f"Saved {path} ({size_text(img.height(), img.width())} px"
+                          f"{', anonymized' if anonymize else ''})")
+        return path
+
+    def choose_export(self, title: str = "Export view") -> Path | None:
+        from medviewer.viewer.ui.export import export_interactive
+
+        return export_interactive(self, title)
 
     # -- opening ------------------------------------------------------------------
     def choose_folder(self) -> None:
@@ -248,7 +265,7 @@ class MainWindow(QMainWindow):
             return
         if remember:
             self.welcome.set_recent(self.settings.add_recent(path))
-            self._rebuild_recent_menu()
+            rebuild_recent_menu(self)
         self._start_scan(path, path.name)
 
     def _start_scan(self, path: Path | Any, label: str) -> None:
@@ -258,13 +275,9 @@ class MainWindow(QMainWindow):
         self.canvas.clear_overlays()
         self.canvas.clear_rulers()
         self.state.set_series(None)
-        self.skipped_button.setVisible(False)
         self._show_viewer_page()
         self.setWindowTitle(f"medviewer - {label}")
-        self.progress.setRange(0, 0)
-        self.progress.setVisible(True)
-        self.cancel_button.setVisible(True)
-        self.show_message(f"Scanning {label}...", 0)
+        self.status.started(label)
         self.loader.start(path)
 
     def _show_viewer_page(self) -> None:
@@ -297,41 +310,13 @@ class MainWindow(QMainWindow):
     def is_scanning(self) -> bool:
         return self.loader.is_running()
 
-    def _on_progress(self, done: int, total: int) -> None:
-        self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(done)
-        self.progress.setFormat(f"{done}/{total}")
-
-    def _on_failed(self, error: str) -> None:
-        self.progress.setVisible(False)
-        self.cancel_button.setVisible(False)
-        self.show_message(error, 15000)
-
     def _on_result(self, result: Any, final: bool) -> None:
         self._apply_result(result)
-        if not final:
-            return
-        self.progress.setVisible(False)
-        self.cancel_button.setVisible(False)
-        n_series = len(result.all_series())
-        n_img = sum(len(s.items) for s in result.all_series())
-        n_skip = len(result.skipped) + len(result.non_image)
-        self.skipped_button.setText(f"Skipped: {len(result.skipped)}"
-                                    + (f" (+{len(result.non_image)} non-image)"
-                                       if result.non_image else ""))
-        self.skipped_button.setVisible(n_skip > 0)
-        msg = f"{n_series} series, {n_img} images"
-        if result.skipped:
-            msg += f", {len(result.skipped)} file(s) skipped"
-        if not getattr(result, "complete", True):
-            msg += " (scan cancelled)"
-        if n_img == 0:
-            msg = f"No displayable images in {result.root}" + (
-                f" ({len(result.skipped)} file(s) skipped)" if result.skipped else "")
-        self.show_message(msg, 0)
-        log.info("scan finished: %d series, %d images, %d skipped",
-                 n_series, n_img, len(result.skipped))
-        self.state.sig_scan_finished.emit(result)
+        if final:
+            self.status.finished(result)
+            log.info("scan finished: %d series, %d images, %d skipped", len(result.all_series()),
+                     sum(len(s.items) for s in result.all_series()), len(result.skipped))
+            self.session.events.scan_finished.emit(result)
 
     def _apply_result(self, result: Any) -> None:
         self.scan_result = result
@@ -348,113 +333,61 @@ class MainWindow(QMainWindow):
             same = next((s for s in all_series if s.series_uid == cur.series_uid), None)
             if same is not None and same is not cur:
                 self.state.update_series(same)
-        self.state.sig_scan_updated.emit(result)
+        self.session.events.scan_updated.emit(result)
 
     # -- state -> widgets -----------------------------------------------------------
     def _on_series_changed(self, series: Any) -> None:
-        self.cine_timer.stop()
         preset = self.settings.default_preset()
-        if (series is not None and series.modality == "CT" and preset
+        if (series is not None and series.modality == "CT" and preset in PRESETS
                 and self.state.window is None):
-            from medviewer.viewer.display import PRESETS
-
-            if preset in PRESETS:  # the user's default window for CT (View settings)
-                self.state.window = PRESETS[preset]
-        n = len(series.items) if series is not None else 0
-        self.slider.blockSignals(True)
-        self.slider.setRange(0, max(0, n - 1))
-        self.slider.setValue(self.state.index)
-        self.slider.blockSignals(False)
+            self.state.window = PRESETS[preset]  # the user's default window for CT (View settings)
         if series is not None:
             self.browser.select_uid(series.series_uid)
-
-    def _on_slice_changed(self, index: int) -> None:
-        n = self.state.count()
-        self.slider.blockSignals(True)
-        if self.slider.maximum() != max(0, n - 1):
-            self.slider.setRange(0, max(0, n - 1))
-        self.slider.setValue(index)
-        self.slider.blockSignals(False)
-        self.slice_label.setText(f"{index + 1}/{n}" if n else "")
-        self._tags_timer.start()
-        series = self.state.series
-        if series is not None and n:
-            lo, hi = max(0, index - PREFETCH_RADIUS), min(n, index + PREFETCH_RADIUS + 1)
-            try:
-                self.pixels.prefetch(series.items[lo:hi])
-            except Exception:
-                log.debug("prefetch failed", exc_info=True)
-
-    def _on_rendered(self) -> None:
-        from medviewer.viewer.ui.actions import refresh_window_menu
-
-        refresh_window_menu(self)
 
     def _update_tags(self) -> None:
         if self.tags_dock.isVisible():
             self.tags.set_dataset(self.state.header())
 
-    def _on_cursor(self, cv: Any) -> None:
-        self.cursor_label.setText("" if cv is None else f"({cv.col}, {cv.row}) {cv.text}")
-
     def show_skipped(self) -> None:
         skipped_dialog(self, self.scan_result).exec()
+
+    def set_auto_window_per_image(self, on: bool) -> None:
+        """View > Automatic window per image (else one automatic window per series)."""
+        self.settings.set_auto_window_per_image(on)
+        self.session.set_auto_window_per_image(on)
 
     def set_debug_logging(self, on: bool) -> None:
         """Help > Debug logging: persist the choice and apply it to the log now."""
         self.settings.set_debug_logging(on)
-        self._apply_debug_logging(on)
+        logs.set_debug(on)
         self.show_message("Debug logging on: the log now includes patient identifiers" if on
                           else "Debug logging off: patient identifiers are redacted", 8000)
 
-    @staticmethod
-    def _apply_debug_logging(on: bool) -> None:
-        try:
-            from medviewer.viewer.logs import set_debug
-        except ImportError:
-            return
-        set_debug(on)
-
     def show_log_location(self) -> str:
         try:
-            from medviewer.viewer.logs import log_path
-            where = str(log_path())
-        except Exception:
+            where = str(logs.log_path())
+        except OSError:
             where = "no log file (logging to the terminal)"
         self.show_message(f"Log file: {where}", 15000)
         return where
 
     def show_shortcuts(self) -> None:
-        from medviewer.viewer.ui.actions import shortcut_rows
-
         shortcuts_dialog(self, shortcut_rows(self)).exec()
-
-    def _rebuild_recent_menu(self) -> None:
-        from medviewer.viewer.ui.actions import rebuild_recent_menu
-
-        rebuild_recent_menu(self)
 
     # -- cine -----------------------------------------------------------------------
     def set_cine(self, playing: bool) -> None:
-        if playing and self.state.count() > 1:
-            self.cine_timer.start(int(1000 / max(1, self.settings.cine_fps())))
-        else:
-            self.cine_timer.stop()
-        act = self.actions_by_name.get("cine")
-        if act is not None and act.isChecked() != self.cine_timer.isActive():
-            act.blockSignals(True)
-            act.setChecked(self.cine_timer.isActive())
-            act.blockSignals(False)
+        self.cine.set_playing(playing)
 
     def set_cine_fps(self, fps: int) -> None:
         self.settings.set_cine_fps(fps)
-        if self.cine_timer.isActive():
-            self.cine_timer.setInterval(int(1000 / max(1, fps)))
+        self.cine.rate_changed()
 
-    def _cine_step(self) -> None:
-        n = self.state.count()
-        if n > 1:
-            self.state.set_slice((self.state.index + 1) % n)
+    def _on_cine_playing(self, playing: bool) -> None:
+        act = self.actions_by_name.get("cine")
+        if act is not None and act.isChecked() != playing:
+            act.blockSignals(True)
+            act.setChecked(playing)
+            act.blockSignals(False)
 
     # -- drag and drop / close ---------------------------------------------------------
     def dragEnterEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
@@ -463,9 +396,18 @@ class MainWindow(QMainWindow):
 
     def dropEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
         paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
-        if paths:
-            event.acceptProposedAction()
-            self.open_path(paths[0])
+        if not paths:
+            return
+        event.acceptProposedAction()
+        rest = []
+        for path in paths:
+            handler = next((h for accepts, h in self._drop_handlers if accepts(path)), None)
+            if handler is not None:
+                handler(path)
+            else:
+                rest.append(path)
+        if rest:
+            self.open_path(rest[0])
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
         self.shutdown()
@@ -481,7 +423,7 @@ class MainWindow(QMainWindow):
             self.settings.sync()
         except Exception:
             log.exception("saving settings")
-        self.cine_timer.stop()
+        self.cine.set_playing(False)
         self.loader.shutdown()
         self.canvas.shutdown()
         try:

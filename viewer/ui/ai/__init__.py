@@ -17,6 +17,9 @@ def install(window: Any) -> Any:
 
     controller = AIController(window)
     window.ai = controller
+    from medviewer.viewer.ui.ai.dicomsave import install as install_dicom_save
+
+    install_dicom_save(controller)  # AI > Save AI results as DICOM...
     return controller
 
 

@@ -1,33 +1,37 @@
 """AIController: binds the engine to the main window (menus, docks, strip, Grad-CAM overlay).
 
-View state lives in the window's ViewState; results arrive from worker jobs
-by signal and pass the ResultRouter (tagged study/series/slice/model/generation)
-before anything is painted, so stale results are dropped (STYLE.md pattern 5).
+What the panels show lives in a Qt-free `AIResults` (viewer.state.ai: results per
+series, the class the strip shows, the CAM cache); view state lives in the window's
+ViewState.  Engine work runs as tasks (viewer.ui.ai.worker) on `TaskRunner`s; every
+result passes the ResultRouter (tagged study/series/slice/model/generation) before
+anything is stored or painted, so stale results are dropped (STYLE.md pattern 5).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections import OrderedDict
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, QThreadPool, QTimer
+from PySide6.QtCore import QObject, QThreadPool
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QVBoxLayout, QWidget
 
+from medviewer.engine.infer import aggregate, aggregation_name
 from medviewer.engine.results import ResultRouter
+from medviewer.viewer.state.ai import AIResults, ResultKey
+from medviewer.viewer.ui.ai.camlayer import OVERLAY, CamLayer
 from medviewer.viewer.ui.ai.strip import SliceStrip
 from medviewer.viewer.ui.ai.widgets import CamControls, ModelPicker, ProbabilityPanel
-from medviewer.viewer.ui.ai.worker import CamJob, JobSignals, LoadJob, SeriesJob
+from medviewer.viewer.ui.ai.worker import load_task, series_task
+from medviewer.viewer.ui.workers import CANCELLED, TaskRunner, TaskState
 
 log = logging.getLogger("medviewer.ai")
 
-OVERLAY = "gradcam"
-CAM_DELAY_MS = 80
-CAM_CACHE = 32
+MODEL_SUFFIX = ".safetensors"
 
 
 class AIController(QObject):
@@ -38,25 +42,26 @@ class AIController(QObject):
         self.window = window
         self.state = window.state
         self.router = ResultRouter()        # series/image classification jobs
-        self.cam_router = ResultRouter()    # Grad-CAM requests (newest wins)
-        self._model_gen = 0
-        self.signals = JobSignals(self)
-        self.pool = QThreadPool(self)
-        self.pool.setMaxThreadCount(1)
-        self.cam_pool = QThreadPool(self)
-        self.cam_pool.setMaxThreadCount(1)
+        self.results = AIResults(lambda probs, method, k: aggregate(probs, method, k=k))
         self.model: Any = None
-        self.probs: np.ndarray | None = None      # (N, C) of the series in view, NaN = not yet
-        self._probs_key: tuple[str, str, str] | None = None
+        self.dropped = 0                    # stale batches dropped (for tests and logs)
         self._job_started = 0.0
         self._job_count = 0
         self._per_image: float | None = None
-        self.dropped = 0                          # stale batches dropped (for tests and logs)
-        self.cams: OrderedDict[tuple[Any, ...], tuple[int, np.ndarray]] = OrderedDict()
-        self._cam_shown: tuple[Any, ...] | None = None
-        self.aggregation = "mean"
+        self._job_view: tuple[str, str] | None = None   # (study, series) of the last analysis
+        self._build_widgets()
+        self._build_runners()
+        self._build_actions()
+        self._connect()
+        self.picker.refresh()
+        self._update_actions()
+        saved = self._setting("ai/model", "")
+        if saved and Path(saved).is_file():
+            self.load_model(saved)
 
-        # widgets
+    # -- construction ----------------------------------------------------------------
+    def _build_widgets(self) -> None:
+        w = self.window
         self.picker = ModelPicker()
         self.panel = ProbabilityPanel()
         self.cam = CamControls()
@@ -66,48 +71,51 @@ class AIController(QObject):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.panel)
         lay.addWidget(self.cam)
-        self.models_dock = window.add_dock(self.picker, title="AI models")
-        self.results_dock = window.add_dock(holder, title="AI results")
-        self.strip = SliceStrip(align_to=getattr(window, "slider", None))
-        window.set_slice_strip(self.strip)
+        self.models_dock = w.add_dock(self.picker, title="AI models", scrollable=True)
+        self.results_dock = w.add_dock(holder, title="AI results", scrollable=True)
+        self.strip = SliceStrip(align_to=getattr(w, "slider", None))
+        w.set_slice_strip(self.strip)
         self.strip.setVisible(False)
-        self._cam_timer = QTimer(self)
-        self._cam_timer.setSingleShot(True)
-        self._cam_timer.setInterval(CAM_DELAY_MS)
-        self._cam_timer.timeout.connect(self.request_cam)
+        self.cam_layer = CamLayer(w, self.cam, self.results, lambda: self.model, self)
 
-        # actions
-        menu = window.ai_menu
+    def _build_runners(self) -> None:
+        # model loads and analyses share one thread (never two torch jobs at once)
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(1)
+        self.loads = TaskRunner(self, name="model load", pool=self.pool)
+        self.jobs = TaskRunner(self, name="AI analysis", pool=self.pool)
+
+    def _build_actions(self) -> None:
+        menu = self.window.ai_menu
         self.act_analyze_image = self._action(menu, "Analyze image", "Ctrl+I", self.analyze_image)
         self.act_analyze_series = self._action(menu, "Analyze series", "Ctrl+Shift+I", self.analyze_series)
         self.act_cancel = self._action(menu, "Cancel analysis", None, self.cancel)
         menu.addSeparator()
+        self._action(menu, "Load model file...", None, self.choose_model_file)
         self._action(menu, "Show models", None, lambda: self.models_dock.show())
         self._action(menu, "Export view with overlay...", None, self.choose_export)
 
-        # bindings
+    def _connect(self) -> None:
         self.picker.sig_model_chosen.connect(self.load_model)
-        self.panel.aggregation.currentIndexChanged.connect(self._aggregation_changed)
+        self.picker.sig_load_file.connect(self.choose_model_file)
+        self.panel.aggregation.currentIndexChanged.connect(
+            lambda _i: self.results.set_aggregation(str(self.panel.aggregation.currentData())))
         dev = str(self._setting("ai/device", "auto") or "auto")
         if self.picker.device.findText(dev) >= 0:
             self.picker.device.setCurrentText(dev)
         self.picker.device.currentTextChanged.connect(self._device_changed)
         self.panel.cancel_button.clicked.connect(self.cancel)
-        self.cam.sig_changed.connect(self.update_cam)
+        self.cam.sig_changed.connect(self._cam_controls_changed)
         self.strip.sig_slice_clicked.connect(self.state.set_slice)
         self.state.sig_series_changed.connect(self.on_series_changed)
         self.state.sig_slice_changed.connect(self.on_slice_changed)
-        self.signals.sig_loaded.connect(self.on_loaded)
-        self.signals.sig_batch.connect(self.on_batch)
-        self.signals.sig_cam.connect(self.on_cam)
-        self.signals.sig_progress.connect(self.on_progress)
-        self.signals.sig_finished.connect(self.on_finished)
-
-        self.picker.refresh()
-        self._update_actions()
-        saved = self._setting("ai/model", "")
-        if saved and Path(saved).is_file():
-            self.load_model(saved)
+        self.results.choice_changed.connect(self._show_results)
+        self.loads.sig_finished.connect(self._on_load_finished)
+        self.jobs.sig_partial.connect(self.on_batch)
+        self.jobs.sig_progress.connect(self.on_progress)
+        self.jobs.sig_finished.connect(self.on_finished)
+        self.window.add_drop_handler(lambda p: p.suffix.lower() == MODEL_SUFFIX and p.is_file(),
+                                     self.load_model_file)
 
     # -- helpers ----------------------------------------------------------------
     def _action(self, menu: Any, text: str, shortcut: str | None, slot: Any) -> QAction:
@@ -135,13 +143,25 @@ class AIController(QObject):
             return None
         return self.state.study_uid_of(s), str(s.series_uid)
 
-    def _strip_class(self) -> int:
-        ci = self.cam.class_index()
-        return int(ci) if ci is not None else len(self.model.classes) - 1 if self.model else 0
+    def _result_key(self) -> ResultKey | None:
+        view = self._view_key()
+        if view is None or self.model is None:
+            return None
+        return view[0], view[1], self.model.model_id
 
-    def _aggregation_changed(self, _i: int) -> None:
-        self.aggregation = str(self.panel.aggregation.currentData())
-        self._show_series_result()
+    def _view_results(self) -> Any:
+        """The stored results of the series in view (None when there are none)."""
+        return self.results.results_for(self._result_key(), self.state.count())
+
+    @property
+    def probs(self) -> np.ndarray | None:
+        """(N, C) probabilities of the series in view; NaN rows = not analysed."""
+        res = self._view_results()
+        return None if res is None else res.probs
+
+    @property
+    def cams(self) -> Any:
+        return self.results.cams
 
     def _device_changed(self, device: str) -> None:
         """Remember the device (settings 'ai/device') and reload the current model there."""
@@ -154,13 +174,31 @@ class AIController(QObject):
 
     # -- model ------------------------------------------------------------------
     def load_model(self, path: str) -> None:
-        """Load a model file on the worker thread (imports torch lazily)."""
-        self._model_gen += 1
+        """Load a model file on the worker thread (imports torch lazily); a newer
+        request supersedes one still loading."""
         device = str(self._setting("ai/device", "auto") or "auto")
         threads = max(1, (os.cpu_count() or 2) - 1)  # leave a core for the GUI thread
         self.panel.status.setText(f"Loading {Path(path).name}...")
-        self.pool.start(LoadJob(self.signals, self._model_gen, lambda g: g == self._model_gen, path,
-                                None if device == "auto" else device, threads))
+        self.loads.start(load_task, str(path), None if device == "auto" else device, threads, key=str(path))
+
+    def choose_model_file(self) -> None:
+        """AI > Load model file...: any .safetensors file, from the folder used last."""
+        start = str(self._setting("ai/model_folder", "") or Path.home())
+        path, _ = QFileDialog.getOpenFileName(self.window, "Load model file", start,
+                                              f"medviewer models (*{MODEL_SUFFIX});;All files (*)")
+        if path:
+            self.load_model_file(Path(path))
+
+    def load_model_file(self, path: str | Path) -> None:
+        """Load a model file chosen or dropped by the user (listed in the picker too)."""
+        path = Path(path)
+        try:
+            self.window.settings.set_value("ai/model_folder", str(path.parent))
+        except Exception:
+            pass
+        self.picker.refresh(extra=[path])
+        self.window.show_message(f"AI: loading model file {path.name}")
+        self.load_model(str(path))
 
     def load_default_model(self) -> bool:
         """Load the bundled demo model unless a model is loaded or loading
@@ -176,19 +214,28 @@ class AIController(QObject):
         self.load_model(str(demo))
         return True
 
-    def on_loaded(self, gen: int, model: Any) -> None:
-        if gen != self._model_gen:
+    def _on_load_finished(self, state: TaskState, model: Any, error: str | None) -> None:
+        if error:
+            if error != CANCELLED:
+                self.panel.status.setText(f"Model not loaded: {error}")
+                self.window.show_message(f"AI: {error}", 8000)
             return
+        self.on_loaded(model)
+
+    def on_loaded(self, model: Any) -> None:
         from medviewer.engine.device import describe
 
         self.model = model
         self.router.cancel()
-        self.cams.clear()
-        self.probs, self._probs_key = None, None
-        self.panel.set_model(model.card, describe(model.device))
+        self.cam_layer.cancel()
+        self.results.clear()
+        self.panel.set_model(model.card, describe(model.device), model.path)
         self.panel.status.setText(f"Model ready: {model.card.summary()}")
         self.cam.set_classes(model.classes)
-        self.picker.select_path(model.path)
+        self.results.set_class_choice(None)
+        if not self.picker.select_path(model.path):
+            self.picker.refresh(extra=[model.path])   # a file from outside the models folders
+            self.picker.select_path(model.path)
         self.strip.setVisible(False)
         self.window.canvas.set_overlay(OVERLAY, None)
         try:
@@ -196,34 +243,31 @@ class AIController(QObject):
         except Exception:
             pass
         self._update_actions()
+        self._show_results()
         self.update_cam()
 
     # -- jobs ---------------------------------------------------------------------
     def _start(self, refs: list[Any], first_index: int) -> int | None:
-        key = self._view_key()
-        if self.model is None or key is None:
+        key = self._result_key()
+        if key is None:
             self.window.show_message("AI: choose a model and open a series first")
             return None
         series = self.state.series
         gen = self.router.start_job(key[0], key[1], self.model.model_id)
-        self.router.set_view(*key)
-        pkey = (key[0], key[1], self.model.model_id)
-        if self._probs_key != pkey or self.probs is None or len(self.probs) != len(series.items):
-            self.probs = np.full((len(series.items), len(self.model.classes)), np.nan, np.float32)
-            self._probs_key = pkey
-            self.strip.reset(len(series.items))
-        self.strip.setVisible(True)
-        self.strip.set_current(self.state.index)
-        self._job_started = _now()
+        self.router.set_view(key[0], key[1])
+        self._job_view = (key[0], key[1])
+        self.results.ensure(key, len(series.items), self.model.classes)
+        self._job_started = time.perf_counter()
         self._job_count = len(refs)
         self._per_image = None
         self.panel.progress.setRange(0, len(refs))
         self.panel.progress.setValue(0)
         self.panel.progress.setVisible(True)
         self.panel.cancel_button.setVisible(True)
-        job = SeriesJob(self.signals, gen, self.router.is_current, self.model, self.window.pixels, refs,
-                        (max(1, series.rows), max(1, series.columns)), first_index)
-        self.pool.start(job)
+        self._show_results()
+        self.jobs.start(series_task, self.model, self.window.pixels, refs,
+                        (max(1, series.rows), max(1, series.columns)), first_index,
+                        key=(gen, key), is_current=lambda: self.router.is_current(gen))
         return gen
 
     def analyze_image(self) -> int | None:
@@ -237,90 +281,90 @@ class AIController(QObject):
     def cancel(self) -> None:
         """Stop the running job at its next batch; results so far stay."""
         self.router.cancel()
-        self.cam_router.cancel()
+        self.cam_layer.cancel()
 
     # -- results --------------------------------------------------------------------
-    def on_progress(self, gen: int, done: int, total: int) -> None:
-        if self.router.is_current(gen):
+    def on_progress(self, state: TaskState, done: int, total: int) -> None:
+        if self.router.is_current(state.key[0]):
             self.panel.progress.setValue(done)
 
-    def on_batch(self, gen: int, start: int, probs: np.ndarray, _cams: Any) -> None:
-        if not self.router.accept(self.router.tag(gen, start)) or self.probs is None:
+    def on_batch(self, state: TaskState, batch: tuple[int, np.ndarray]) -> None:
+        gen, key = state.key
+        start, probs = batch
+        if not self.router.accept(self.router.tag(gen, start)) or self.results.store(key, start, probs) is None:
             self.dropped += 1
             return
-        stop = min(len(self.probs), start + len(probs))
-        self.probs[start:stop] = probs[: stop - start]
-        self.strip.set_values(start, probs[: stop - start, self._strip_class()])
-        if start <= self.state.index < stop:
-            self._show_slice_probs()
-        self._show_series_result()
+        self._show_results()
 
-    def on_finished(self, gen: int, kind: str, error: Any, seconds: float) -> None:
-        if kind == "load":
-            if error and gen == self._model_gen:
-                self.panel.status.setText(f"Model not loaded: {error}")
-                self.window.show_message(f"AI: {error}", 8000)
-            return
-        if kind == "cam":
-            if error and error != "cancelled":
-                self.panel.status.setText(f"Grad-CAM failed: {error}")
-            return
-        if not self.router.is_current(gen) and error is None:
+    def on_finished(self, state: TaskState, _result: Any, error: str | None) -> None:
+        gen = state.key[0]
+        current = self.router.is_current(gen)
+        if not current and error is None:
             return
         self.panel.progress.setVisible(False)
         self.panel.cancel_button.setVisible(False)
-        if error == "cancelled" or (error is None and not self.router.is_current(gen)):
+        if error == CANCELLED or not current:
             self.panel.status.setText("Analysis cancelled")
         elif error:
             self.panel.status.setText(f"Analysis failed: {error}")
             self.window.show_message(f"AI: {error}", 8000)
         else:
             n = self._job_count
-            self._per_image = seconds / max(n, 1)
-            self._show_slice_probs()
-            self.panel.status.setText(f"Analyzed {n} image(s) in {seconds:.2f} s "
-                                      f"({seconds / max(n, 1) * 1000:.0f} ms per image)")
+            self._per_image = state.seconds / max(n, 1)
+            self.panel.status.setText(f"Analyzed {n} image(s) in {state.seconds:.2f} s "
+                                      f"({self._per_image * 1000:.0f} ms per image)")
+        self._show_results()
+
+    def _show_results(self) -> None:
+        """Panel bars, series result and strip, all from the stored results of the view."""
+        self._show_strip()
+        self._show_slice_probs()
         self._show_series_result()
 
+    def _show_strip(self) -> None:
+        key = self._result_key()
+        res = self.results.results_for(key, self.state.count())
+        if res is None:
+            self.strip.reset(0)
+            self.strip.setVisible(False)
+            return
+        self.strip.set_view(self.results.strip(key), len(res))
+        self.strip.set_current(self.state.index)
+        self.strip.setVisible(True)
+
     def _show_slice_probs(self) -> None:
+        res = self._view_results()
         i = self.state.index
-        if self.probs is None or not 0 <= i < len(self.probs) or np.isnan(self.probs[i, 0]) \
-                or self._probs_key is None or self._view_key() != self._probs_key[:2]:
+        probs = None if res is None else res.at(i)
+        if probs is None:
             self.panel.set_probabilities(None)
             return
         per = self._per_image
         if per is None:  # job still running: elapsed time over results so far
-            per = (_now() - self._job_started) / max(1, self.strip.filled())
-        self.panel.set_probabilities(self.probs[i], where=f"slice {i + 1}", seconds=per)
+            per = (time.perf_counter() - self._job_started) / max(1, res.filled())
+        self.panel.set_probabilities(probs, where=f"slice {i + 1}", seconds=per)
 
     def _show_series_result(self) -> None:
-        from medviewer.engine.infer import aggregate, aggregation_name
-
-        if self.probs is None or self.model is None:
+        key = self._result_key()
+        res = self.results.results_for(key, self.state.count())
+        agg = self.results.series_probs(key)
+        if agg is None or res is None:
             self.panel.set_series_result("")
             return
-        done = self.probs[~np.isnan(self.probs[:, 0])]
-        if len(done) == 0:
-            self.panel.set_series_result("")
-            return
-        agg = aggregate(done, self.aggregation, k=3)
-        top = int(np.argmax(agg))
+        probs, used = agg
+        top = int(np.argmax(probs))
         self.panel.set_series_result(
-            f"Series ({aggregation_name(self.aggregation)} over {len(done)}/{len(self.probs)} slices): "
-            f"<b>{self.model.classes[top]}</b> {agg[top]:.3f}")
+            f"Series ({aggregation_name(self.results.aggregation, self.results.k)} over {used}/{len(res)} "
+            f"slices): <b>{res.classes[top]}</b> {probs[top]:.3f}")
 
     # -- view changes -------------------------------------------------------------------
     def on_series_changed(self, _series: Any) -> None:
-        key = self._view_key()
-        self.router.set_view(*(key or (None, None)))
-        self.cam_router.cancel()
-        if self._probs_key is None or key != self._probs_key[:2]:
+        view = self._view_key()
+        self.router.set_view(*(view or (None, None)))
+        self.cam_layer.cancel()
+        if view != self._job_view:
             self.router.cancel()  # results for the old series would be dropped anyway
-            self.probs, self._probs_key = None, None
-            self.strip.reset(0)
-            self.strip.setVisible(False)
-            self.panel.set_probabilities(None)
-            self.panel.set_series_result("")
+        self._show_results()
 
     def on_slice_changed(self, index: int) -> None:
         self.strip.set_current(index)
@@ -328,89 +372,30 @@ class AIController(QObject):
         self.update_cam()
 
     # -- Grad-CAM -------------------------------------------------------------------------
-    def _cam_key(self) -> tuple[Any, ...] | None:
-        ref = self.state.ref()
-        if ref is None or self.model is None:
-            return None
-        return (self.model.model_id, ref, self.cam.class_index(), self.cam.cam_method())
+    def _cam_controls_changed(self) -> None:
+        self.results.set_class_choice(self.cam.class_index())   # the strip follows at once
+        self.update_cam()
 
     def update_cam(self) -> None:
-        """Show / hide / recolour the overlay; schedule a computation when needed."""
-        canvas = self.window.canvas
-        key = self._cam_key()
-        if not self.cam.enabled.isChecked() or key is None:
-            canvas.set_overlay(OVERLAY, None)
-            self._cam_shown = None
-            return
-        if key in self.cams:
-            self._paint_cam(key)
-        else:
-            self._cam_timer.start()
-
-    def request_cam(self) -> None:
-        key = self._cam_key()
-        if key is None or not self.cam.enabled.isChecked() or key in self.cams:
-            return
-        view = self._view_key()
-        gen = self.cam_router.start_job(view[0], view[1], self.model.model_id)
-        self.cam_router.set_view(*view)
-        self.panel.status.setText("Computing Grad-CAM...")
-        self._pending_cam = (gen, key)
-        self.cam_pool.start(CamJob(self.signals, gen, self.cam_router.is_current, self.model,
-                                   self.window.pixels, key[1], self.state.index, key[2], key[3]))
-
-    def on_cam(self, gen: int, index: int, cls: int, cam: np.ndarray) -> None:
-        pending = getattr(self, "_pending_cam", None)
-        if pending is None or pending[0] != gen or not self.cam_router.accept(self.cam_router.tag(gen, index)):
-            self.dropped += 1
-            return
-        key = pending[1]
-        self.cams[key] = (cls, cam)
-        while len(self.cams) > CAM_CACHE:
-            self.cams.popitem(last=False)
-        self.panel.status.setText(f"Grad-CAM for class '{self.model.classes[cls]}'")
-        if key == self._cam_key():
-            self._paint_cam(key)
-
-    def _paint_cam(self, key: tuple[Any, ...]) -> None:
-        from medviewer.engine.overlay import colorize
-
-        cls, cam = self.cams[key]
-        self.cams.move_to_end(key)
-        try:
-            self.window.canvas.set_overlay(OVERLAY, colorize(cam, self.cam.colormap.currentText()),
-                                           self.cam.alpha(), ref=key[1])
-        except ValueError as exc:  # the image changed size under us: never paint a mismatch
-            log.warning("Grad-CAM overlay not shown: %s", exc)
-            return
-        self._cam_shown = key
+        self.cam_layer.update()
 
     # -- export -----------------------------------------------------------------------------
-    def choose_export(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self.window, "Export view with overlay", "view.png", "PNG (*.png)")
-        if path:
-            self.export_png(path)
+    def choose_export(self) -> Path | None:
+        return self.window.choose_export("Export view with overlay")
 
-    def export_png(self, path: str | Path) -> Path:
+    def export_png(self, path: str | Path, anonymize: bool = True) -> Path:
         """The current view (image, Grad-CAM overlay, text) as a PNG file."""
         path = Path(path)
         if path.suffix.lower() != ".png":
             path = path.with_suffix(".png")
         try:
-            self.window.export_view(path)
+            return self.window.export_view(path, anonymize=anonymize)
         except OSError as exc:
             self.window.show_message(f"Export failed: {exc}", 8000)
             raise
-        self.window.show_message(f"Exported {path.name}")
-        return path
 
     def shutdown(self) -> None:
         self.cancel()
-        self.pool.waitForDone(5000)
-        self.cam_pool.waitForDone(5000)
-
-
-def _now() -> float:
-    import time
-
-    return time.perf_counter()
+        self.loads.shutdown(5000)
+        self.jobs.shutdown(5000)
+        self.cam_layer.shutdown(5000)

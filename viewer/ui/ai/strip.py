@@ -1,13 +1,22 @@
-"""Per-slice probability strip placed under the slice scroller (one cell per slice)."""
+"""Per-slice probability strip placed under the slice scroller (one cell per slice).
+
+It shows one class, says which (a caption over the cells, and a tooltip per cell with
+that slice's probability), and is filled from the stored per-slice probabilities
+(viewer.state.ai.StripView), so it follows the panel's Class selector at once.
+"""
 
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QPoint, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPaintEvent, QPen
-from PySide6.QtWidgets import QSizePolicy, QWidget
+from PySide6.QtCore import QEvent, QPoint, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QHelpEvent, QMouseEvent, QPainter, QPaintEvent, QPen
+from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
 
 from medviewer.engine.overlay import colormap_lut
+from medviewer.viewer.state.ai import StripView
+
+CELL_HEIGHT = 14
+HELP = "AI: per-slice probability (click a cell to jump to that slice)"
 
 
 class SliceStrip(QWidget):
@@ -22,25 +31,36 @@ class SliceStrip(QWidget):
     def __init__(self, align_to: QWidget | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("ai_slice_strip")
-        self.setMinimumHeight(14)
-        self.setMaximumHeight(18)
+        font = QFont(self.font())
+        font.setPointSize(max(7, font.pointSize() - 1))
+        self.setFont(font)
+        self._caption_h = self.fontMetrics().height()
+        self.setFixedHeight(self._caption_h + CELL_HEIGHT + 3)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.setToolTip("AI: per-slice probability (click a cell to jump to that slice)")
+        self.setToolTip(HELP)
         self.align_to = align_to
         self.values = np.full(0, np.nan, dtype=np.float32)
+        self.view: StripView | None = None
         self.current = -1
         self._lut = colormap_lut("inferno")
 
     # -- data -----------------------------------------------------------------
+    @property
+    def caption(self) -> str:
+        """Which class the cells show (empty before any result)."""
+        return self.view.label() if self.view is not None else ""
+
     def reset(self, n: int) -> None:
         self.values = np.full(int(n), np.nan, dtype=np.float32)
+        self.view = None
         self.update()
 
-    def set_values(self, start: int, values: np.ndarray) -> None:
-        stop = min(len(self.values), start + len(values))
-        if start < stop:
-            self.values[start:stop] = np.asarray(values, dtype=np.float32)[: stop - start]
-            self.update()
+    def set_view(self, view: StripView | None, n: int) -> None:
+        """Show `view` (one class's per-slice values) for a series of `n` slices."""
+        self.view = view
+        self.values = (np.asarray(view.values, np.float32).copy() if view is not None
+                       else np.full(int(n), np.nan, np.float32))
+        self.update()
 
     def set_current(self, index: int) -> None:
         if index != self.current:
@@ -49,6 +69,13 @@ class SliceStrip(QWidget):
 
     def filled(self) -> int:
         return int(np.count_nonzero(~np.isnan(self.values)))
+
+    def tooltip_at(self, x: float) -> str:
+        i = self.index_at(x)
+        if i is None:
+            return HELP
+        tip = self.view.tooltip(i) if self.view is not None else f"slice {i + 1}: not analysed"
+        return f"{tip}\n{self.caption}" if self.caption else tip
 
     # -- geometry ---------------------------------------------------------------
     def span(self) -> tuple[float, float]:
@@ -62,7 +89,7 @@ class SliceStrip(QWidget):
     def cell_rect(self, i: int) -> QRectF:
         left, width = self.span()
         n = max(1, len(self.values))
-        return QRectF(left + i * width / n, 1.0, width / n, self.height() - 2.0)
+        return QRectF(left + i * width / n, self._caption_h + 1.0, width / n, CELL_HEIGHT)
 
     def index_at(self, x: float) -> int | None:
         left, width = self.span()
@@ -75,6 +102,11 @@ class SliceStrip(QWidget):
     def paintEvent(self, _event: QPaintEvent) -> None:  # noqa: N802 - Qt override
         p = QPainter(self)
         n = len(self.values)
+        left, width = self.span()
+        if self.caption:
+            p.setPen(self.palette().windowText().color())
+            p.drawText(QRectF(left, 0, width, self._caption_h),
+                       Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, self.caption)
         if n:
             for i, v in enumerate(self.values):
                 if np.isnan(v):
@@ -87,6 +119,12 @@ class SliceStrip(QWidget):
                 p.setPen(QPen(QColor(0, 200, 255), 2))
                 p.drawRect(self.cell_rect(self.current).adjusted(0, 0, -1, -1))
         p.end()
+
+    def event(self, event: QEvent) -> bool:  # noqa: D102 - Qt override
+        if event.type() == QEvent.Type.ToolTip and isinstance(event, QHelpEvent):
+            QToolTip.showText(event.globalPos(), self.tooltip_at(event.pos().x()), self)
+            return True
+        return super().event(event)
 
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
         if event.button() == Qt.MouseButton.LeftButton:

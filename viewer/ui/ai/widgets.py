@@ -16,11 +16,9 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGridLayout, Q
                                QVBoxLayout, QWidget)
 
 from medviewer.engine.cam import CAM_METHODS
+from medviewer.engine.card import NOT_VALIDATED
 from medviewer.engine.catalog import ModelEntry, list_models, model_folders
 from medviewer.engine.overlay import COLORMAPS, colormap_lut
-
-NOT_VALIDATED = ("Not validated for clinical use (intended use: {use}). "
-                 "Results are for research/demo only and must not guide diagnosis.")
 
 
 def card_html(card: Any) -> str:
@@ -33,10 +31,20 @@ def card_html(card: Any) -> str:
             f"<br>metrics: {metrics}" + (f"<br>training data: {data}" if data else ""))
 
 
+def model_file_line(path: str | Path, card: Any) -> str:
+    """The model file in use, so two models of the same name are told apart:
+    'tiny.safetensors, v1.0, 2024-05-01, /home/u/models'."""
+    p = Path(path)
+    date = (getattr(card, "created", "") or "")[:10] or "no date"
+    return f"{p.name}, v{getattr(card, 'version', '?')}, {date}, {p.parent}"
+
+
 class ModelPicker(QWidget):
-    """Lists bundled and user models with their cards; sig_model_chosen(path)."""
+    """Lists bundled and user models with their cards; sig_model_chosen(path),
+    sig_load_file() for "Load file..." (any .safetensors file)."""
 
     sig_model_chosen = Signal(str)
+    sig_load_file = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -47,6 +55,8 @@ class ModelPicker(QWidget):
         self.details.setTextFormat(Qt.TextFormat.RichText)
         self.use_button = QPushButton("Use this model")
         self.refresh_button = QPushButton("Refresh")
+        self.load_file_button = QPushButton("Load file...")
+        self.load_file_button.setToolTip("Load a .safetensors model file from any folder")
         self.device = QComboBox()
         self.device.setObjectName("ai_device")
         self.device.addItems(["auto", "cpu", "cuda", "mps"])
@@ -62,20 +72,28 @@ class ModelPicker(QWidget):
         row = QHBoxLayout()
         row.addWidget(self.use_button)
         row.addWidget(self.refresh_button)
+        row.addWidget(self.load_file_button)
         lay.addLayout(row)
         self.list.currentItemChanged.connect(self._show)
         self.list.itemDoubleClicked.connect(lambda _i: self._choose())
         self.use_button.clicked.connect(self._choose)
         self.refresh_button.clicked.connect(lambda: self.refresh())
+        self.load_file_button.clicked.connect(self.sig_load_file.emit)
         self.folders: list[tuple[Path, bool]] | None = None
+        self.extra: list[Path] = []   # model files loaded from outside the models folders
 
     def refresh(self, folders: list[tuple[Path, bool]] | None = None, extra: list[Path] = ()) -> int:
-        """List the models of `folders` (default: user, then bundled) plus `extra` files."""
+        """List the models of `folders` (default: user, then bundled) plus `extra` files
+        (remembered: files loaded directly stay listed)."""
         from medviewer.engine.modelfile import read_card
         from medviewer.viewer.errors import ModelFileError
 
         if folders is not None:
             self.folders = folders
+        for path in extra:
+            if Path(path) not in self.extra:
+                self.extra.append(Path(path))
+        extra = self.extra
         self.list.clear()
         entries = list_models(self.folders)
         known = {e.path.resolve() for e in entries}
@@ -133,7 +151,9 @@ class ProbabilityPanel(QWidget):
         super().__init__(parent)
         self.setObjectName("ai_probabilities")
         self.header = QLabel("No model loaded.")
+        self.header.setObjectName("ai_model_header")
         self.header.setWordWrap(True)
+        self.header.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.notice = QLabel("")
         self.notice.setObjectName("ai_notice")
         self.notice.setWordWrap(True)
@@ -177,8 +197,14 @@ class ProbabilityPanel(QWidget):
         self.bars: list[tuple[QLabel, QProgressBar, QLabel]] = []
         self.top_index: int | None = None
 
-    def set_model(self, card: Any, device: str) -> None:
-        self.header.setText(f"<b>{card.name}</b> {card.version} on {device}")
+    def set_model(self, card: Any, device: str, path: str | Path | None = None) -> None:
+        """Name, version, device and the model file in use (two models of one name
+        differ by file, version and date)."""
+        head = f"<b>{card.name}</b> {card.version} on {device}"
+        if path is not None:
+            head += f"<br><small>{model_file_line(path, card)}</small>"
+            self.header.setToolTip(str(Path(path).resolve()))
+        self.header.setText(head)
         validated = card.intended_use == "validated"
         self.notice.setText("" if validated else NOT_VALIDATED.format(use=card.intended_use))
         self.notice.setVisible(not validated)
@@ -270,7 +296,14 @@ class CamControls(QWidget):
             self.method.addItem(m.label, m.name)
             self.method.setItemData(self.method.count() - 1, m.reference, Qt.ItemDataRole.ToolTipRole)
         self.target = QComboBox()
+        self.target.setObjectName("ai_class")
+        self.target.setToolTip("Class explained by Grad-CAM and shown in the per-slice strip "
+                               "(Top class: each slice's own top class for Grad-CAM, the "
+                               "series' top class for the strip)")
         self.colorbar = ColorBar()
+        self.caption = QLabel("")
+        self.caption.setObjectName("ai_cam_caption")
+        self.caption.setWordWrap(True)
         form = QFormLayout(self)
         form.setContentsMargins(4, 4, 4, 4)
         form.addRow(self.enabled)
@@ -279,6 +312,7 @@ class CamControls(QWidget):
         form.addRow("Method", self.method)
         form.addRow("Class", self.target)
         form.addRow(self.colorbar)
+        form.addRow(self.caption)
         self.set_classes([])
         self.enabled.toggled.connect(lambda _v: self.sig_changed.emit())
         self.opacity.valueChanged.connect(lambda _v: self.sig_changed.emit())
