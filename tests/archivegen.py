@@ -37,11 +37,13 @@ def series(folder: Path, n: int, *, rows: int, cols: int, study_uid: str, number
     rng = np.random.default_rng(seed)
     names = random.Random(seed).sample(range(10 ** 6), n)
     series_uid = str(generate_uid())
+    frame_of_reference = str(generate_uid())  # one patient coordinate system per series
     out = []
     for k in range(n):
         ds = dicomgen.base_dataset(study_uid=study_uid, series_uid=series_uid, series_number=number,
                                    description=description, patient=f"ARCHIVE^{study_uid[-4:]}",
                                    patient_id=f"A{study_uid[-6:]}")
+        ds.FrameOfReferenceUID = frame_of_reference
         ds.InstanceNumber = k + 1
         ds.ImageOrientationPatient = list(dicomgen.AXIAL)
         ds.ImagePositionPatient = [-0.5 * cols, -0.5 * rows, -40.0 + 2.5 * k]

@@ -370,3 +370,56 @@ def test_a_killed_model_worker_is_replaced_and_nothing_is_lost(cluster, archive,
     doc = json.loads(out.read_text())
     assert_same(local_doc, doc)
     assert len(list((tmp_path / "res" / "series").glob("*.json"))) == 8
+
+
+def test_dicom_out_written_by_the_workers_equals_the_local_engine(cluster, tmp_path, capsys):
+    """--dicom-out: the same SR, Secondary Capture and Parametric Map objects (same UIDs,
+    values within 1e-4, burned-in grey levels within 1) as the local engine, valid per dciodvfy."""
+    import pydicom
+
+    from test_dicomout import DCIODVFY, dciodvfy_errors
+
+    root = tmp_path / "archive"
+    archivegen.archive(root, studies=1, series_per_study=2, slices=4, rows=40, cols=40, seed=8)
+    local, remote = tmp_path / "dicom_local", tmp_path / "dicom_ray"
+    common = ["--model", "demo", "--device", "cpu", "--dicom-out-maps", "--dicom-out-slices", "top2"]
+    assert main(["predict", str(root), *common, "--dicom-out", str(local)]) == 0
+    capsys.readouterr()
+    res = tmp_path / "res"
+    code, _, err = _run(capsys, ["predict", str(root), *common, "--engine", "ray", "--dicom-out", str(remote),
+                                 "--results", str(res)])
+    assert code == 0, err
+    assert err.count("DICOM results in") == 2
+    files = sorted(p.relative_to(local) for p in local.rglob("*.dcm"))
+    assert files == sorted(p.relative_to(remote) for p in remote.rglob("*.dcm"))
+    assert sum(f.name.endswith("-sr.dcm") for f in files) == 2 and sum(f.name.endswith("-pm.dcm") for f in files) == 2
+    assert len(files) == 2 * (1 + 2 + 1)  # per series: SR, 2 SC images, Parametric Map
+    for rel in files:
+        a, b = pydicom.dcmread(local / rel), pydicom.dcmread(remote / rel)
+        assert (a.SOPInstanceUID, a.SeriesInstanceUID, a.StudyInstanceUID) == \
+            (b.SOPInstanceUID, b.SeriesInstanceUID, b.StudyInstanceUID)  # same model hash and options
+        if "PixelData" in a and a.get("BitsAllocated") == 8:  # Secondary Capture: grey levels
+            assert np.abs(a.pixel_array.astype(int) - b.pixel_array.astype(int)).max() <= 1
+        elif "FloatPixelData" in a or "PixelData" in a:  # Parametric Map
+            assert np.abs(a.pixel_array.astype(float) - b.pixel_array.astype(float)).max() <= TOL
+        if rel.name.endswith("-sr.dcm"):
+            nums_a = [float(i.MeasuredValueSequence[0].NumericValue) for i in _num_items(a)]
+            nums_b = [float(i.MeasuredValueSequence[0].NumericValue) for i in _num_items(b)]
+            assert len(nums_a) == len(nums_b) > 0 and np.abs(np.subtract(nums_a, nums_b)).max() <= TOL
+        if DCIODVFY.exists():
+            assert dciodvfy_errors(remote / rel) == [], rel
+    records = [json.loads(p.read_text()) for p in (res / "series").glob("*.json")]
+    assert len(records) == 2 and all(len(r["dicom"]) == 4 for r in records)
+
+
+def _num_items(ds) -> list:
+    found = []
+
+    def walk(items):
+        for it in items:
+            if it.ValueType == "NUM":
+                found.append(it)
+            walk(it.get("ContentSequence", []))
+
+    walk(ds.ContentSequence)
+    return found

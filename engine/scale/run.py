@@ -89,8 +89,11 @@ class _Run:
         self.progress = progress
         self.entries: dict[int, dict[str, Any]] = {}  # series index -> --json entry (no --results)
         self.errors: dict[int, str] = {}
+        self.error_entries: dict[int, dict[str, Any]] = {}  # classified, but an output failed
         self.skipped_slices = 0
         self.devices: set[str] = set()
+        self.writers: list[Any] = []                  # --dicom-out: DicomWriter actors
+        self.writing: dict[Any, tuple[Any, ...]] = {}  # ObjectRef -> (work, entry, skipped, devices, writer)
 
     # -- one series is complete ------------------------------------------------------------
     def finish(self, p: _Pending) -> None:
@@ -110,10 +113,19 @@ class _Run:
         for s in skipped:
             self.progress.say(f"{PROG}: skipped {s['path']}: {s['reason']}")
         self.skipped_slices += len(skipped)
+        if self.writers:  # finished once its DICOM objects are written too
+            self._write_dicom(w, p, entry, skipped)
+        else:
+            self._store(w, entry, skipped, p.devices)
+
+    def _store(self, w: SeriesWork, entry: dict[str, Any], skipped: list[dict[str, Any]], devices: set[str],
+               dicom: list[str] | None = None) -> None:
         if self.results is not None:
-            self.results.save(w.name, self.fingerprints[w.index], {
-                "result": entry, "study_uid": w.study_uid, "skipped": skipped,
-                "device": sorted(p.devices), "model_sha256": self.sha256})
+            record = {"result": entry, "study_uid": w.study_uid, "skipped": skipped,
+                      "device": sorted(devices), "model_sha256": self.sha256}
+            if dicom is not None:
+                record["dicom"] = dicom
+            self.results.save(w.name, self.fingerprints[w.index], record)
         else:
             self.entries[w.index] = entry
         self.progress.add(series=1, images=len(w))
@@ -123,14 +135,54 @@ class _Run:
         return w.index in self.entries or w.index in self.errors or (
             self.results is not None and self.results.is_done(w.name, self.fingerprints[w.index]))
 
-    def fail(self, w: SeriesWork, reason: str) -> None:
+    def fail(self, w: SeriesWork, reason: str, entry: dict[str, Any] | None = None) -> None:
         self.errors[w.index] = reason
+        if entry is not None:
+            self.error_entries[w.index] = entry
         log.error("series %s failed: %s", w.series_uid, reason)
         self.progress.say(f"{PROG}: series {w.series_uid} failed: {reason}")
         if self.results is not None:
-            self.results.save_error(w.name, {"series_uid": w.series_uid, "study_uid": w.study_uid,
-                                             "images": len(w), "error": reason})
+            record = {"series_uid": w.series_uid, "study_uid": w.study_uid, "images": len(w), "error": reason}
+            if entry is not None:
+                record["result"] = entry
+            self.results.save_error(w.name, record)
         self.progress.add(failed=1, images=len(w))
+
+    # -- --dicom-out ---------------------------------------------------------------------
+    def _write_dicom(self, w: SeriesWork, p: _Pending, entry: dict[str, Any],
+                     skipped: list[dict[str, Any]]) -> None:
+        while len(self.writing) >= 2 * len(self.writers):  # back-pressure: the stream waits
+            self.collect_dicom(block=True)
+        busy = {id(v[4]): 0 for v in self.writing.values()}
+        for v in self.writing.values():
+            busy[id(v[4])] += 1
+        writer = min(self.writers, key=lambda a: busy.get(id(a), 0))
+        ref = writer.write.remote(w.series_uid, list(w.paths), list(w.frames), p.probs, dict(p.failed))
+        self.writing[ref] = (w, entry, skipped, set(p.devices), writer)
+
+    def collect_dicom(self, block: bool = False) -> None:
+        """Take in the DICOM results that are ready (with `block`, wait for one)."""
+        import ray
+
+        from medviewer.engine.scale.dicom import summary_line
+
+        if not self.writing:
+            return
+        refs = list(self.writing)
+        ready, _ = ray.wait(refs, num_returns=1 if block else len(refs), timeout=None if block else 0)
+        for ref in ready:
+            w, entry, skipped, devices, _ = self.writing.pop(ref)
+            try:
+                out = ray.get(ref)
+            except Exception as exc:  # the writer's process died more often than Ray restarts it
+                out = {"paths": [], "notes": [], "error": f"the DICOM writer failed ({type(exc).__name__})"}
+            for note in out["notes"]:
+                self.progress.say(f"{PROG}: {note}")
+            if out["error"]:
+                self.fail(w, f"no DICOM results: {out['error']}", entry)
+            else:
+                self.progress.say(summary_line(w.series_uid, out["paths"]))
+                self._store(w, entry, skipped, devices, out["paths"])
 
     # -- the stream ----------------------------------------------------------------------
     def consume(self, batches: Iterator[dict[str, np.ndarray]], todo: list[SeriesWork]) -> list[_Pending]:
@@ -164,6 +216,9 @@ class _Run:
                 if p.complete:
                     del pending[key]
                     self.finish(p)
+            self.collect_dicom()
+        while self.writing:
+            self.collect_dicom(block=True)
         return list(pending.values())
 
 
@@ -205,6 +260,17 @@ def _stages(ray: Any, ds: Any, plan: Any, model_ref: Any, sha256: str, card_json
     return ds
 
 
+def _start_writers(ray: Any, plan: Any, model_ref: Any, sha256: str, out: Path,
+                   args: argparse.Namespace) -> list[Any]:
+    """The --dicom-out writers: one per 4 model workers, on CPU, restarted if their process dies."""
+    from medviewer.engine.scale.dicom import DicomWriter
+
+    remote = ray.remote(num_cpus=0, max_restarts=2, max_task_retries=args.retries + 1)(DicomWriter)
+    return [remote.remote([model_ref], sha256, str(out), args.dicom_out_slices, args.dicom_out_maps,
+                          args.cam_method, args.aggregate, args.top_k, args.batch_size, args.retries)
+            for _ in range(max(1, (plan.workers + 3) // 4))]
+
+
 def _drive(ray: Any, run: _Run, todo: list[SeriesWork], plan: Any, model_ref: Any, card_json: str,
            cam_dir: Path | None) -> None:
     """Stream `todo` through the cluster; every series ends finished or recorded as failed."""
@@ -216,6 +282,8 @@ def _drive(ray: Any, run: _Run, todo: list[SeriesWork], plan: Any, model_ref: An
         raise
     except Exception as exc:  # the pipeline itself failed (e.g. no model worker could start)
         log.exception("ray pipeline failed")
+        while run.writing:  # what was finished before still gets its DICOM objects
+            run.collect_dicom(block=True)
         reason = f"the Ray pipeline failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
         lost = [_Pending(w, np.zeros((0, 0)), np.zeros(0, bool), fatal=reason) for w in todo
                 if not run.settled(w)]
@@ -284,8 +352,11 @@ def predict_ray(args: argparse.Namespace, json_out: Path | None, cam_dir: Path |
           f"stud{'y' if archive.studies == 1 else 'ies'} ({time.perf_counter() - started:.1f} s)",
           file=sys.stderr)
     del archive
+    dicom_out = Path(args.dicom_out).expanduser().absolute() if getattr(args, "dicom_out", None) else None
     settings = {"model": sha256, "aggregate": args.aggregate, "top_k": args.top_k,
                 "cam": args.cam_method if cam_dir else None, "cam_dir": str(cam_dir) if cam_dir else None}
+    if dicom_out is not None:  # a series is finished when its DICOM objects are written too
+        settings["dicom"] = [str(dicom_out), args.dicom_out_slices, args.dicom_out_maps, args.cam_method]
     fingerprints = [w.fingerprint(settings) for w in work]
     todo = [w for w, fp in zip(work, fingerprints) if results is None or not results.is_done(w.name, fp)]
     done_before = [w for w in work if results is not None and results.is_done(w.name, fingerprints[w.index])]
@@ -318,10 +389,15 @@ def predict_ray(args: argparse.Namespace, json_out: Path | None, cam_dir: Path |
                                  f"{plan.workers} model worker(s) with {plan.gpus_per_worker:g} GPU and "
                                  f"{plan.cpus_per_worker:g} CPU each; the cluster has {cluster.cpus:g} CPU, "
                                  f"{cluster.gpus:g} GPU in {cluster.nodes} node(s)")
+                    model_ref = ray.put(data)
+                    if dicom_out is not None:
+                        run.writers = _start_writers(ray, plan, model_ref, sha256, dicom_out, args)
                     progress.start()
-                    _drive(ray, run, todo, plan, ray.put(data), model.card.to_json(), cam_dir)
+                    _drive(ray, run, todo, plan, model_ref, model.card.to_json(), cam_dir)
             finally:
                 progress.stop()
+                for writer in run.writers:
+                    ray.kill(writer)
                 if cluster is not None:
                     try:
                         cluster.close()
@@ -340,10 +416,11 @@ def predict_ray(args: argparse.Namespace, json_out: Path | None, cam_dir: Path |
 
     def entries() -> Iterator[dict[str, Any]]:
         for w in work:
-            if w.index in run.errors:
-                yield {"series_uid": w.series_uid,
-                       "aggregate": {"method": _agg_name(args), "probabilities": {}},
-                       "items": [], "error": run.errors[w.index]}
+            if w.index in run.errors:  # the classification when there is one, and why it failed
+                entry = run.error_entries.get(w.index) or {
+                    "series_uid": w.series_uid, "aggregate": {"method": _agg_name(args), "probabilities": {}},
+                    "items": []}
+                yield {**entry, "error": run.errors[w.index]}
             elif results is not None:
                 yield results.load(w.name, fingerprints[w.index])["result"]
             else:

@@ -58,6 +58,41 @@ def _limit_threads(n: int) -> None:
         torch.set_num_threads(max(1, n))
 
 
+def local_model_file(model_ref: Any, sha256: str) -> Path:
+    """The model's bytes (shipped by the driver through the object store) as a file on this
+    node: `<temp>/medviewer-<uid>/<sha256>.safetensors`, written once per node, checked
+    against its SHA-256 before every use (a file someone else put there is replaced)."""
+    import hashlib
+
+    import ray
+
+    folder = Path(tempfile.gettempdir()) / f"medviewer-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        if hasattr(os, "getuid") and folder.stat().st_uid != os.getuid():
+            raise PermissionError(f"{folder} belongs to another user")
+    except OSError:
+        folder = Path(tempfile.mkdtemp(prefix="medviewer-models-"))
+    path = folder / f"{sha256}.safetensors"
+    try:
+        if hashlib.sha256(path.read_bytes()).hexdigest() == sha256:
+            return path
+    except OSError:
+        pass
+    data: bytes = ray.get(model_ref[0]) if isinstance(model_ref, list) else model_ref
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise MedviewerError("the model file's bytes changed on the way to the worker")
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 # -- stage 1: CPU tasks ---------------------------------------------------------------------
 def _decode_and_prepare(items: list[list[Any]], spec: Any, retries: int,
                         ) -> tuple[np.ndarray, list[Any], dict[int, str]]:
@@ -150,24 +185,11 @@ class InferActor:
 
     def __init__(self, model_ref: Any, sha256: str, device: str | None, threads: int,
                  batch_size: int, cam_method: str | None, cam_dir: str | None, retries: int) -> None:
-        import hashlib
-
-        import ray
-
         from medviewer.engine.device import describe
         from medviewer.engine.modelfile import load_model
 
         _limit_threads(threads)
-        data: bytes = ray.get(model_ref[0]) if isinstance(model_ref, list) else model_ref
-        if hashlib.sha256(data).hexdigest() != sha256:
-            raise MedviewerError("the model file's bytes changed on the way to the worker")
-        fd, tmp = tempfile.mkstemp(suffix=".safetensors", prefix="medviewer-model-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            self.model = load_model(tmp, device=device, cache=False)
-        finally:
-            os.unlink(tmp)
+        self.model = load_model(local_model_file(model_ref, sha256), device=device, cache=False)
         self.device = describe(self.model.device)
         self.batch_size = batch_size
         self.cam_method = cam_method
