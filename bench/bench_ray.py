@@ -120,10 +120,12 @@ def main() -> None:
                 cmd = base + extra + ["--json", str(out)]
                 if extra and address:
                     cmd += ["--ray-address", address]
+                load = os.getloadavg()[0]
                 wall, _ = run(cmd, env)
                 times[name].append(wall)
                 docs[name] = json.loads(out.read_text())
-                print(f"  run {rep + 1} {name:7s} {wall:7.2f} s  {n / wall:7.1f} images/s", flush=True)
+                print(f"  run {rep + 1} {name:7s} {wall:7.2f} s  {n / wall:7.1f} images/s  "
+                      f"(load average {load:.1f} -> {os.getloadavg()[0]:.1f})", flush=True)
     finally:
         if address:
             import ray
