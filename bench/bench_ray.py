@@ -8,7 +8,9 @@ spreads over all three.  Images/s = slices / wall time of the whole command
 instance this script starts once (`--ray-address`), as on a cluster that is
 already up; `--embedded` lets each run start its own instead (what a laptop
 user gets with no flags).  Also checks that every run's probabilities agree
-with the local engine's within 1e-4.
+with the local engine's within 1e-4.  CPU ms/image sums the CPU time of every process
+involved (the command, Ray's daemons and workers): on a shared, busy machine it shows the
+work each engine does where wall times mostly show how the machine was shared.
 
     python bench/bench_ray.py [--arch resnet18] [--size 224] [--studies 8] [--series 2]
                               [--slices 25] [--rows 512] [--repeats 3] [--embedded] [--device cpu]
@@ -44,13 +46,39 @@ def make_model(path: Path, arch: str, size: int) -> None:
                                        window={"center": 40, "width": 400}))
 
 
-def run(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
-    t0 = time.perf_counter()
+def cpu_seconds() -> float:
+    """CPU time of this process tree so far: live processes, and the ones that ended and
+    were reaped (the command, Ray's workers reaped by their raylet)."""
+    import psutil
+
+    me = psutil.Process()
+    total = 0.0
+    for p in [me, *me.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+        except psutil.Error:
+            continue
+    return total
+
+
+def reaped_cpu_seconds() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run(cmd: list[str], env: dict[str, str], tree: bool) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one command: its own (and its children's), or with
+    `tree` those of every process under this script (the joined Ray's daemons and workers)."""
+    measure = cpu_seconds if tree else reaped_cpu_seconds
+    c0, t0 = measure(), time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    return wall, proc.stderr
+    return wall, measure() - c0
 
 
 def max_diff(a: dict, b: dict) -> float:
@@ -112,6 +140,7 @@ def main() -> None:
     variants = {"local": [], "ray w1": ["--engine", "ray", "--workers", "1"],
                 "ray w2": ["--engine", "ray", "--workers", "2"]}
     times: dict[str, list[float]] = {k: [] for k in variants}
+    cpu: dict[str, list[float]] = {k: [] for k in variants}
     docs: dict[str, dict] = {}
     try:
         for rep in range(args.repeats):
@@ -121,10 +150,11 @@ def main() -> None:
                 if extra and address:
                     cmd += ["--ray-address", address]
                 load = os.getloadavg()[0]
-                wall, _ = run(cmd, env)
+                wall, used = run(cmd, env, tree=bool(extra and address))
                 times[name].append(wall)
+                cpu[name].append(used)
                 docs[name] = json.loads(out.read_text())
-                print(f"  run {rep + 1} {name:7s} {wall:7.2f} s  {n / wall:7.1f} images/s  "
+                print(f"  run {rep + 1} {name:7s} {wall:7.2f} s  {n / wall:7.1f} images/s  CPU {used:6.1f} s "
                       f"(load average {load:.1f} -> {os.getloadavg()[0]:.1f})", flush=True)
     finally:
         if address:
@@ -133,12 +163,13 @@ def main() -> None:
             ray.shutdown()
 
     print()
-    print(f"{'engine':8s} {'median s':>9s} {'images/s (median, min-max)':>30s} {'vs local':>9s}")
+    print(f"{'engine':8s} {'median s':>9s} {'images/s (median, min-max)':>30s} {'vs local':>9s} "
+          f"{'CPU ms/image':>13s}")
     med = {k: statistics.median(v) for k, v in times.items()}
     for name, v in times.items():
         rates = sorted(n / t for t in v)
         print(f"{name:8s} {med[name]:9.2f} {n / med[name]:12.1f} ({rates[0]:.1f}-{rates[-1]:.1f}) "
-              f"{med['local'] / med[name]:14.2f}x")
+              f"{med['local'] / med[name]:14.2f}x {1000 * statistics.median(cpu[name]) / n:13.1f}")
     print(f"scaling ray w2 / w1: {med['ray w1'] / med['ray w2']:.2f}x")
     for name in ("ray w1", "ray w2"):
         print(f"max |p_ray - p_local| ({name}): {max_diff(docs['local'], docs[name]):.2e}")
