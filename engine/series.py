@@ -138,3 +138,37 @@ def _finish(pred: SeriesPrediction) -> SeriesPrediction:
         for i in pred.failed:
             pred.ood[i] = np.nan
     return pred
+
+
+def predict_prepared(model: "LoadedModel", x: Any, geometries: Sequence[Any] | None = None,
+                     cam_method: str | None = None, batch_size: int = 16) -> SeriesPrediction:
+    """`predict_series` for slices already decoded and preprocessed elsewhere (the Ray
+    engine's CPU tasks run `preprocess_batch`, the local engine's own CPU path).
+
+    `x` is the (N, 3, S, S) tensor; with `cam_method`, each map is brought back to
+    its source image through `geometries` as `gradcam_images` does for lazy images.
+    Probabilities are calibrated and, for models with an OOD model, scored (engine.ood).
+    """
+    from medviewer.engine.cam import gradcam_images
+    from medviewer.engine.infer import predict_full
+
+    n = len(x)
+    threshold = model.ood.threshold if getattr(model, "ood", None) is not None else None
+    if cam_method:
+        probs = np.zeros((n, len(model.classes)), dtype=np.float32)
+        ood = np.full(n, np.nan, dtype=np.float32) if threshold is not None else None
+
+        def got(start: int, maps: list[np.ndarray], p: np.ndarray) -> None:
+            probs[start:start + len(p)] = p
+
+        def scored(start: int, s: np.ndarray) -> None:
+            if ood is not None:
+                ood[start:start + len(s)] = s
+
+        maps = gradcam_images(model, x, class_index=None, method=cam_method, batch_size=batch_size, on_batch=got,
+                              on_scores=scored)
+        if geometries is not None:
+            maps = [np.clip(g.to_source(m), 0.0, 1.0) for g, m in zip(geometries, maps)]
+        return SeriesPrediction(probs, maps, {}, ood, threshold)
+    pred = predict_full(model, x, batch_size=batch_size)
+    return SeriesPrediction(pred.probs, None, {}, pred.ood, threshold)
