@@ -65,6 +65,7 @@ class TrustInfo:
     verdict_comment: str = ""
     verdict_user: str = ""
     verdict_time: str = ""
+    ood_not_run: str = ""                # why the model's OOD check did not run (e.g. the Ray engine)
 
     @classmethod
     def from_prediction(cls, prediction: Any, **more: Any) -> "TrustInfo":
@@ -88,8 +89,10 @@ def add_trust(builder: "ReportBuilder", info: TrustInfo) -> None:
                                              f"trained on{thr}")
     else:
         builder.add_series_evaluation(OOD_CHECK, OOD_RESULT["none"])
-        builder.add_report_text(OOD_SUMMARY, "no out-of-distribution check: results on images unlike the "
-                                             "training images are not flagged")
+        why = f"out-of-distribution check not run ({info.ood_not_run})" if info.ood_not_run else \
+            "no out-of-distribution check"
+        builder.add_report_text(OOD_SUMMARY, f"{why}: results on images unlike the training images are not "
+                                             "flagged")
     for line in info.input_warnings:
         builder.add_report_text(INPUT_WARNING, line)
     if info.audit_id:

@@ -82,5 +82,9 @@ class DicomWriter:
         pred = SeriesPrediction(np.asarray(probs, dtype=np.float32), None, {int(k): v for k, v in failed.items()})
         with PixelStore(workers=1) as store:
             store.add_headers(series.headers)
+            from medviewer.engine.dicomout.trust import TrustInfo
+
+            trust = TrustInfo(ood_not_run="the Ray engine computes no OOD scores"
+                              if getattr(self.model, "ood", None) is not None else "")
             return write_series_outputs(self.model, series, pred, store, self.out_dir, notify=notify,
-                                        **self.options)
+                                        trust=trust, **self.options)
