@@ -1,10 +1,12 @@
-"""The image canvas: paints the rendered slice, plug-in overlays, rulers and text.
+"""The image canvas: paints the rendered slice, plug-in overlays, layers and text.
 
 It renders the view state (STYLE.md pattern 3; geometry from the Qt-free
 viewer.state.ViewGeometry) through viewer.display and maps mouse gestures to
 state changes: wheel = slice, Ctrl+wheel = zoom, left or middle drag = pan, right
-drag = window/level (PS3.3 C.11.2.1.2), ruler tool = distance in mm from Pixel
-Spacing (PS3.3 10.7.1.3: row spacing, column spacing).  Decoding and the
+drag = window/level (PS3.3 C.11.2.1.2).  Layers (`add_layer`: the measurement
+tools, viewport badges) paint over the image in image coordinates and may take a
+left-button gesture first.  Orientation letters, a scale bar in mm (Pixel Spacing,
+PS3.3 10.7.1.3) and the corner text are drawn on top.  Decoding and the
 automatic window of a series run on a worker (viewer.ui.workers); the previous
 image stays up until the new one can be shown with its final window.
 """
@@ -28,7 +30,7 @@ from medviewer.viewer.display.orientation import EdgeLabels
 from medviewer.viewer.ui.overlays import (CursorValue, corner_texts, orientation_labels, paint_corner_texts,
                                           paint_edge_labels, pixel_value_text)
 from medviewer.viewer.ui.qimage import array_to_qimage
-from medviewer.viewer.ui.rulers import Rulers, paint_rulers, ruler_length
+from medviewer.viewer.ui.scalebar import paint_scale_bar
 from medviewer.viewer.ui.state import ViewState, dragged_window
 from medviewer.viewer.ui.workers import error_line
 
@@ -75,7 +77,7 @@ class ImageCanvas(QWidget):
         self._scaled_key: tuple | None = None
         self._image_windows: dict[Any, Any] = {}
         self._layers: dict[str, _Layer] = {}
-        self._rulers = Rulers()
+        self.layers: list[Any] = []   # see add_layer
         self._edge_labels: tuple[Any, EdgeLabels | None] = (None, None)
         self._drag: dict[str, Any] | None = None
         self.source = ImageSource(state, self)
@@ -299,17 +301,22 @@ class ImageCanvas(QWidget):
             self._edge_labels = (self.ref, orientation_labels(self.state.series, self.ref))
         return self._edge_labels[1]
 
-    # -- rulers ------------------------------------------------------------------
-    def rulers(self) -> list[tuple[QPointF, QPointF]]:
-        return self._rulers.of(self.ref)
-
-    def ruler_length(self, a: QPointF, b: QPointF) -> tuple[float, str]:
-        """Length between image points; mm when Pixel Spacing is known, else px."""
-        return ruler_length(self.meta, a, b)
-
-    def clear_rulers(self) -> None:
-        self._rulers.clear()
+    # -- layers ------------------------------------------------------------------
+    def add_layer(self, layer: Any) -> None:
+        """Paint `layer` over the image and offer it mouse gestures.  A layer has
+        ``paint(painter, geo, canvas)`` and may have ``press(event, geo) -> bool`` (True:
+        it takes this left-button gesture: its ``move(event, geo)`` and
+        ``release(event, geo)`` follow), ``hover(event, geo)`` and
+        ``double_click(event, geo) -> bool``."""
+        self.layers.append(layer)
         self.update()
+
+    def mm_per_px(self, geo: ViewGeometry | None = None) -> float | None:
+        """Millimetres per screen pixel across (None without Pixel Spacing)."""
+        spacing = getattr(self.meta, "pixel_spacing", None) if self.meta is not None else None
+        if not spacing or self.rendered is None:
+            return None
+        return float(spacing[1]) / (geo or self.view_geometry()).scale()
 
     # -- cursor value -------------------------------------------------------------
     def _update_cursor_value(self, pos: QPointF | None = None) -> None:
@@ -359,11 +366,10 @@ class ImageCanvas(QWidget):
                     p.setOpacity(flags.opacity)
                     p.drawImage(rect, layer.image)
             p.setOpacity(1.0)
-            lines = list(self.rulers())
-            d = self._drag
-            if d and d.get("mode") == "ruler" and d.get("b") is not None:
-                lines.append((d["a"], d["b"]))
-            paint_rulers(p, geo, lines, self.meta)
+            for layer in self.layers:
+                p.save()
+                layer.paint(p, geo, self)
+                p.restore()
         elif self.error and self.ref == self.state.ref():
             p.setPen(QColor(255, 120, 120))
             p.drawText(QRectF(0, 0, geo.width, geo.height),
@@ -373,6 +379,7 @@ class ImageCanvas(QWidget):
             labels = self.edge_labels()
             if labels is not None:
                 paint_edge_labels(p, geo.edge_anchors(), labels.as_dict(), self.text_opacity)
+            paint_scale_bar(p, geo.width, geo.height, self.mm_per_px(geo), self.text_opacity)
         if text and self.state.show_text and self.state.series is not None:
             texts = corner_texts(self.state, self.state.header(), self.effective_window(),
                                  geo.scale(), None if anonymize else self.cursor_value,
@@ -400,9 +407,9 @@ class ImageCanvas(QWidget):
             if win is None:
                 return
             self._drag = {"mode": "window", "start": pos, "win": win}
-        elif btn == Qt.MouseButton.LeftButton and self.state.ruler_mode and self.rendered is not None:
-            x, y = self.screen_to_image(pos)
-            self._drag = {"mode": "ruler", "a": QPointF(x, y), "b": None}
+        elif btn == Qt.MouseButton.LeftButton and self.rendered is not None and (
+                layer := self._layer_taking(event)) is not None:
+            self._drag = {"mode": "layer", "layer": layer}
         elif btn in (Qt.MouseButton.LeftButton, Qt.MouseButton.MiddleButton):
             if self.state.zoom is None:
                 self.state.set_zoom(self.fit_scale())
@@ -415,6 +422,9 @@ class ImageCanvas(QWidget):
         d = self._drag
         if d is None:
             self._update_cursor_value(pos)
+            for layer in self.layers:
+                if hasattr(layer, "hover"):
+                    layer.hover(event, self.view_geometry())
             self.update()
             return
         if d["mode"] == "window":
@@ -423,21 +433,35 @@ class ImageCanvas(QWidget):
         elif d["mode"] == "pan":
             px, py = d["pan"]
             self.state.set_pan(px + pos.x() - d["start"].x(), py + pos.y() - d["start"].y())
-        elif d["mode"] == "ruler":
-            x, y = self.screen_to_image(pos)
-            d["b"] = QPointF(x, y)
+        elif d["mode"] == "layer":
+            d["layer"].move(event, self.view_geometry())
             self.update()
 
     def mouseReleaseEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
         d, self._drag = self._drag, None
-        if d and d["mode"] == "ruler" and d.get("b") is not None:
-            self._rulers.add(self.ref, d["a"], d["b"])
+        if d and d["mode"] == "layer":
+            d["layer"].release(event, self.view_geometry())
         self.update()
         event.accept()
 
     def mouseDoubleClickEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
-        if event.button() == Qt.MouseButton.LeftButton and not self.state.ruler_mode:
-            self.state.set_zoom(None)
+        if event.button() != Qt.MouseButton.LeftButton:
+            return
+        geo = self.view_geometry()
+        if any(hasattr(layer, "double_click") and layer.double_click(event, geo) for layer in self.layers):
+            return
+        self.state.set_zoom(None)
+
+    def _layer_taking(self, event: Any) -> Any:
+        geo = self.view_geometry()
+        return next((layer for layer in reversed(self.layers)
+                     if hasattr(layer, "press") and layer.press(event, geo)), None)
+
+    def keyPressEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        if any(hasattr(layer, "key") and layer.key(event) for layer in self.layers):
+            event.accept()
+            return
+        super().keyPressEvent(event)
 
     def leaveEvent(self, _event: Any) -> None:  # noqa: N802 - Qt override
         self._last_pos = None

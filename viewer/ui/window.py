@@ -1,9 +1,12 @@
-"""The main window: welcome screen, canvas, series browser, tag browser, status bar.
+"""The main window: welcome screen, viewports, series browser, tag browser, status bar.
 
 Widgets bind to the view state (a Qt-free `ViewSession` with one `ViewportState` per
-viewport, relayed by `ViewState`); scanning and thumbnails run off the GUI thread and
-arrive by signal, tagged with a scan generation so stale results are dropped
-(STYLE.md patterns 3-5).  Extension points are documented in ARCHITECTURE.md.
+viewport, relayed by `ViewState`); the viewports of the layout are a `ViewportGrid`
+and `state`, `viewport` and `canvas` are the active viewport's.  Scanning and
+thumbnails run off the GUI thread and arrive by signal, tagged with a scan generation
+so stale results are dropped (STYLE.md patterns 3-5).  The reading features
+(layouts, MPR, synchronisation, priors, measurement tools: viewer.ui.reading) are
+installed with the window.  Extension points are documented in ARCHITECTURE.md.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from medviewer.viewer.ui.settings import Settings
 from medviewer.viewer.ui.state import ViewState
 from medviewer.viewer.ui.statusbar import ScanStatus
 from medviewer.viewer.ui.tags import TagBrowser
+from medviewer.viewer.ui.viewgrid import ViewportGrid
 from medviewer.viewer.ui.viewport import Viewport
 from medviewer.viewer.ui.welcome import WelcomeWidget
 from medviewer.viewer.ui.workers import warm_up
@@ -65,6 +69,7 @@ class MainWindow(QMainWindow):
         self.session = ViewSession(pixels=self.pixels,
                                    auto_window_per_image=self.settings.auto_window_per_image())
         self.state = ViewState(parent=self, session=self.session)
+        self.state.follow_active()       # toolbar, keys and plug-ins act on the active viewport
         self.scan_result: Any = None
         self.loader = StudyLoader(self.pixels, self)
         self._welcome_hidden: list[QDockWidget] = []
@@ -83,23 +88,55 @@ class MainWindow(QMainWindow):
         self.ai_menu = self.menu("AI")
         self.menu("Help")
         self._connect()
+        from medviewer.viewer.ui.reading import install as install_reading
+
+        self.reading = install_reading(self)
         self.welcome.set_recent(self.settings.recent_folders())
         self.resize(1280, 820)
 
     # -- construction ---------------------------------------------------------------
     def _build_pages(self) -> None:
-        """Central widget: the welcome page, or the viewport (canvas, scroller, strip)."""
+        """Central widget: the welcome page, or the viewports of the layout."""
         self.stack = QStackedWidget(self)
         self.welcome = WelcomeWidget()
-        self.viewport = Viewport(self.state)
-        self.canvas = self.viewport.canvas
-        self.canvas.default_overlay_opacity = self.settings.overlay_opacity()
-        self.slider = self.viewport.slider
-        self.slice_label = self.viewport.slice_label
-        self.viewer_page = self.viewport
+        self.grid = ViewportGrid(self.session)
+        self.viewer_page = self.grid
         self.stack.addWidget(self.welcome)
-        self.stack.addWidget(self.viewport)
+        self.stack.addWidget(self.grid)
         self.setCentralWidget(self.stack)
+
+    # -- the active viewport -----------------------------------------------------------
+    @property
+    def viewport(self) -> Viewport:
+        """The active viewport (canvas, scroller, strip)."""
+        return self.grid.active_viewport()
+
+    @property
+    def canvas(self) -> Any:
+        return self.viewport.canvas
+
+    @property
+    def slider(self) -> Any:
+        return self.viewport.slider
+
+    @property
+    def slice_label(self) -> Any:
+        return self.viewport.slice_label
+
+    def canvases(self) -> list[Any]:
+        return [vp.canvas for vp in self.grid.viewports]
+
+    def _wire_viewport(self, vp: Viewport) -> None:
+        """Signals of a viewport's canvas (every viewport, as the layout creates them)."""
+        c = vp.canvas
+        c.default_overlay_opacity = self.settings.overlay_opacity()
+        c.sig_overlay_opacity.connect(self.settings.set_overlay_opacity)
+        c.sig_cursor.connect(lambda value, c=c: c is self.canvas and self.status.set_cursor(value))
+        c.sig_rendered.connect(lambda c=c: c is self.canvas and refresh_window_menu(self))
+
+    def _on_active_changed(self) -> None:
+        self._return_focus.target = self.canvas
+        refresh_window_menu(self)
 
     def _build_docks(self) -> None:
         self.browser = SeriesBrowser()
@@ -119,7 +156,10 @@ class MainWindow(QMainWindow):
         self.skipped_button = self.status.skipped_button
 
     def _connect(self) -> None:
-        self.canvas.sig_overlay_opacity.connect(self.settings.set_overlay_opacity)
+        for vp in self.grid.viewports:
+            self._wire_viewport(vp)
+        self.grid.sig_viewport_added.connect(self._wire_viewport)
+        self.session.events.active_changed.connect(lambda _vp: self._on_active_changed())
         self.status.sig_cancel.connect(self.cancel_scan)
         self.status.sig_show_skipped.connect(self.show_skipped)
         self.welcome.sig_open_folder.connect(lambda: self.choose_folder())
@@ -132,8 +172,6 @@ class MainWindow(QMainWindow):
         self.loader.sig_thumbnail.connect(self.browser.set_thumbnail)
         self.state.sig_series_changed.connect(self._on_series_changed)
         self.state.sig_slice_changed.connect(lambda _i: self._tags_timer.start())
-        self.canvas.sig_cursor.connect(self.status.set_cursor)
-        self.canvas.sig_rendered.connect(lambda: refresh_window_menu(self))
         self.cine.sig_playing.connect(self._on_cine_playing)
         self._tags_timer.timeout.connect(self._update_tags)
         self.tags_dock.visibilityChanged.connect(lambda _v: self._tags_timer.start())
@@ -209,8 +247,10 @@ class MainWindow(QMainWindow):
         return m
 
     def set_slice_strip(self, widget: QWidget | None) -> None:
-        """Place a per-slice widget under the slice scroller (None removes it)."""
-        self.viewport.set_slice_strip(widget)
+        """Place a per-slice widget (e.g. the AI strip) under the slice scroller of the
+        active viewport (it moves with the active viewport; in the MPR layout under the
+        view of the acquisition plane); None removes it."""
+        self.grid.set_slice_strip(widget)
 
     def add_drop_handler(self, accepts: Callable[[Path], bool], handle: Callable[[Path], Any]) -> None:
         """Dropped files for which `accepts(path)` is true go to `handle(path)` instead of
@@ -272,9 +312,10 @@ class MainWindow(QMainWindow):
         self.scan_result = None
         self.state.scan_result = None
         self.browser.clear_all()
-        self.canvas.clear_overlays()
-        self.canvas.clear_rulers()
-        self.state.set_series(None)
+        for canvas in self.canvases():
+            canvas.clear_overlays()
+        for vstate in self.session.viewports:
+            vstate.set_series(None)
         self._show_viewer_page()
         self.setWindowTitle(f"medviewer - {label}")
         self.status.started(label)
@@ -324,15 +365,7 @@ class MainWindow(QMainWindow):
         all_series = result.all_series()
         for s in self.browser.update_series(all_series):
             _remember_identifiers(s)
-        cur = self.state.series
-        if cur is None:
-            first = next((s for s in all_series if s.items), None)
-            if first is not None:
-                self.state.set_series(first)
-        else:
-            same = next((s for s in all_series if s.series_uid == cur.series_uid), None)
-            if same is not None and same is not cur:
-                self.state.update_series(same)
+        self.session.show_series(all_series)
         self.session.events.scan_updated.emit(result)
 
     # -- state -> widgets -----------------------------------------------------------
@@ -399,6 +432,12 @@ class MainWindow(QMainWindow):
         if not paths:
             return
         event.acceptProposedAction()
+        rest = self.handle_dropped(paths)
+        if rest:
+            self.open_path(rest[0])
+
+    def handle_dropped(self, paths: list[Path]) -> list[Path]:
+        """Give dropped files to the drop handlers that accept them; return the rest."""
         rest = []
         for path in paths:
             handler = next((h for accepts, h in self._drop_handlers if accepts(path)), None)
@@ -406,8 +445,7 @@ class MainWindow(QMainWindow):
                 handler(path)
             else:
                 rest.append(path)
-        if rest:
-            self.open_path(rest[0])
+        return rest
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
         self.shutdown()
@@ -425,7 +463,9 @@ class MainWindow(QMainWindow):
             log.exception("saving settings")
         self.cine.set_playing(False)
         self.loader.shutdown()
-        self.canvas.shutdown()
+        self.reading.shutdown()
+        for canvas in self.canvases():
+            canvas.shutdown()
         try:
             self.pixels.close()
         except Exception:

@@ -1,0 +1,320 @@
+"""One MPR view: a reformatted plane of the volume with the linked crosshair.
+
+It renders the Qt-free `MprState` (viewer.state.mpr): the plane through the
+crosshair (`state.grid(kind)`, viewer.display.mpr) through the display pipeline,
+the crosshair lines of the two other planes in their colours with rotation handles,
+orientation letters from the plane's axes (radiological convention), a scale bar
+and corner text.  Gestures: left click / drag moves the crosshair (the other views
+follow); dragging a handle on a line turns the other two planes (oblique MPR);
+wheel = next plane; Ctrl+wheel = zoom; middle drag = pan; right drag = window /
+level; double click = fit.  Thin planes are computed here (a few ms); thick slabs
+(MIP / MinIP / mean) on a worker: while the crosshair is dragged the thin plane is
+shown, the slab when the drag stops and the worker delivers it for the plane still
+shown (stale slabs are dropped, STYLE.md pattern 5).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtWidgets import QWidget
+
+from medviewer.viewer.display.mpr import Plane, reformat, render_plane, volume_window
+from medviewer.viewer.display.pipeline import Renderer
+from medviewer.viewer.display.text import window_text
+from medviewer.viewer.state.view import ViewGeometry
+from medviewer.viewer.ui.overlays import paint_corner_texts, paint_edge_labels
+from medviewer.viewer.ui.qimage import array_to_qimage
+from medviewer.viewer.ui.scalebar import paint_scale_bar
+from medviewer.viewer.ui.state import dragged_window
+from medviewer.viewer.ui.workers import CANCELLED, TaskRunner, TaskState
+
+COLOURS = {"axial": QColor(235, 85, 85), "coronal": QColor(95, 205, 105), "sagittal": QColor(240, 210, 70)}
+TITLES = {"axial": "Axial", "coronal": "Coronal", "sagittal": "Sagittal"}
+HANDLE_PX = 6.0
+ZOOM_STEP = 1.25
+TIMINGS_KEPT = 200
+
+
+def slab_task(state: TaskState, volume: Any, grid: Any, slab_mm: float, projection: str) -> Plane:
+    """A thick slab of `volume` on `grid` (viewer.display.mpr.reformat), off the GUI thread."""
+    return reformat(volume, grid, slab_mm, projection)
+
+
+class MprView(QWidget):
+    """The `kind` ('axial', 'coronal', 'sagittal') view of `controller.state`."""
+
+    def __init__(self, kind: str, controller: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName(f"mpr_{kind}")
+        self.kind = kind
+        self.ctl = controller
+        self.mpr = controller.state
+        self.view = self.mpr.views[kind]          # its zoom / pan
+        self.renderer = Renderer()
+        self.plane: Plane | None = None
+        self.shown: tuple | None = None           # (grid, projection, mm) on screen
+        self.grey: np.ndarray | None = None
+        self._qimage: Any = None
+        self.render_ms: list[float] = []          # thin planes: reformat + window + QImage
+        self.message = ""
+        self._drag: dict[str, Any] | None = None
+        self.setMouseTracking(True)
+        self.setMinimumSize(64, 64)
+        self.setFocusPolicy(Qt.FocusPolicy.WheelFocus)
+        self.slabs = TaskRunner(self, name=f"{kind} slab", pool=controller.slab_pool)
+        self.slabs.sig_finished.connect(self._on_slab)
+        ev = self.mpr.events
+        ev.volume_changed.connect(lambda _v: self.refresh())
+        ev.crosshair_changed.connect(lambda _old, _new: self.refresh())
+        ev.slab_changed.connect(self.refresh)
+        ev.window_changed.connect(lambda _w: self._rerender())
+        self.view.events.view_changed.connect(self.update)
+
+    # -- what to show ---------------------------------------------------------------
+    def wanted(self) -> tuple | None:
+        grid = self.mpr.grid(self.kind)
+        if grid is None:
+            return None
+        projection, mm = self.mpr.slab()
+        return grid, projection, mm
+
+    def refresh(self) -> None:
+        """Show the plane the state asks for: the thin plane at once when the plane moved,
+        the slab from the worker unless the crosshair is being dragged."""
+        want = self.wanted()
+        if want is None:
+            self.plane = self.grey = self._qimage = self.shown = None
+            self.update()
+            return
+        grid, projection, mm = want
+        if self.shown != want:
+            if self.shown is None or self.shown[0] != grid:
+                t0 = time.perf_counter()
+                self._show(reformat(self.mpr.volume, grid), (grid, "thin", 0.0))
+                self.render_ms = (self.render_ms + [(time.perf_counter() - t0) * 1000])[-TIMINGS_KEPT:]
+            if projection != "thin" and not self.ctl.dragging and self.shown != want:
+                self.slabs.start(slab_task, self.mpr.volume, grid, mm, projection, key=want)
+            elif projection == "thin" or self.ctl.dragging:
+                self.slabs.cancel()
+        self.update()
+
+    def slab_pending(self) -> bool:
+        want = self.wanted()
+        return want is not None and want[1] != "thin" and self.shown != want
+
+    def _on_slab(self, state: TaskState, plane: Any, error: str | None) -> None:
+        if error is not None:
+            if error != CANCELLED:
+                self.ctl.window.show_message(f"MPR slab: {error}", 8000)
+            return
+        if state.key == self.wanted():            # still the plane and slab asked for
+            self._show(plane, state.key)
+            self.update()
+
+    def _show(self, plane: Plane, key: tuple) -> None:
+        self.plane, self.shown = plane, key
+        self._rerender(update=False)
+
+    def window(self) -> Any:
+        if self.mpr.window is not None:
+            return self.mpr.window
+        return volume_window(self.mpr.volume) if self.mpr.volume is not None else None
+
+    def _rerender(self, update: bool = True) -> None:
+        if self.plane is None:
+            return
+        self.grey = render_plane(self.plane, self.window(), self.renderer)
+        self._qimage = array_to_qimage(self.grey)
+        if update:
+            self.update()
+
+    # -- geometry -------------------------------------------------------------------
+    def view_geometry(self) -> ViewGeometry:
+        grid = self.plane.grid if self.plane is not None else None
+        cols, rows = (grid.width, grid.height) if grid is not None else (0, 0)
+        return ViewGeometry(self.width(), self.height(), cols, rows, 1.0, self.view.zoom, self.view.pan)
+
+    def centre_on_screen(self, geo: ViewGeometry) -> QPointF | None:
+        if self.plane is None or self.mpr.crosshair is None:
+            return None
+        x, y, _ = self.plane.grid.from_patient(np.asarray(self.mpr.crosshair.center))
+        return QPointF(*geo.image_to_screen(float(x), float(y)))
+
+    def handles(self, geo: ViewGeometry) -> list[tuple[str, QPointF]]:
+        """(other plane, screen point) of the rotation handles: on each crosshair line, a
+        third of the way to the view's edge on both sides of the centre."""
+        c = self.centre_on_screen(geo)
+        if c is None:
+            return []
+        radius = 0.3 * min(geo.width, geo.height)
+        out = []
+        for other, line in self.mpr.lines(self.kind).items():
+            if line is None:
+                continue
+            (x0, y0), (x1, y1) = (geo.image_to_screen(*pt) for pt in line)
+            d = np.array([x1 - x0, y1 - y0], dtype=np.float64)
+            n = float(np.hypot(*d))
+            if n < 1e-6:
+                continue
+            d /= n
+            for sign in (1, -1):
+                out.append((other, QPointF(c.x() + sign * radius * d[0], c.y() + sign * radius * d[1])))
+        return out
+
+    # -- painting --------------------------------------------------------------------
+    def paintEvent(self, _event: Any) -> None:  # noqa: N802 - Qt override
+        p = QPainter(self)
+        geo = self.view_geometry()
+        p.fillRect(QRectF(0, 0, geo.width, geo.height), Qt.GlobalColor.black)
+        if self._qimage is None:
+            p.setPen(QColor(200, 200, 200))
+            p.drawText(QRectF(0, 0, geo.width, geo.height), Qt.AlignmentFlag.AlignCenter
+                       | Qt.TextFlag.TextWordWrap, self.message or "No volume")
+            self._paint_frame(p)
+            p.end()
+            return
+        rect = QRectF(*geo.image_rect())
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, geo.scale() < 1.0)
+        p.drawImage(rect, self._qimage)
+        self._paint_crosshair(p, geo)
+        grid = self.plane.grid
+        paint_edge_labels(p, geo.edge_anchors(), grid.labels().as_dict())
+        paint_scale_bar(p, geo.width, geo.height, grid.spacing / geo.scale())
+        paint_corner_texts(p, int(geo.width), int(geo.height), self.corner_texts(geo))
+        self._paint_frame(p)
+        p.end()
+
+    def _paint_frame(self, p: QPainter) -> None:
+        p.setPen(QPen(COLOURS[self.kind], 2))
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        p.drawRect(QRectF(self.rect()).adjusted(1, 1, -1, -1))
+
+    def _paint_crosshair(self, p: QPainter, geo: ViewGeometry) -> None:
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        for other, line in self.mpr.lines(self.kind).items():
+            if line is None:
+                continue
+            a, b = (QPointF(*geo.image_to_screen(*pt)) for pt in line)
+            colour = QColor(COLOURS[other])
+            colour.setAlpha(200)
+            p.setPen(QPen(colour, 1.2))
+            p.drawLine(a, b)
+        for other, h in self.handles(geo):
+            p.setPen(QPen(QColor(0, 0, 0, 200), 1.0))
+            p.setBrush(COLOURS[other])
+            p.drawEllipse(h, HANDLE_PX / 2 + 1, HANDLE_PX / 2 + 1)
+
+    def corner_texts(self, geo: ViewGeometry) -> dict[str, list[str]]:
+        """Plane, slab and position; series and study; window and zoom."""
+        from medviewer.viewer.ui.overlays import format_date
+
+        series = self.ctl.series
+        title = TITLES[self.kind]
+        rot = self.mpr.crosshair.rotation(self.kind) if self.mpr.crosshair is not None else None
+        if rot is not None and not np.allclose(rot, np.eye(3), atol=1e-9):
+            normal = np.asarray(self.plane.grid.normal)
+            tilt = math.degrees(math.acos(min(1.0, float(np.max(np.abs(normal))))))
+            title += f" (oblique {tilt:.0f}\N{DEGREE SIGN})"
+        tl = [title]
+        if series is not None:
+            tl.append(f"Se {series.number}: {series.description}".strip() if series.number is not None
+                      else series.description)
+        projection, mm = self.shown[1:] if self.shown else ("thin", 0.0)
+        from medviewer.viewer.state.mpr import PROJECTION_TITLES
+
+        bl = [f"{PROJECTION_TITLES[projection]} {mm:g} mm slab" if projection != "thin" else "Thin plane"]
+        if self.slab_pending():
+            bl[0] += f" ({PROJECTION_TITLES[self.mpr.slab()[0]]} computing...)"
+        c = np.asarray(self.mpr.crosshair.center) if self.mpr.crosshair is not None else None
+        if c is not None:
+            axis = int(np.argmax(np.abs(np.asarray(self.plane.grid.normal))))
+            bl.append(f"Loc: {'xyz'[axis]} {c[axis] + 0.0:.2f} mm")
+        win = self.window()
+        br = [window_text(win.center, win.width, self.plane.meta)] if win is not None else []
+        br.append(f"Zoom: {geo.scale() * 100:.0f}%")
+        study = self.ctl.window.session.study_of(series)
+        tr = [format_date(getattr(study, "date", "") or "")] if study is not None else []
+        return {"tl": tl, "tr": [t for t in tr if t], "bl": bl, "br": br}
+
+    # -- mouse -----------------------------------------------------------------------
+    def _handle_at(self, pos: QPointF, geo: ViewGeometry) -> QPointF | None:
+        for _other, h in self.handles(geo):
+            if math.hypot(h.x() - pos.x(), h.y() - pos.y()) <= HANDLE_PX + 3:
+                return h
+        return None
+
+    def mousePressEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        if self.plane is None:
+            return
+        pos, geo, btn = event.position(), self.view_geometry(), event.button()
+        if btn == Qt.MouseButton.LeftButton:
+            handle = self._handle_at(pos, geo)
+            self.ctl.begin_drag()
+            if handle is not None:
+                c = self.centre_on_screen(geo)
+                self._drag = {"mode": "rotate", "centre": c, "start": handle, "base": self.mpr.crosshair}
+            else:
+                self._drag = {"mode": "move"}
+                self._move_crosshair(pos, geo)
+        elif btn == Qt.MouseButton.MiddleButton:
+            if self.view.zoom is None:
+                self.view.set_zoom(geo.fit_scale())
+            self._drag = {"mode": "pan", "start": pos, "pan": self.view.pan}
+        elif btn == Qt.MouseButton.RightButton:
+            self._drag = {"mode": "window", "start": pos, "win": self.window()}
+        event.accept()
+
+    def mouseMoveEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        pos, d = event.position(), self._drag
+        if d is None:
+            geo = self.view_geometry()
+            over = self.plane is not None and self._handle_at(pos, geo) is not None
+            self.setCursor(Qt.CursorShape.SizeAllCursor if over else Qt.CursorShape.CrossCursor)
+            return
+        if d["mode"] == "move":
+            self._move_crosshair(pos, self.view_geometry())
+        elif d["mode"] == "rotate":
+            c, s = d["centre"], d["start"]
+            a0 = math.atan2(-(s.y() - c.y()), s.x() - c.x())       # counter-clockwise, y up
+            a1 = math.atan2(-(pos.y() - c.y()), pos.x() - c.x())
+            self.mpr.rotate(self.kind, a1 - a0, d["base"])
+        elif d["mode"] == "pan":
+            px, py = d["pan"]
+            self.view.set_pan(px + pos.x() - d["start"].x(), py + pos.y() - d["start"].y())
+        elif d["mode"] == "window" and d["win"] is not None:
+            self.mpr.set_window(dragged_window(d["win"], pos.x() - d["start"].x(), pos.y() - d["start"].y()))
+
+    def mouseReleaseEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        d, self._drag = self._drag, None
+        if d is not None and d["mode"] in ("move", "rotate"):
+            self.ctl.end_drag()
+        event.accept()
+
+    def _move_crosshair(self, pos: QPointF, geo: ViewGeometry) -> None:
+        x, y = geo.screen_to_image(pos.x(), pos.y())
+        self.mpr.move_to(self.plane.grid.to_patient(x, y))
+
+    def mouseDoubleClickEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        if event.button() == Qt.MouseButton.LeftButton:
+            self.view.set_zoom(None)
+
+    def wheelEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        delta = event.angleDelta().y()
+        if not delta or self.plane is None:
+            return
+        if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            pos = event.position()
+            self.view.zoom_by(ZOOM_STEP if delta > 0 else 1 / ZOOM_STEP, self.view_geometry().scale(),
+                              (pos.x() - self.width() / 2, pos.y() - self.height() / 2))
+        else:
+            self.mpr.scroll(self.kind, -1 if delta > 0 else 1)
+        event.accept()
+
+    def shutdown(self, msecs: int = 3000) -> None:
+        self.slabs.shutdown(msecs)
