@@ -2,7 +2,8 @@
 
 A `BadgeLayer` is a canvas layer (ImageCanvas.add_layer) that asks each registered
 provider ``provider(viewport_state) -> [(text, QColor)]`` what to show, and draws the
-labels side by side under the top orientation letter, each on a dark rounded plate so
+labels one under the other in the middle of the top edge, below the lines of the top
+corner texts (so narrow viewports do not mix them), each on a dark rounded plate so
 it reads on any image.  Providers are plain functions of the Qt-free viewport state.
 """
 
@@ -16,7 +17,7 @@ from PySide6.QtGui import QColor, QFont, QPainter
 
 Badge = tuple[str, QColor]
 Provider = Callable[[Any], list[Badge]]
-TOP = 30          # below the top orientation letter
+CORNER_LINES = 5         # the top-left corner text has at most 5 lines (viewer.ui.overlays)
 
 
 class Badges:
@@ -53,16 +54,16 @@ class BadgeLayer:
         font.setBold(True)
         p.setFont(font)
         fm = p.fontMetrics()
-        pad, gap = 5, 6
-        widths = [fm.horizontalAdvance(text) + 2 * pad for text, _ in items]
-        x = geo.width / 2 - (sum(widths) + gap * (len(items) - 1)) / 2
+        pad, gap = 5, 3
         h = fm.height() + 4
+        y = 8 + CORNER_LINES * (fm.height() + 1) if canvas.state.show_text else 8
         p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        for (text, colour), w in zip(items, widths):
-            rect = QRectF(x, TOP, w, h)
+        for text, colour in items:
+            w = fm.horizontalAdvance(text) + 2 * pad
+            rect = QRectF(geo.width / 2 - w / 2, y, w, h)
             p.setPen(Qt.PenStyle.NoPen)
             p.setBrush(QColor(0, 0, 0, 170))
             p.drawRoundedRect(rect, 4, 4)
             p.setPen(colour)
             p.drawText(rect, Qt.AlignmentFlag.AlignCenter, text)
-            x += w + gap
+            y += h + gap

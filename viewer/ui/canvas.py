@@ -312,11 +312,12 @@ class ImageCanvas(QWidget):
         self.update()
 
     def mm_per_px(self, geo: ViewGeometry | None = None) -> float | None:
-        """Millimetres per screen pixel across (None without Pixel Spacing)."""
+        """Millimetres per screen pixel down the view (row spacing over the displayed
+        row height; None without Pixel Spacing)."""
         spacing = getattr(self.meta, "pixel_spacing", None) if self.meta is not None else None
         if not spacing or self.rendered is None:
             return None
-        return float(spacing[1]) / (geo or self.view_geometry()).scale()
+        return float(spacing[0]) / (geo or self.view_geometry()).scales()[1]
 
     # -- cursor value -------------------------------------------------------------
     def _update_cursor_value(self, pos: QPointF | None = None) -> None:

@@ -52,6 +52,7 @@ class Reading(QObject):
         self.priors = PriorController(window, self.toolbar, self.badges)
         tools_bar = QToolBar("Measurement tools", window)
         tools_bar.setObjectName("tools_toolbar")
+        window.addToolBarBreak()
         window.addToolBar(tools_bar)
         self.tools = ToolsController(window, tools_bar, self.badges)
 

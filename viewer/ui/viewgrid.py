@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QGridLayout, QLabel, QStackedWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QStackedWidget, QVBoxLayout, QWidget
 
 from medviewer.viewer.state.layout import LayoutSpec, layout_spec
 from medviewer.viewer.ui.state import ViewState
@@ -57,6 +57,8 @@ class ViewportGrid(QWidget):
             vstate = self.session.viewports[len(self.viewports)]
             vp = Viewport(ViewState(parent=self, session=self.session, viewport=vstate))
             vp.setObjectName(f"viewport_{len(self.viewports)}")
+            # equal cells whatever each shows (an empty viewport is as large as the others)
+            vp.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
             vp.sig_activated.connect(self.activate)
             vp.sig_series_dropped.connect(self.sig_series_dropped.emit)
             vp.sig_paths_dropped.connect(self.sig_paths_dropped.emit)

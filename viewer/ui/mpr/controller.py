@@ -164,13 +164,21 @@ class MprController(QObject):
 
     def set_slab(self, projection: str | None = None, slab_mm: float | None = None) -> None:
         """Slab projection and thickness (also the toolbar's), remembered in the settings."""
-        if projection is not None and self.projection.currentData() != projection:
-            self.projection.setCurrentIndex(self.projection.findData(projection))
-            return   # the combo's signal comes back here
-        if slab_mm is not None and abs(self.thickness.value() - slab_mm) > 1e-9:
-            self.thickness.setValue(slab_mm)
-            return
-        self.state.set_slab(projection, slab_mm)
+        for widget, changed in ((self.projection, projection is not None
+                                 and self.projection.currentData() != projection),
+                                (self.thickness, slab_mm is not None
+                                 and abs(self.thickness.value() - slab_mm) > 1e-9)):
+            if changed:
+                widget.blockSignals(True)
+        try:
+            if projection is not None:
+                self.projection.setCurrentIndex(self.projection.findData(projection))
+            if slab_mm is not None:
+                self.thickness.setValue(slab_mm)
+        finally:
+            self.projection.blockSignals(False)
+            self.thickness.blockSignals(False)
+        self.state.set_slab(projection, None if slab_mm is None else self.thickness.value())
         self.thickness.setEnabled(self.state.projection != "thin")
         self.window.settings.set_value(KEY_PROJECTION, self.state.projection)
         self.window.settings.set_value(KEY_SLAB_MM, self.state.slab_mm)

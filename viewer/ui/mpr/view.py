@@ -146,25 +146,40 @@ class MprView(QWidget):
         x, y, _ = self.plane.grid.from_patient(np.asarray(self.mpr.crosshair.center))
         return QPointF(*geo.image_to_screen(float(x), float(y)))
 
-    def handles(self, geo: ViewGeometry) -> list[tuple[str, QPointF]]:
-        """(other plane, screen point) of the rotation handles: on each crosshair line, a
-        third of the way to the view's edge on both sides of the centre."""
+    def screen_lines(self, geo: ViewGeometry) -> dict[str, tuple[QPointF, QPointF, tuple[float, float]]]:
+        """{other plane: (end, end, unit direction)}: each crosshair line through the centre,
+        drawn across the whole view (the planes cut this one along it)."""
         c = self.centre_on_screen(geo)
         if c is None:
-            return []
-        radius = 0.3 * min(geo.width, geo.height)
-        out = []
+            return {}
+        out = {}
         for other, line in self.mpr.lines(self.kind).items():
             if line is None:
                 continue
             (x0, y0), (x1, y1) = (geo.image_to_screen(*pt) for pt in line)
-            d = np.array([x1 - x0, y1 - y0], dtype=np.float64)
-            n = float(np.hypot(*d))
+            dx, dy = x1 - x0, y1 - y0
+            n = math.hypot(dx, dy)
             if n < 1e-6:
                 continue
-            d /= n
+            dx, dy = dx / n, dy / n
+            ts = []
+            for p0, dp, hi in ((c.x(), dx, geo.width), (c.y(), dy, geo.height)):
+                if abs(dp) > 1e-12:
+                    ts.append(sorted(((0.0 - p0) / dp, (hi - p0) / dp)))
+            t0, t1 = max(t[0] for t in ts), min(t[1] for t in ts)
+            out[other] = (QPointF(c.x() + t0 * dx, c.y() + t0 * dy), QPointF(c.x() + t1 * dx, c.y() + t1 * dy),
+                          (dx, dy))
+        return out
+
+    def handles(self, geo: ViewGeometry) -> list[tuple[str, QPointF]]:
+        """(other plane, screen point) of the rotation handles: on each crosshair line, 30 %
+        of the view's smaller side away from the centre, on both sides."""
+        c = self.centre_on_screen(geo)
+        radius = 0.3 * min(geo.width, geo.height)
+        out = []
+        for other, (_a, _b, (dx, dy)) in self.screen_lines(geo).items():
             for sign in (1, -1):
-                out.append((other, QPointF(c.x() + sign * radius * d[0], c.y() + sign * radius * d[1])))
+                out.append((other, QPointF(c.x() + sign * radius * dx, c.y() + sign * radius * dy)))
         return out
 
     # -- painting --------------------------------------------------------------------
@@ -185,7 +200,7 @@ class MprView(QWidget):
         self._paint_crosshair(p, geo)
         grid = self.plane.grid
         paint_edge_labels(p, geo.edge_anchors(), grid.labels().as_dict())
-        paint_scale_bar(p, geo.width, geo.height, grid.spacing / geo.scale())
+        paint_scale_bar(p, geo.width, geo.height, grid.spacing / geo.scales()[1])
         paint_corner_texts(p, int(geo.width), int(geo.height), self.corner_texts(geo))
         self._paint_frame(p)
         p.end()
@@ -197,10 +212,7 @@ class MprView(QWidget):
 
     def _paint_crosshair(self, p: QPainter, geo: ViewGeometry) -> None:
         p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        for other, line in self.mpr.lines(self.kind).items():
-            if line is None:
-                continue
-            a, b = (QPointF(*geo.image_to_screen(*pt)) for pt in line)
+        for other, (a, b, _d) in self.screen_lines(geo).items():
             colour = QColor(COLOURS[other])
             colour.setAlpha(200)
             p.setPen(QPen(colour, 1.2))

@@ -97,17 +97,24 @@ class AnnotationLayer:
         pos = event.position()
         return geo.screen_to_image(pos.x(), pos.y())
 
-    def hit(self, ctx: ImageContext, pt: tuple[float, float], geo: Any) -> tuple[Any, int] | None:
+    def hit(self, ctx: ImageContext, pt: tuple[float, float], geo: Any,
+            drawing: bool = False) -> tuple[Any, int] | None:
         """(annotation, control point index or -1 for the body) under `pt`; the selected
-        annotation first, then the most recent."""
+        annotation first, then the most recent.  `drawing` (a tool is selected): only
+        handles, and the selected annotation's outline, are taken -- a press inside an
+        ROI or on another annotation draws (an ROI in an ROI, an arrow onto one)."""
         tol = HIT_PX / max(1e-6, min(geo.scales()))
         anns = self.ctl.session.on_image(ctx.study_uid, ctx.sop_instance_uid, ctx.frame)
         sel = self.ctl.session.selected
         anns.sort(key=lambda a: sel == (ctx.study_uid, a.uid))
         for ann in reversed(anns):
             index = hit_test(ann.shape, pt, tol)
-            if index is not None:
-                return ann, index
+            if index is None:
+                continue
+            if drawing and index < 0 and not (sel == (ctx.study_uid, ann.uid)
+                                               and ann.shape.distance_to(pt) <= tol):
+                continue
+            return ann, index
         return None
 
     def press(self, event: Any, geo: Any) -> bool:
@@ -122,7 +129,7 @@ class AnnotationLayer:
             tool.press(pt)
             self._ctx = ctx
             return True
-        found = self.hit(ctx, pt, geo)
+        found = self.hit(ctx, pt, geo, drawing=tool is not None)
         session = self.ctl.session
         if found is not None:
             ann, index = found
@@ -167,7 +174,7 @@ class AnnotationLayer:
         if tool is not None and tool.in_progress():
             tool.move(self._point(event, geo))
         ctx = image_context(self.canvas)
-        over = ctx is not None and self.hit(ctx, self._point(event, geo), geo) is not None
+        over = ctx is not None and self.hit(ctx, self._point(event, geo), geo, tool is not None) is not None
         if over:
             self.canvas.setCursor(Qt.CursorShape.SizeAllCursor)
         elif tool is not None:
