@@ -11,7 +11,6 @@ study has changes not saved as a Structured Report yet.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from medviewer.viewer.measure.tools import Annotation, AnnotationStore
 from medviewer.viewer.state.events import Event

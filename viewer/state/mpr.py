@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from medviewer.viewer.display.meta import Window
-from medviewer.viewer.display.mpr import PLANES, PROJECTIONS, Crosshair, PlaneGrid
+from medviewer.viewer.display.mpr import PLANES, PROJECTIONS, Crosshair, PlaneGrid, cut_line
 from medviewer.viewer.state.events import Event
 from medviewer.viewer.state.view import ViewportState
 
@@ -56,6 +56,7 @@ class MprState:
         self.views = {kind: ViewportState(f"mpr-{kind}") for kind in PLANES}
         self.events = MprEvents()
         self._grids: dict[str, tuple[Crosshair, PlaneGrid]] = {}
+        self._lines: dict[str, tuple[Crosshair, dict]] = {}
 
     # -- volume -----------------------------------------------------------------------
     def set_volume(self, volume: Any) -> None:
@@ -64,6 +65,7 @@ class MprState:
         self.crosshair = Crosshair.at_center(volume.geometry) if volume is not None else None
         self.window = None
         self._grids.clear()
+        self._lines.clear()
         for view in self.views.values():
             view.zoom, view.pan = None, (0.0, 0.0)
         self.events.volume_changed.emit(volume)
@@ -84,10 +86,18 @@ class MprState:
         return grid
 
     def lines(self, kind: str) -> dict[str, Any]:
-        """{other kind: ((x0, y0), (x1, y1)) or None}: the crosshair lines of a view."""
+        """{other kind: ((x0, y0), (x1, y1)) or None}: the crosshair lines of a view
+        (cached per crosshair: views repaint far more often than it moves)."""
         if self.crosshair is None:
             return {}
-        return self.crosshair.lines(self.geometry, kind)
+        cached = self._lines.get(kind)
+        if cached is not None and cached[0] is self.crosshair:
+            return cached[1]
+        view = self.grid(kind)
+        lines = {other: cut_line(view, self.grid(other), self.crosshair.center)
+                 for other in PLANES if other != kind}     # Crosshair.lines on the cached grids
+        self._lines[kind] = (self.crosshair, lines)
+        return lines
 
     # -- crosshair ------------------------------------------------------------------------
     def set_crosshair(self, crosshair: Crosshair) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,9 +26,10 @@ from medviewer.viewer.display import Renderer, default_window, has_own_window
 from medviewer.viewer.state.view import ViewGeometry, pixel_aspect
 from medviewer.viewer.ui.imagesource import ImageSource
 from medviewer.viewer.display.orientation import EdgeLabels
+from medviewer.viewer.ui.canvaslayers import PluginOverlays
 from medviewer.viewer.ui.overlays import (CursorValue, corner_texts, orientation_labels, paint_corner_texts,
                                           paint_edge_labels, pixel_value_text)
-from medviewer.viewer.ui.qimage import array_to_qimage
+from medviewer.viewer.ui.qimage import display_qimage
 from medviewer.viewer.ui.scalebar import paint_scale_bar
 from medviewer.viewer.ui.state import ViewState, dragged_window
 from medviewer.viewer.ui.workers import error_line
@@ -39,16 +39,7 @@ log = logging.getLogger("medviewer.ui")
 ZOOM_STEP = 1.25
 
 
-@dataclass
-class _Layer:
-    """A plug-in overlay: RGBA on the pixel grid of the image `ref`."""
-
-    rgba: np.ndarray
-    image: QImage
-    ref: Any
-
-
-class ImageCanvas(QWidget):
+class ImageCanvas(PluginOverlays, QWidget):
     """Displays `state`'s current image; see ARCHITECTURE.md 'UI extension points'."""
 
     sig_cursor = Signal(object)  # CursorValue | None
@@ -76,7 +67,7 @@ class ImageCanvas(QWidget):
         self._scaled: QImage | None = None  # smooth-downscaled copy for zoom < 1
         self._scaled_key: tuple | None = None
         self._image_windows: dict[Any, Any] = {}
-        self._layers: dict[str, _Layer] = {}
+        self._layers: dict[str, Any] = {}      # plug-in overlays (PluginOverlays)
         self.layers: list[Any] = []   # see add_layer
         self._edge_labels: tuple[Any, EdgeLabels | None] = (None, None)
         self._drag: dict[str, Any] | None = None
@@ -89,14 +80,6 @@ class ImageCanvas(QWidget):
         state.sig_scan_finished.connect(lambda _r: self._on_auto_window_changed())
         state.sig_view_changed.connect(self.update)
         state.sig_overlays_changed.connect(self.update)
-
-    @property
-    def default_overlay_opacity(self) -> float:
-        return self.state.viewport.default_overlay_opacity
-
-    @default_overlay_opacity.setter
-    def default_overlay_opacity(self, value: float) -> None:
-        self.state.viewport.default_overlay_opacity = float(min(1.0, max(0.0, value)))
 
     # -- windows ---------------------------------------------------------------
     def default_window(self) -> Any:
@@ -167,7 +150,7 @@ class ImageCanvas(QWidget):
             try:
                 grey = self.renderer.render(self.stored, self.meta, self.effective_window())
                 self.rendered = np.ascontiguousarray(grey)
-                self._qimage = array_to_qimage(self.rendered)
+                self._qimage = display_qimage(self.rendered)
             except Exception as exc:
                 self.rendered = self._qimage = None
                 self.error = error_line(exc, "render")
@@ -222,51 +205,6 @@ class ImageCanvas(QWidget):
         else:
             offset = (anchor.x() - self.width() / 2, anchor.y() - self.height() / 2)
         self.state.zoom_by(factor, self.scale(), offset)
-
-    # -- overlays (extension point) ------------------------------------------
-    def set_overlay(self, name: str, rgba: np.ndarray | None, opacity: float | None = None,
-                    ref: Any = None) -> None:
-        """Register an RGBA image on the pixel grid of `ref` (default: current).
-
-        `opacity` None uses `default_overlay_opacity` (the saved setting); an explicit
-        opacity becomes the new default.  Visibility and opacity live in the view state."""
-        if rgba is None:
-            self._layers.pop(name, None)
-            self.update()
-            return
-        rgba = np.asarray(rgba)
-        cols, rows = self.image_size()
-        if rgba.ndim != 3 or rgba.shape[2] != 4:
-            raise ValueError(f"overlay {name!r}: expected (rows, cols, 4) RGBA, got {rgba.shape}")
-        target = ref if ref is not None else self.ref
-        if target == self.ref and (rgba.shape[0], rgba.shape[1]) != (rows, cols):
-            raise ValueError(
-                f"overlay {name!r}: shape {rgba.shape[:2]} does not match image {(rows, cols)}")
-        if rgba.dtype != np.uint8:
-            rgba = np.clip(rgba, 0, 255).astype(np.uint8)
-        if opacity is None:
-            opacity = self.default_overlay_opacity
-        elif opacity != self.default_overlay_opacity:
-            self.default_overlay_opacity = opacity
-            self.sig_overlay_opacity.emit(self.default_overlay_opacity)
-        self._layers[name] = _Layer(rgba, array_to_qimage(rgba), target)
-        self.state.viewport.set_overlay(name, opacity=opacity)
-
-    def clear_overlays(self) -> None:
-        self._layers.clear()
-        self.update()
-
-    def overlay_names(self) -> list[str]:
-        return list(self._layers)
-
-    def overlay_opacity(self, name: str) -> float:
-        return self.state.viewport.overlay(name).opacity
-
-    def set_overlay_visible(self, name: str, visible: bool) -> None:
-        self.state.viewport.set_overlay(name, visible=visible)
-
-    def set_overlay_opacity(self, name: str, opacity: float) -> None:
-        self.state.viewport.set_overlay(name, opacity=opacity)
 
     def grab_view(self) -> QImage:
         """The view as the user sees it, overlays and text included."""

@@ -9,6 +9,7 @@ patient's name, ID and birth date out (exported views).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,21 +183,48 @@ def corner_texts(state: Any, header: Any, window: Any, scale: float,
     return {"tl": tl, "tr": tr, "bl": bl, "br": br}
 
 
+_TEXT_CACHE: dict[tuple, Any] = {}
+TEXT_CACHE_SIZE = 512
+
+
 def draw_outlined_text(p: Any, x: float, y: float, text: str, ink: Any = None,
                        outline: float = 2.5) -> None:
     """Draw `text` with its baseline at (x, y) in `ink`, outlined in black so it reads
-    on any grey (bone, contrast, air): the glyph outlines are stroked, then filled."""
-    from PySide6.QtCore import Qt
-    from PySide6.QtGui import QColor, QPainterPath, QPen
+    on any grey (bone, contrast, air): the glyph outlines are stroked, then filled.
 
-    path = QPainterPath()
-    path.addText(x, y, p.font(), text)
-    hint = p.renderHints()
-    p.setRenderHint(p.RenderHint.Antialiasing, True)
-    p.strokePath(path, QPen(QColor(0, 0, 0, 230), outline, Qt.PenStyle.SolidLine,
-                            Qt.PenCapStyle.RoundCap, Qt.PenJoinStyle.RoundJoin))
-    p.fillPath(path, ink if ink is not None else QColor(235, 235, 160))
-    p.setRenderHints(hint)
+    Stroking glyph outlines costs about 2 ms a line, so each (text, font, ink, pixel
+    ratio) is drawn once into a transparent image and that image is drawn afterwards
+    (the corner texts of a viewport repaint on every mouse move)."""
+    from PySide6.QtCore import QPointF, Qt
+    from PySide6.QtGui import QColor, QFontMetricsF, QImage, QPainter, QPainterPath, QPen
+
+    ink = ink if ink is not None else QColor(235, 235, 160)
+    font = p.font()
+    device = p.device()
+    ratio = float(device.devicePixelRatioF()) if device is not None else 1.0
+    key = (text, font.key(), ink.rgba(), outline, ratio)
+    fm = QFontMetricsF(font)
+    pad = int(math.ceil(outline)) + 1
+    img = _TEXT_CACHE.pop(key, None)
+    if img is None:
+        width = fm.horizontalAdvance(text) + 2 * pad
+        height = fm.height() + 2 * pad
+        img = QImage(max(1, math.ceil(width * ratio)), max(1, math.ceil(height * ratio)),
+                     QImage.Format.Format_ARGB32_Premultiplied)
+        img.setDevicePixelRatio(ratio)
+        img.fill(Qt.GlobalColor.transparent)
+        q = QPainter(img)
+        q.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        path = QPainterPath()
+        path.addText(pad, pad + fm.ascent(), font, text)
+        q.strokePath(path, QPen(QColor(0, 0, 0, 230), outline, Qt.PenStyle.SolidLine,
+                                Qt.PenCapStyle.RoundCap, Qt.PenJoinStyle.RoundJoin))
+        q.fillPath(path, ink)
+        q.end()
+        if len(_TEXT_CACHE) >= TEXT_CACHE_SIZE:
+            _TEXT_CACHE.pop(next(iter(_TEXT_CACHE)))
+    _TEXT_CACHE[key] = img       # most recently used last
+    p.drawImage(QPointF(round(x) - pad, round(y - fm.ascent()) - pad), img)
 
 
 def paint_corner_texts(p: Any, width: int, height: int, texts: dict[str, list[str]],

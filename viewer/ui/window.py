@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QMainWindow, QMenu, QScrollArea,
-                               QStackedWidget, QWidget)
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMenu, QStackedWidget, QWidget
 
 from medviewer.viewer import logs
 from medviewer.viewer.display import PRESETS
@@ -30,7 +29,7 @@ from medviewer.viewer.ui.actions import (build_actions, rebuild_recent_menu, ref
 from medviewer.viewer.ui.browser import SeriesBrowser
 from medviewer.viewer.ui.cine import Cine
 from medviewer.viewer.ui.dialogs import shortcuts_dialog, skipped_dialog
-from medviewer.viewer.ui.focus import ReturnFocus, WheelScrolls, guard_wheel
+from medviewer.viewer.ui.focus import ReturnFocus, WheelScrolls
 from medviewer.viewer.ui.loader import StudyLoader
 from medviewer.viewer.ui.settings import Settings
 from medviewer.viewer.ui.state import ViewState
@@ -39,6 +38,7 @@ from medviewer.viewer.ui.tags import TagBrowser
 from medviewer.viewer.ui.viewgrid import ViewportGrid
 from medviewer.viewer.ui.viewport import Viewport
 from medviewer.viewer.ui.welcome import WelcomeWidget
+from medviewer.viewer.ui.windowdocks import DockHost
 from medviewer.viewer.ui.workers import warm_up
 
 log = logging.getLogger("medviewer.ui")
@@ -55,7 +55,7 @@ def _remember_identifiers(series: Any) -> None:
             log.debug("remember_identifiers failed", exc_info=True)
 
 
-class MainWindow(QMainWindow):
+class MainWindow(DockHost, QMainWindow):
     """The medviewer window.  See ARCHITECTURE.md 'UI extension points'."""
 
     def __init__(self, settings: Settings | None = None, pixels: Any = None) -> None:
@@ -180,72 +180,7 @@ class MainWindow(QMainWindow):
         self._return_focus.watch(self.tags.filter)
         self._return_focus.watch(self.fps_spin)
 
-    def restore_layout(self) -> None:
-        """Restore the saved geometry and dock layout (call after plug-ins added
-        their docks, so theirs are restored too); on a first start, give the
-        right-hand area to plug-in panels with the tag browser as a tab."""
-        geo, st = self.settings.geometry(), self.settings.window_state()
-        if geo is not None:
-            self.restoreGeometry(geo)
-        else:
-            self._fit_to_screen()
-        if st is not None and self.restoreState(st):
-            return
-        right = [d for d in self.findChildren(QDockWidget)
-                 if d is not self.tags_dock
-                 and self.dockWidgetArea(d) == Qt.DockWidgetArea.RightDockWidgetArea]
-        if right:
-            self.tabifyDockWidget(right[0], self.tags_dock)
-            right[0].raise_()
-        # needs the shown layout
-        QTimer.singleShot(0, lambda: self.resizeDocks(
-            [self.browser_dock, self.tags_dock], [270, 440], Qt.Orientation.Horizontal))
-
-    def _fit_to_screen(self) -> None:
-        """First start: 1280x820, or less on a smaller screen (docks scroll, nothing is cut)."""
-        screen = self.screen()
-        if screen is not None:
-            avail = screen.availableGeometry()
-            self.resize(min(self.width(), avail.width()), min(self.height(), avail.height()))
-
     # -- extension points ---------------------------------------------------------
-    def add_dock(self, widget: QWidget, area: Any = Qt.DockWidgetArea.RightDockWidgetArea,
-                 title: str | None = None, scrollable: bool = False) -> QDockWidget:
-        """Wrap `widget` in a dock (saved with the window layout) and add it.
-        `scrollable` puts it in a scroll area, so a small window never cuts it off."""
-        dock = QDockWidget(title or widget.windowTitle() or widget.objectName(), self)
-        name = widget.objectName() or (title or "dock").lower().replace(" ", "_")
-        dock.setObjectName(f"dock_{name}")
-        if scrollable:
-            scroll = QScrollArea()
-            scroll.setObjectName(f"scroll_{name}")
-            scroll.setWidgetResizable(True)
-            scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-            scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
-            scroll.setWidget(widget)
-            guard_wheel(widget, self._wheel_guard)
-            dock.setWidget(scroll)
-        else:
-            dock.setWidget(widget)
-        self.addDockWidget(area, dock)
-        view = self._menus.get("View")
-        if view is not None:
-            view.addAction(dock.toggleViewAction())
-        return dock
-
-    def menu(self, title: str) -> QMenu:
-        """The top-level menu `title`, created (before Help) when missing."""
-        if title in self._menus:
-            return self._menus[title]
-        m = QMenu(title, self)
-        help_menu = self._menus.get("Help")
-        if help_menu is not None:
-            self.menuBar().insertMenu(help_menu.menuAction(), m)
-        else:
-            self.menuBar().addMenu(m)
-        self._menus[title] = m
-        return m
-
     def set_slice_strip(self, widget: QWidget | None) -> None:
         """Place a per-slice widget (e.g. the AI strip) under the slice scroller of the
         active viewport (it moves with the active viewport; in the MPR layout under the
@@ -320,30 +255,6 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"medviewer - {label}")
         self.status.started(label)
         self.loader.start(path)
-
-    def _show_viewer_page(self) -> None:
-        """Leave the welcome page: bring back the docks it hid."""
-        if self.stack.currentWidget() is not self.viewer_page:
-            self.stack.setCurrentWidget(self.viewer_page)
-            for d in self._welcome_hidden:
-                d.show()
-            self._welcome_hidden = []
-
-    def _welcome_hide_docks(self) -> None:
-        """The welcome page uses the whole window (docks come back with a study)."""
-        if self.stack.currentWidget() is self.welcome:
-            self._welcome_hidden = [d for d in self.findChildren(QDockWidget) if d.isVisible()]
-            for d in self._welcome_hidden:
-                d.hide()
-                # a dock the user toggles meanwhile is theirs again
-                d.toggleViewAction().triggered.connect(
-                    lambda _c=False, d=d: d in self._welcome_hidden and self._welcome_hidden.remove(d))
-
-    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
-        super().showEvent(event)
-        if not self._shown_once:
-            self._shown_once = True
-            self._welcome_hide_docks()
 
     def cancel_scan(self) -> None:
         self.loader.cancel()

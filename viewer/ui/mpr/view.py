@@ -29,7 +29,7 @@ from medviewer.viewer.display.pipeline import Renderer
 from medviewer.viewer.display.text import window_text
 from medviewer.viewer.state.view import ViewGeometry
 from medviewer.viewer.ui.overlays import paint_corner_texts, paint_edge_labels
-from medviewer.viewer.ui.qimage import array_to_qimage
+from medviewer.viewer.ui.qimage import display_qimage
 from medviewer.viewer.ui.scalebar import paint_scale_bar
 from medviewer.viewer.ui.state import dragged_window
 from medviewer.viewer.ui.workers import CANCELLED, TaskRunner, TaskState
@@ -130,7 +130,7 @@ class MprView(QWidget):
         if self.plane is None:
             return
         self.grey = render_plane(self.plane, self.window(), self.renderer)
-        self._qimage = array_to_qimage(self.grey)
+        self._qimage = display_qimage(self.grey)
         if update:
             self.update()
 
@@ -171,13 +171,13 @@ class MprView(QWidget):
                           (dx, dy))
         return out
 
-    def handles(self, geo: ViewGeometry) -> list[tuple[str, QPointF]]:
+    def handles(self, geo: ViewGeometry, lines: dict | None = None) -> list[tuple[str, QPointF]]:
         """(other plane, screen point) of the rotation handles: on each crosshair line, 30 %
         of the view's smaller side away from the centre, on both sides."""
         c = self.centre_on_screen(geo)
         radius = 0.3 * min(geo.width, geo.height)
         out = []
-        for other, (_a, _b, (dx, dy)) in self.screen_lines(geo).items():
+        for other, (_a, _b, (dx, dy)) in (self.screen_lines(geo) if lines is None else lines).items():
             for sign in (1, -1):
                 out.append((other, QPointF(c.x() + sign * radius * dx, c.y() + sign * radius * dy)))
         return out
@@ -211,13 +211,14 @@ class MprView(QWidget):
         p.drawRect(QRectF(self.rect()).adjusted(1, 1, -1, -1))
 
     def _paint_crosshair(self, p: QPainter, geo: ViewGeometry) -> None:
-        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        for other, (a, b, _d) in self.screen_lines(geo).items():
+        lines = self.screen_lines(geo)
+        for other, (a, b, _d) in lines.items():      # 1 px lines: crisp, and cheap to draw
             colour = QColor(COLOURS[other])
-            colour.setAlpha(200)
-            p.setPen(QPen(colour, 1.2))
+            colour.setAlpha(210)
+            p.setPen(QPen(colour, 1.0))
             p.drawLine(a, b)
-        for other, h in self.handles(geo):
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        for other, h in self.handles(geo, lines):
             p.setPen(QPen(QColor(0, 0, 0, 200), 1.0))
             p.setBrush(COLOURS[other])
             p.drawEllipse(h, HANDLE_PX / 2 + 1, HANDLE_PX / 2 + 1)

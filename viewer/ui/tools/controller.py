@@ -55,9 +55,9 @@ def save_task(state: TaskState, jobs: list[tuple[str, Any, Any, list, list]]) ->
     from medviewer.viewer.measure.study import save_key_images, save_study
 
     lines = []
-    for what, root, study, annotations, keys in jobs:
+    for what, root, study, anns, keys in jobs:
         try:
-            path = save_study(root, study, annotations) if what == "sr" else save_key_images(root, study, keys)
+            path = save_study(root, study, anns) if what == "sr" else save_key_images(root, study, keys)
             lines.append(f"saved {path}")
         except MedviewerError as exc:
             lines.append(str(exc))
