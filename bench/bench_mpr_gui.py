@@ -19,7 +19,8 @@ them, as after reading the stack) and switches to the MPR layout:
              (viewer.display.mpr.reformat + render_plane, no Qt): the ratio is what
              the GUI adds
 
-Medians and minima of the runs are printed (the shared machine is noisy).
+Medians and minima of the runs are printed, wall time and process CPU time (the shared
+machine is noisy; CPU time leaves out the waits for a core).
 """
 
 from __future__ import annotations
@@ -129,33 +130,38 @@ def main() -> None:
     geo = vol.geometry
     centre = np.asarray(geo.center())
 
-    def gui_step(change) -> tuple[float, list]:
+    def gui_step(change) -> tuple[float, float, list]:
         before = {k: v.plane.grid for k, v in views.items()}
-        t = time.perf_counter()
+        c, t = time.process_time(), time.perf_counter()
         change()
         for v in views.values():
             v.repaint()
-        dt = time.perf_counter() - t
+        dt, dc = time.perf_counter() - t, time.process_time() - c
         changed = [k for k, v in views.items() if v.plane.grid != before[k]]
-        return dt, [state.grid(k) for k in changed]
+        return dt, dc, [state.grid(k) for k in changed]
 
-    def core(grids) -> float:
-        t = time.perf_counter()
+    def core(grids) -> tuple[float, float]:
+        c, t = time.process_time(), time.perf_counter()
         for g in grids:
             render_plane(reformat(vol, g), views["axial"].window())
-        return time.perf_counter() - t
+        return time.perf_counter() - t, time.process_time() - c
 
     def run(name: str, changes) -> None:
-        gui, base = [], []
+        gui, base, gui_cpu, base_cpu = [], [], [], []
         for change in changes:
-            dt, grids = gui_step(change)
+            dt, dc, grids = gui_step(change)
             if not grids:
                 continue
-            gui.append(dt * 1e3 / len(grids))
-            base.append(core(grids) * 1e3 / len(grids))
+            n = len(grids)
+            bt, bc = core(grids)
+            gui.append(dt * 1e3 / n)
+            gui_cpu.append(dc * 1e3 / n)
+            base.append(bt * 1e3 / n)
+            base_cpu.append(bc * 1e3 / n)
         mg, mb = statistics.median(gui), statistics.median(base)
-        print(f"{name:44s} GUI {mg:7.2f} ms/plane (min {min(gui):6.2f})   core {mb:7.2f} (min {min(base):6.2f})"
-              f"   GUI/core {mg / mb:4.2f}   n={len(gui)}")
+        print(f"{name:44s} GUI {mg:7.2f} ms/plane (min {min(gui):6.2f}, CPU min {min(gui_cpu):6.2f})   "
+              f"core {mb:7.2f} (min {min(base):6.2f}, CPU min {min(base_cpu):6.2f})   "
+              f"GUI/core {mg / mb:4.2f} (min {min(gui) / min(base):4.2f})   n={len(gui)}")
 
     span = 0.25 * np.ptp(np.asarray(geo.corners()), axis=0)
     path = [centre + (t - 0.5) * span * np.array([1.0, 1.0, 0.0]) for t in np.linspace(0, 1, args.moves)]

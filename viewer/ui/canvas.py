@@ -69,6 +69,7 @@ class ImageCanvas(PluginOverlays, QWidget):
         self._image_windows: dict[Any, Any] = {}
         self._layers: dict[str, Any] = {}      # plug-in overlays (PluginOverlays)
         self.layers: list[Any] = []   # see add_layer
+        self._deferred = False        # a refresh waits until the canvas is shown
         self._edge_labels: tuple[Any, EdgeLabels | None] = (None, None)
         self._drag: dict[str, Any] | None = None
         self.source = ImageSource(state, self)
@@ -125,6 +126,10 @@ class ImageCanvas(PluginOverlays, QWidget):
         """Show the current slice: at once when it is ready, else when `source` has
         made it ready (the previous image stays up meanwhile)."""
         ref = self.state.ref()
+        if ref is not None and not self.isVisible() and self.window().isVisible():
+            self._deferred = True      # hidden by the layout (e.g. MPR): rendered when shown
+            return
+        self._deferred = False
         if ref is None or self.state.pixels is None:
             self.ref = self.stored = self.meta = self.rendered = self._qimage = None
             self.error = None
@@ -395,6 +400,11 @@ class ImageCanvas(PluginOverlays, QWidget):
         geo = self.view_geometry()
         return next((layer for layer in reversed(self.layers)
                      if hasattr(layer, "press") and layer.press(event, geo)), None)
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        if self._deferred:
+            self.refresh()
 
     def keyPressEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
         if any(hasattr(layer, "key") and layer.key(event) for layer in self.layers):

@@ -29,7 +29,7 @@ from medviewer.viewer.display.pipeline import Renderer
 from medviewer.viewer.display.text import window_text
 from medviewer.viewer.state.view import ViewGeometry
 from medviewer.viewer.ui.overlays import paint_corner_texts, paint_edge_labels
-from medviewer.viewer.ui.qimage import display_qimage
+from medviewer.viewer.ui.qimage import screen_image
 from medviewer.viewer.ui.scalebar import paint_scale_bar
 from medviewer.viewer.ui.state import dragged_window
 from medviewer.viewer.ui.workers import CANCELLED, TaskRunner, TaskState
@@ -61,6 +61,7 @@ class MprView(QWidget):
         self.shown: tuple | None = None           # (grid, projection, mm) on screen
         self.grey: np.ndarray | None = None
         self._qimage: Any = None
+        self._screen: tuple | None = None         # (geometry key, x, y, QImage) on screen
         self.render_ms: list[float] = []          # thin planes: reformat + window + QImage
         self.message = ""
         self._drag: dict[str, Any] | None = None
@@ -130,7 +131,8 @@ class MprView(QWidget):
         if self.plane is None:
             return
         self.grey = render_plane(self.plane, self.window(), self.renderer)
-        self._qimage = display_qimage(self.grey)
+        self._qimage = self.grey           # drawn through screen_image (cached per view geometry)
+        self._screen = None
         if update:
             self.update()
 
@@ -194,9 +196,13 @@ class MprView(QWidget):
             self._paint_frame(p)
             p.end()
             return
-        rect = QRectF(*geo.image_rect())
-        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, geo.scale() < 1.0)
-        p.drawImage(rect, self._qimage)
+        key = (geo.width, geo.height, geo.image_rect())
+        if self._screen is None or self._screen[0] != key:
+            shown = screen_image(self.grey, geo)
+            self._screen = (key, *shown) if shown is not None else (key, 0.0, 0.0, None)
+        _key, x, y, img = self._screen
+        if img is not None:
+            p.drawImage(QPointF(x, y), img)
         self._paint_crosshair(p, geo)
         grid = self.plane.grid
         paint_edge_labels(p, geo.edge_anchors(), grid.labels().as_dict())
