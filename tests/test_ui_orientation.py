@@ -171,3 +171,30 @@ def test_markers_leave_the_corner_text_font_alone(qtbot, window, tmp_path, monke
     monkeypatch.setattr(c, "edge_labels", lambda: None)
     c.grab_view()
     assert fonts[-1] == with_markers and not with_markers[0]
+
+
+def test_edge_letters_move_clear_of_long_corner_texts(qtbot):
+    """A narrow viewport: the top / bottom letters go below / above the corner lines they
+    would sit on; a wide one keeps them at the image edge."""
+    from PySide6.QtGui import QFont, QFontMetricsF, QImage, QPainter
+
+    from medviewer.viewer.ui.overlays import clear_of_corner_texts
+
+    texts = {"tl": ["CHEST^PHANTOM, ANONYMOUS", "Series 3: CT THORAX WITH CONTRAST", "Im 12/40"],
+             "tr": ["Study 2026-11-30"], "bl": ["W 400 L 40 (CT lung window preset)", "Zoom 0.52", "Z -120.5 mm"], "br": []}
+    letters = {"top": "A", "bottom": "P", "left": "R", "right": "L"}
+    img = QImage(240, 320, QImage.Format.Format_RGB32)
+    p = QPainter(img)
+    try:
+        font = QFont(p.font())
+        font.setPointSize(max(9, font.pointSize()))
+        lh = QFontMetricsF(font).height()
+        narrow = {"top": (120.0, 0.0), "bottom": (120.0, 320.0), "left": (0.0, 160.0), "right": (240.0, 160.0)}
+        out = clear_of_corner_texts(p, narrow, texts, 240, 320, letters)
+        assert out["top"][0] == 120.0 and out["top"][1] >= 6 + 3 * lh      # below the 3 tl lines
+        assert out["bottom"][1] <= 320 - (6 + 3 * lh)                       # above the 3 bl lines
+        assert out["left"] == narrow["left"] and out["right"] == narrow["right"]
+        wide = {"top": (800.0, 0.0), "bottom": (800.0, 900.0), "left": (0.0, 450.0), "right": (1600.0, 450.0)}
+        assert clear_of_corner_texts(p, wide, texts, 1600, 900, letters) == wide
+    finally:
+        p.end()

@@ -27,9 +27,9 @@ from medviewer.viewer.state.view import ViewGeometry, pixel_aspect
 from medviewer.viewer.ui.imagesource import ImageSource
 from medviewer.viewer.display.orientation import EdgeLabels
 from medviewer.viewer.ui.canvaslayers import PluginOverlays
-from medviewer.viewer.ui.overlays import (CursorValue, corner_texts, orientation_labels, paint_corner_texts,
-                                          paint_edge_labels, pixel_value_text)
-from medviewer.viewer.ui.qimage import display_qimage
+from medviewer.viewer.ui.overlays import (CursorValue, clear_of_corner_texts, corner_texts, orientation_labels,
+                                          paint_corner_texts, paint_edge_labels, pixel_value_text)
+from medviewer.viewer.ui.qimage import array_to_qimage, screen_image
 from medviewer.viewer.ui.scalebar import paint_scale_bar
 from medviewer.viewer.ui.state import ViewState, dragged_window
 from medviewer.viewer.ui.workers import error_line
@@ -64,7 +64,7 @@ class ImageCanvas(PluginOverlays, QWidget):
         self.cursor_value: CursorValue | None = None
         self._last_pos: QPointF | None = None
         self._qimage: QImage | None = None
-        self._scaled: QImage | None = None  # smooth-downscaled copy for zoom < 1
+        self._scaled: tuple | None = None   # (x, y, QImage): the visible part, scaled
         self._scaled_key: tuple | None = None
         self._image_windows: dict[Any, Any] = {}
         self._layers: dict[str, Any] = {}      # plug-in overlays (PluginOverlays)
@@ -155,7 +155,7 @@ class ImageCanvas(PluginOverlays, QWidget):
             try:
                 grey = self.renderer.render(self.stored, self.meta, self.effective_window())
                 self.rendered = np.ascontiguousarray(grey)
-                self._qimage = display_qimage(self.rendered)
+                self._qimage = array_to_qimage(self.rendered)
             except Exception as exc:
                 self.rendered = self._qimage = None
                 self.error = error_line(exc, "render")
@@ -289,19 +289,13 @@ class ImageCanvas(PluginOverlays, QWidget):
         p.fillRect(QRectF(0, 0, geo.width, geo.height), Qt.GlobalColor.black)
         if self._qimage is not None:
             rect = QRectF(*geo.image_rect())
-            shrink = min(geo.scales()) < 1.0
-            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, shrink)
-            if shrink:  # smooth downscale once per image/size, not per repaint
-                size = (max(1, round(rect.width())), max(1, round(rect.height())))
-                key = (self._qimage.cacheKey(), size)
-                if self._scaled_key != key:
-                    self._scaled = self._qimage.scaled(
-                        size[0], size[1], Qt.AspectRatioMode.IgnoreAspectRatio,
-                        Qt.TransformationMode.SmoothTransformation)
-                    self._scaled_key = key
-                p.drawImage(QRectF(rect.topLeft(), self._scaled.size().toSizeF()), self._scaled)
-            else:
-                p.drawImage(rect, self._qimage)
+            # the visible part scaled once per image and view geometry (viewer.ui.qimage):
+            # a repaint (every mouse move) is then a plain copy
+            key = (self._qimage.cacheKey(), geo.width, geo.height, geo.image_rect())
+            if self._scaled_key != key:
+                self._scaled, self._scaled_key = screen_image(self.rendered, geo), key
+            if self._scaled is not None:
+                p.drawImage(QPointF(self._scaled[0], self._scaled[1]), self._scaled[2])
             for name, layer in self._layers.items():
                 flags = self.state.viewport.overlay(name)
                 if flags.visible and layer.ref == self.ref \
@@ -319,15 +313,19 @@ class ImageCanvas(PluginOverlays, QWidget):
             p.drawText(QRectF(0, 0, geo.width, geo.height),
                        Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
                        f"Cannot display this image:\n{self.error}")
-        if text and self.state.show_text and self._qimage is not None:
-            labels = self.edge_labels()
-            if labels is not None:
-                paint_edge_labels(p, geo.edge_anchors(), labels.as_dict(), self.text_opacity)
-            paint_scale_bar(p, geo.width, geo.height, self.mm_per_px(geo), self.text_opacity)
+        texts: dict[str, list[str]] = {}
         if text and self.state.show_text and self.state.series is not None:
             texts = corner_texts(self.state, self.state.header(), self.effective_window(),
                                  geo.scale(), None if anonymize else self.cursor_value,
                                  meta=self.meta, anonymize=anonymize)
+        if text and self.state.show_text and self._qimage is not None:
+            labels = self.edge_labels()
+            if labels is not None:
+                letters = labels.as_dict()
+                anchors = clear_of_corner_texts(p, geo.edge_anchors(), texts, geo.width, geo.height, letters)
+                paint_edge_labels(p, anchors, letters, self.text_opacity)
+            paint_scale_bar(p, geo.width, geo.height, self.mm_per_px(geo), self.text_opacity)
+        if texts:
             paint_corner_texts(p, int(geo.width), int(geo.height), texts, self.text_opacity)
 
     # -- mouse -------------------------------------------------------------------

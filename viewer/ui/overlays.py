@@ -252,6 +252,52 @@ def paint_corner_texts(p: Any, width: int, height: int, texts: dict[str, list[st
     p.setOpacity(1.0)
 
 
+def clear_of_corner_texts(p: Any, anchors: dict[str, tuple[float, float]], texts: dict[str, list[str]],
+                          width: float, height: float,
+                          labels: dict[str, str] | None = None) -> dict[str, tuple[float, float]]:
+    """Move the top / bottom orientation letters below / above the corner texts when a
+    narrow viewport would put them on a corner's lines; the letters stay on their
+    edge's middle.  `labels` (edge -> letters) sizes each letter as paint_edge_labels
+    draws it; without them a letter is taken as 32 px wide."""
+    from PySide6.QtGui import QFont, QFontMetricsF
+
+    font = QFont(p.font())
+    font.setPointSize(max(9, font.pointSize()))
+    fm = QFontMetricsF(font)
+    bold = QFont(p.font())
+    bold.setPointSize(max(11, bold.pointSize() + 3))
+    bold.setBold(True)
+    letter_fm = QFontMetricsF(bold)
+    m = 6
+    out = dict(anchors)
+
+    def blocks(keys: tuple[str, str]) -> float:
+        """Height of the corner blocks of `keys` that reach the letter's middle span."""
+        x = out[edge][0]
+        text = (labels or {}).get(edge, "")
+        half = letter_fm.horizontalAdvance(text) / 2 + 2 if text else 16.0
+        height_needed = 0.0
+        for key in keys:
+            lines = texts.get(key) or []
+            if not lines:
+                continue
+            widest = max(fm.horizontalAdvance(line) for line in lines)
+            left_side = key.endswith("l")
+            reaches = (m + widest + 4 > x - half) if left_side else (width - m - widest - 4 < x + half)
+            if reaches:
+                height_needed = max(height_needed, m + len(lines) * fm.height() + 2)
+        return height_needed
+
+    for edge, keys in (("top", ("tl", "tr")), ("bottom", ("bl", "br"))):
+        if edge not in out:
+            continue
+        x, y = out[edge]
+        need = blocks(keys)
+        if need:
+            out[edge] = (x, max(y, need)) if edge == "top" else (x, min(y, height - need))
+    return out
+
+
 def paint_edge_labels(p: Any, anchors: dict[str, tuple[float, float]], labels: dict[str, str],
                       opacity: float = 1.0, margin: float = 6.0) -> None:
     """Orientation letters (A/P, R/L, H/F) in the middle of each image edge, inside the

@@ -28,7 +28,7 @@ def array_to_qimage(arr: np.ndarray) -> QImage:
 
 
 def screen_image(grey: np.ndarray, geo) -> tuple[float, float, QImage] | None:
-    """The part of a uint8 grey image a view shows, already scaled to the screen
+    """The part of a uint8 grey (or RGB / RGBA) image a view shows, already scaled to the screen
     (nearest neighbour when enlarged, area averaging when shrunk) as a 32-bit QImage,
     with its top-left screen position: drawing it is a plain copy, where a scaled
     draw of the whole image costs several ms on every repaint.  `geo` is a
@@ -50,16 +50,9 @@ def screen_image(grey: np.ndarray, geo) -> tuple[float, float, QImage] | None:
     src = np.ascontiguousarray(grey[r0:r1, c0:c1])
     interp = cv2.INTER_NEAREST if sx >= 1 and sy >= 1 else cv2.INTER_AREA
     scaled = cv2.resize(src, (tw, th), interpolation=interp)
-    bgra = cv2.cvtColor(scaled, cv2.COLOR_GRAY2BGRA)      # = QImage RGB32 in memory
+    code = (cv2.COLOR_GRAY2BGRA if scaled.ndim == 2
+            else cv2.COLOR_RGBA2BGRA if scaled.shape[2] == 4 else cv2.COLOR_RGB2BGRA)
+    bgra = cv2.cvtColor(scaled, code)                   # = QImage RGB32 in memory
     img = QImage(bgra.data, tw, th, bgra.strides[0], QImage.Format.Format_RGB32)
     img._buf = bgra  # type: ignore[attr-defined]
     return left + c0 * sx, top + r0 * sy, img
-
-
-def display_qimage(arr: np.ndarray) -> QImage:
-    """Like `array_to_qimage`, converted once to the painter's native 32-bit format: a
-    grey QImage is converted on every draw otherwise (3x slower repaints of a view)."""
-    img = array_to_qimage(arr)
-    if img.format() == QImage.Format.Format_RGBA8888:
-        return img.convertToFormat(QImage.Format.Format_ARGB32_Premultiplied)
-    return img.convertToFormat(QImage.Format.Format_RGB32)

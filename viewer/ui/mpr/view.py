@@ -28,7 +28,7 @@ from medviewer.viewer.display.mpr import Plane, reformat, render_plane, volume_w
 from medviewer.viewer.display.pipeline import Renderer
 from medviewer.viewer.display.text import window_text
 from medviewer.viewer.state.view import ViewGeometry
-from medviewer.viewer.ui.overlays import paint_corner_texts, paint_edge_labels
+from medviewer.viewer.ui.overlays import clear_of_corner_texts, paint_corner_texts, paint_edge_labels
 from medviewer.viewer.ui.qimage import screen_image
 from medviewer.viewer.ui.scalebar import paint_scale_bar
 from medviewer.viewer.ui.state import dragged_window
@@ -205,9 +205,12 @@ class MprView(QWidget):
             p.drawImage(QPointF(x, y), img)
         self._paint_crosshair(p, geo)
         grid = self.plane.grid
-        paint_edge_labels(p, geo.edge_anchors(), grid.labels().as_dict())
+        texts = self.corner_texts(geo)
+        letters = grid.labels().as_dict()
+        anchors = clear_of_corner_texts(p, geo.edge_anchors(), texts, geo.width, geo.height, letters)
+        paint_edge_labels(p, anchors, letters)
         paint_scale_bar(p, geo.width, geo.height, grid.spacing / geo.scales()[1])
-        paint_corner_texts(p, int(geo.width), int(geo.height), self.corner_texts(geo))
+        paint_corner_texts(p, int(geo.width), int(geo.height), texts)
         self._paint_frame(p)
         p.end()
 
