@@ -17,8 +17,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medviewer.engine import threads as _threads
+
 if TYPE_CHECKING:  # pragma: no cover
     from medviewer.engine.modelfile import LoadedModel
+
+_threads.prepare()  # passive OpenMP waiting, set before anything here imports torch
 
 
 def load_model(path_or_name: str | Path, device: str | None = None) -> "LoadedModel":

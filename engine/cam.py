@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from medviewer.engine.infer import iter_prepared
+from medviewer.engine.infer import Cancelled, batches, forward_probs, iter_prepared, member_inputs
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -184,6 +184,9 @@ def gradcam_images(model: "LoadedModel", images: Any, metas: Sequence[Any] | Non
     """Maps float32 [0, 1] at each source image's rows x cols (S x S for a ready tensor).
 
     `on_batch(start, maps, probs)` streams results (probs: softmax of the logits).
+    For an ensemble (a model with `members`) each map is the weighted mean of the
+    members' maps, each computed on the member's own input grid and mapped back to
+    the source image, for the ensemble's top class (or `class_index`).
     """
     import torch
 
@@ -193,6 +196,9 @@ def gradcam_images(model: "LoadedModel", images: Any, metas: Sequence[Any] | Non
     per_image = None if class_index is None or isinstance(class_index, int) else list(class_index)
     if per_image is not None and len(per_image) != n:
         raise ValueError("class_index needs one entry per image")
+    if getattr(model, "members", None):
+        return _gradcam_members(model, images, metas, class_index, per_image, method, batch_size,
+                                progress, should_stop, on_batch)
     maps: list[np.ndarray] = []
     if progress:
         progress(0, n)
@@ -204,6 +210,44 @@ def gradcam_images(model: "LoadedModel", images: Any, metas: Sequence[Any] | Non
         maps.extend(batch_maps)
         if on_batch:
             on_batch(a, batch_maps, torch.softmax(torch.from_numpy(logits), 1).numpy())
+        if progress:
+            progress(b, n)
+    return maps
+
+
+def _gradcam_members(model: Any, images: Any, metas: Sequence[Any] | None, class_index: int | None,
+                     per_image: list[int] | None, method: str, batch_size: int,
+                     progress: Callable[[int, int], None] | None, should_stop: Callable[[], bool] | None,
+                     on_batch: Callable[[int, list[np.ndarray], np.ndarray], None] | None) -> list[np.ndarray]:
+    from medviewer.engine.device import prepare_input
+
+    cam_method(method)
+    n = len(images)
+    maps: list[np.ndarray] = []
+    if progress:
+        progress(0, n)
+    for a, b in batches(n, batch_size):
+        if should_stop and should_stop():
+            raise Cancelled()
+        inputs = member_inputs(model, images, metas, a, b)
+        probs = sum(w * forward_probs(m, x).astype(np.float64) for w, (m, x, _) in zip(model.weights, inputs))
+        probs = np.asarray(probs, dtype=np.float32)
+        if per_image is not None:
+            ci: int | list[int] = per_image[a:b]
+        elif class_index is not None:
+            ci = int(class_index)
+        else:
+            ci = [int(i) for i in probs.argmax(1)]
+        acc: list[np.ndarray] | None = None
+        for w, (m, x, geoms) in zip(model.weights, inputs):
+            cams, _ = cam_batch(m.module, m.cam_layer, prepare_input(x, m.device), ci, method)
+            on_src = [cams[i] if geoms is None else np.clip(geoms[i].to_source(cams[i]), 0.0, 1.0)
+                      for i in range(b - a)]
+            acc = [w * c for c in on_src] if acc is None else [s + w * c for s, c in zip(acc, on_src)]
+        batch_maps = [np.clip(c, 0.0, 1.0).astype(np.float32) for c in acc or []]
+        maps.extend(batch_maps)
+        if on_batch:
+            on_batch(a, batch_maps, probs)
         if progress:
             progress(b, n)
     return maps

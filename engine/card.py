@@ -18,7 +18,10 @@ from typing import Any
 
 from medviewer.viewer.errors import ModelFileError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2   # the newest card format this medviewer reads; 2 adds ensembles ("members")
+SINGLE_FORMAT = 1    # what single-model cards are written as, so older releases still read them
+ENSEMBLE = "ensemble"  # the architecture of a card whose weights are its members' (engine.ensemble)
+MAX_MEMBERS = 16
 METADATA_KEY = "medviewer.card"  # key of the card JSON in the safetensors metadata
 INTENDED_USES = ("research", "demo", "validated")
 RESIZE_MODES = ("letterbox", "stretch", "center_crop")
@@ -56,13 +59,20 @@ class ModelCard:
     monochrome1: "invert" shows MONOCHROME1 with low values white, as on screen
     (PS3.3 C.7.6.3.1.2); "raw" keeps the stored polarity.
     head: {"hidden": [..], "dropout": p, "batchnorm": bool} (engine.registry).
+    tta: how the card's metrics were measured: {} (plain) or {"hflip": bool,
+    "shift": fraction} (engine.tta, test-time augmentation).
+    members / member_weights: an ensemble (architecture "ensemble", format 2):
+    one full card per member, whose tensors are stored under "members.<i>.";
+    probabilities are the weighted mean of the members'.  The preprocessing
+    fields of an ensemble card repeat its first member's and are informative
+    only: every member is fed by its own card.
     """
 
     name: str
     architecture: str
     classes: list[str]
     version: str = "1.0"
-    format_version: int = FORMAT_VERSION
+    format_version: int = SINGLE_FORMAT
     head: dict[str, Any] = field(default_factory=lambda: {"hidden": [], "dropout": 0.0, "batchnorm": False})
     input_size: int = 224
     resize: str = "letterbox"
@@ -78,6 +88,9 @@ class ModelCard:
     metrics: dict[str, float] = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     medviewer_version: str = field(default_factory=_medviewer_version)
+    tta: dict[str, Any] = field(default_factory=dict)
+    members: list[dict[str, Any]] = field(default_factory=list)
+    member_weights: list[float] = field(default_factory=list)
 
     # -- validation ---------------------------------------------------------------
     def validate(self, where: str = "model card") -> "ModelCard":
@@ -95,7 +108,10 @@ class ModelCard:
                                  f"understands ({FORMAT_VERSION}); update medviewer")
         _text(self.name, "name", bad, empty=False, limit=200)
         _text(self.version, "version", bad, empty=False, limit=64)
-        if not isinstance(self.architecture, str) or self.architecture not in ARCHITECTURES:
+        ensemble = self.architecture == ENSEMBLE or bool(self.members)
+        if ensemble:
+            self._validate_members(bad, where)
+        elif not isinstance(self.architecture, str) or self.architecture not in ARCHITECTURES:
             raise bad("architecture", f"names an unknown architecture {_short(self.architecture)} "
                       f"(known: {', '.join(sorted(ARCHITECTURES))})")
         if not isinstance(self.classes, list) or not 1 <= len(self.classes) <= MAX_CLASSES:
@@ -134,9 +150,54 @@ class ModelCard:
         for k, v in self.metrics.items():
             if not (v is None or isinstance(v, str) or _is_number(v)):
                 raise bad("metrics", f"value of {k!r} must be a finite number, got {_short(v)}")
-        if not self.cam_layer:
+        self._validate_tta(bad)
+        if not self.cam_layer and not ensemble:
             self.cam_layer = default_cam_layer(self.architecture)
         return self
+
+    @property
+    def is_ensemble(self) -> bool:
+        return bool(self.members)
+
+    def member_cards(self) -> list["ModelCard"]:
+        """The members' own cards (validated), in file order."""
+        return [ModelCard.from_dict(m, f"member {i + 1}") for i, m in enumerate(self.members)]
+
+    def _validate_tta(self, bad) -> None:
+        from medviewer.engine.tta import TTASpec
+
+        if not isinstance(self.tta, dict):
+            raise bad("tta", "must be an object {hflip, shift} (or {} for none)")
+        try:
+            TTASpec.from_card(self.tta)
+        except (ValueError, TypeError) as exc:
+            raise bad("tta", str(exc)) from None
+
+    def _validate_members(self, bad, where: str) -> None:
+        if self.architecture != ENSEMBLE:
+            raise bad("architecture", f'must be "{ENSEMBLE}" for a card with members')
+        if self.format_version < 2:
+            raise bad("format_version", "must be at least 2 for an ensemble card")
+        members = self.members
+        if not isinstance(members, list) or not 2 <= len(members) <= MAX_MEMBERS:
+            raise bad("members", f"must be a list of 2..{MAX_MEMBERS} member cards, got {_short(members)}")
+        checked = []
+        for i, m in enumerate(members):
+            if not isinstance(m, dict):
+                raise bad("members", f"entry {i + 1} is not a card object")
+            sub = ModelCard.from_dict(m, f"{where}: member {i + 1}")
+            if sub.members or sub.architecture == ENSEMBLE:
+                raise bad("members", f"entry {i + 1} is itself an ensemble (members cannot nest)")
+            if sub.classes != self.classes:
+                raise bad("members", f"entry {i + 1} ({sub.name}) predicts {_short(sub.classes)}, "
+                                     f"not the ensemble's classes {_short(self.classes)}")
+            checked.append(sub.to_dict())
+        self.members = checked
+        w = self.member_weights
+        if not isinstance(w, list) or len(w) != len(members) or not all(_is_number(v) and v > 0 for v in w):
+            raise bad("member_weights", f"must be {len(members)} positive finite numbers, got {_short(w)}")
+        if self.head not in ({}, {"hidden": [], "dropout": 0.0, "batchnorm": False}):
+            raise bad("head", "must be empty for an ensemble (each member has its own)")
 
     def _validate_head(self, bad) -> None:
         head = self.head
@@ -185,6 +246,10 @@ class ModelCard:
 
     def summary(self) -> str:
         """One line for lists and logs (no patient data lives in a card)."""
+        if self.members:
+            archs = ", ".join(str(m.get("architecture")) for m in self.members)
+            return (f"{self.name} {self.version} (ensemble of {len(self.members)}: {archs}; "
+                    f"{len(self.classes)} classes, {self.intended_use})")
         return (f"{self.name} {self.version} ({self.architecture}, {len(self.classes)} classes, "
                 f"{self.input_size}px, {self.intended_use})")
 

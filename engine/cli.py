@@ -2,13 +2,14 @@
 
     medviewer predict PATH --model FILE [--series N|UID] [--json OUT] [--cam-dir DIR]
                       [--cam-method gradcam|gradcampp] [--device cpu|cuda] [--batch-size N]
-                      [--aggregate mean|max|topk_mean] [--top-k K]
+                      [--aggregate mean|max|topk_mean] [--top-k K] [--tta [--tta-shift F]]
                       [--dicom-out DIR [--dicom-out-slices top3|all|K,K,...] [--dicom-out-maps]]
     medviewer convert-model IN.pt OUT.safetensors --card card.json
 
 The predict JSON is exactly {"model": {...}, "device", "series": [{"series_uid",
 "aggregate": {"method", "probabilities"}, "items": [{"path", "frame",
-"probabilities", "top", "cam"}]}]}; "cam" is a .npy path relative to --cam-dir
+"probabilities", "top", "cam"}]}]} (plus "tta": {"hflip", "shift"} with --tta);
+"cam" is a .npy path relative to --cam-dir
 (float32 [0, 1], the source image's rows x cols) with an overlay PNG beside it.
 --dicom-out writes each series' results as DICOM (engine.dicomout): an SR, a
 Secondary Capture series with the Grad-CAM burned in and, with --dicom-out-maps,
@@ -27,16 +28,16 @@ from typing import Any
 import numpy as np
 
 from medviewer.engine.cam import CAM_METHODS
-from medviewer.viewer.clikit import EXIT_FAIL, EXIT_OK, EXIT_PARTIAL, Parser, pick_series, require_images, write_png
+from medviewer.viewer.clikit import (EXIT_FAIL, EXIT_OK, EXIT_PARTIAL, Parser, pick_series, relative,
+                                     report_skipped, require_images, say, write_png)
 from medviewer.viewer.errors import UsageError
+from medviewer.viewer.io.model import printable
 
 
-def _rel(root: Path, path: Path) -> str:
-    base = root if root.is_dir() else root.parent
-    try:
-        return path.relative_to(base).as_posix()
-    except ValueError:
-        return path.as_posix()
+def _item_reason(path: Path, reason: str) -> str:
+    """A decode error's text without the file name it starts with (the line names the file)."""
+    prefix = f"{printable(path.name)}: "
+    return printable(reason[len(prefix):] if reason.startswith(prefix) else reason)
 
 
 def _safe(text: str) -> str:
@@ -76,6 +77,10 @@ def main_predict(argv: list[str]) -> int:
     p.add_argument("--aggregate", choices=AGGREGATIONS, default="mean",
                    help="series-level aggregation of slice probabilities (default mean)")
     p.add_argument("--top-k", type=int, default=3, metavar="K", help="k for --aggregate topk_mean")
+    p.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: average the probabilities of the image and its mirror")
+    p.add_argument("--tta-shift", type=float, default=0.0, metavar="F",
+                   help="with --tta, also shifted copies by F x the input size (e.g. 0.05)")
     p.add_argument("--dicom-out", metavar="DIR",
                    help="write DICOM results here: SR (TID 1500) + Secondary Capture per series")
     p.add_argument("--dicom-out-slices", default="top3", metavar="top3|all|K,K,...",
@@ -84,6 +89,7 @@ def main_predict(argv: list[str]) -> int:
     p.add_argument("--dicom-out-maps", action="store_true",
                    help="also write the Grad-CAM maps as a Parametric Map")
     args = p.parse_args(argv)
+    tta = _tta_spec(args)
     if args.batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
     if args.top_k < 1:
@@ -109,29 +115,41 @@ def main_predict(argv: list[str]) -> int:
         except OSError as exc:
             raise UsageError(f"{cam_dir}: cannot create the folder ({exc.strerror})") from None
 
+    from medviewer.engine.threads import apply as apply_thread_policy
+
+    apply_thread_policy()  # every CPU we may use: decoding runs in line with the forward pass
     model = load_model(args.model, device=None if args.device == "auto" else args.device)
     result = open_path(args.path)
+    if not result.all_series():
+        report_skipped("medviewer predict", result)  # each file's line before the summary
     require_images(result, args.path)
     chosen = [pick_series(result, args.series)] if args.series else [s for s in result.all_series() if s.items]
+    report_skipped("medviewer predict", result)
 
-    root = Path(result.root)
+    if model.card.tta and tta is None:
+        print("medviewer predict: note: the model's metrics were measured with test-time augmentation "
+              f"({model.card.tta}); add --tta to match", file=sys.stderr)
     doc: dict[str, Any] = {
         "model": {"name": model.card.name, "version": model.card.version,
                   "architecture": model.card.architecture, "classes": list(model.classes)},
         "device": describe(model.device),
         "series": [],
     }
+    if tta is not None:
+        doc["tta"] = tta.to_card()
     failures = 0
     store = PixelStore(workers=1)
     try:
         for s_idx, series in enumerate(chosen):
             store.add_headers(series.headers)
             pred = predict_series(model, store, series.items, (max(series.rows, 1), max(series.columns, 1)),
-                                  cam_method=args.cam_method if cam_dir else None, batch_size=args.batch_size)
+                                  cam_method=args.cam_method if cam_dir else None, batch_size=args.batch_size,
+                                  tta=tta)
             keep = [i for i in range(len(series.items)) if i not in pred.failed]
             failures += len(pred.failed)
             for i, reason in sorted(pred.failed.items()):
-                print(f"medviewer predict: skipped {_rel(root, series.items[i].path)}: {reason}", file=sys.stderr)
+                path = series.items[i].path
+                say("medviewer predict", f"skipped {relative(result, path)}: {_item_reason(path, reason)}")
             items = []
             for i in keep:
                 ref = series.items[i]
@@ -141,7 +159,7 @@ def main_predict(argv: list[str]) -> int:
                     cam_rel = f"{s_idx:02d}_{_safe(series.series_uid)}/{i:04d}.npy"
                     _write_cam(cam_dir, cam_rel, pred.cams[i], render(store.get(ref), store.meta(ref)))
                 items.append({
-                    "path": _rel(root, ref.path), "frame": ref.frame,
+                    "path": relative(result, ref.path), "frame": ref.frame,
                     "probabilities": {c: float(v) for c, v in zip(model.classes, pr)},
                     "top": model.classes[int(np.argmax(pr))], "cam": cam_rel,
                 })
@@ -175,6 +193,19 @@ def main_predict(argv: list[str]) -> int:
     if not any(s["items"] for s in doc["series"]):
         return EXIT_FAIL
     return EXIT_PARTIAL if (failures or result.skipped) else EXIT_OK
+
+
+def _tta_spec(args: Any) -> Any:
+    """--tta / --tta-shift as an engine.tta.TTASpec (None without --tta)."""
+    from medviewer.engine.tta import MAX_SHIFT, TTASpec
+
+    if args.tta_shift and not args.tta:
+        raise UsageError("--tta-shift needs --tta")
+    if not args.tta:
+        return None
+    if not 0 <= args.tta_shift <= MAX_SHIFT:
+        raise UsageError(f"--tta-shift must be in [0, {MAX_SHIFT}]")
+    return TTASpec(hflip=True, shift=float(args.tta_shift))
 
 
 def _write_dicom(model: Any, series: Any, pred: Any, store: Any, out: Path, args: Any) -> int:

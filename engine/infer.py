@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from medviewer.engine.modelfile import LoadedModel
     from medviewer.engine.preprocess import Geometry
+    from medviewer.engine.tta import TTASpec
 
 AGGREGATIONS = ("mean", "max", "topk_mean")
 PREP_WORKERS = 8  # preparation threads ahead of a GPU
@@ -57,16 +58,9 @@ def iter_prepared(model: "LoadedModel", images: Any, metas: Sequence[Any] | None
             yield a, b, images[a:b], None
         return
 
-    on_gpu = getattr(model.device, "type", "cpu") == "cuda"
-
     def prep(a: int, b: int) -> tuple["torch.Tensor", list["Geometry"]]:
-        items = [split_item(images[i], metas[i] if metas is not None else None) for i in range(a, b)]
-        if on_gpu:  # LUT on the CPU, resize + normalisation on the GPU (engine.preprocess_gpu)
-            from medviewer.engine.preprocess_gpu import preprocess_batch_device
-
-            return preprocess_batch_device([p for p, _ in items], [m for _, m in items], model.spec,
-                                           model.device)
-        return model.preprocess_batch([p for p, _ in items], [m for _, m in items])
+        return prepare_items(model, [split_item(images[i], metas[i] if metas is not None else None)
+                                     for i in range(a, b)])
 
     spans = batches(len(images), batch_size)
     if not spans:
@@ -100,6 +94,42 @@ def iter_prepared(model: "LoadedModel", images: Any, metas: Sequence[Any] | None
             yield a, b, x, geoms
 
 
+def prepare_items(model: "LoadedModel", items: Sequence[tuple[np.ndarray, Any]]
+                  ) -> tuple["torch.Tensor", list["Geometry"]]:
+    """One batch of (stored pixels, meta) pairs as the model's input tensor and geometries."""
+    if getattr(model.device, "type", "cpu") == "cuda":
+        # LUT on the CPU, resize + normalisation on the GPU (engine.preprocess_gpu)
+        from medviewer.engine.preprocess_gpu import preprocess_batch_device
+
+        return preprocess_batch_device([p for p, _ in items], [m for _, m in items], model.spec, model.device)
+    return model.preprocess_batch([p for p, _ in items], [m for _, m in items])
+
+
+def member_inputs(model: Any, images: Any, metas: Sequence[Any] | None, a: int, b: int
+                  ) -> list[tuple["LoadedModel", "torch.Tensor", list["Geometry"] | None]]:
+    """Items a..b prepared for each member of an ensemble (once per distinct preprocessing)."""
+    import torch
+
+    if isinstance(images, torch.Tensor):
+        sizes = {m.spec.input_size for m in model.members}
+        if sizes != {int(images.shape[-1])}:
+            raise ValueError(f"the ensemble's members take inputs of {sorted(sizes)} px; pass images, "
+                             f"not a ready {tuple(images.shape[-2:])} tensor")
+        return [(m, images[a:b], None) for m in model.members]
+    items = [split_item(images[i], metas[i] if metas is not None else None) for i in range(a, b)]
+    done: dict[Any, tuple["torch.Tensor", list["Geometry"]]] = {}
+    out = []
+    for m in model.members:
+        key = (m.spec, str(m.device))
+        if key not in done:
+            x, geoms = prepare_items(m, items)
+            if x.is_cuda:  # made on a side stream (preprocess_gpu): keep its memory for our stream
+                x.record_stream(torch.cuda.current_stream(x.device))
+            done[key] = (x, geoms)
+        out.append((m, *done[key]))
+    return out
+
+
 def forward_probs(model: "LoadedModel", x: "torch.Tensor") -> np.ndarray:
     """Softmax probabilities of one batch, as float32 numpy (B, C)."""
     return _Pending(model, x).result()
@@ -113,13 +143,15 @@ class _Pending:
     for this one: the GPU never idles while Python queues the next kernels.
     """
 
-    def __init__(self, model: "LoadedModel", x: "torch.Tensor", graphs: bool = False) -> None:
+    def __init__(self, model: "LoadedModel", x: "torch.Tensor", graphs: bool = False,
+                 tta: "TTASpec | None" = None) -> None:
         import torch
 
         from medviewer.engine.device import autocast, prepare_input
+        from medviewer.engine.tta import tta_probs
 
         graph = None
-        if graphs and getattr(model.device, "type", "cpu") == "cuda":
+        if graphs and tta is None and getattr(model.device, "type", "cpu") == "cuda":
             from medviewer.engine.graphs import graphed
 
             graph = graphed(model, tuple(x.shape))
@@ -130,8 +162,7 @@ class _Pending:
                 self._fetch(graph(x))
             return
         with torch.inference_mode(), autocast(model.device):
-            logits = model.module(prepare_input(x, model.device))
-            probs = torch.softmax(logits.float(), dim=1)
+            probs = tta_probs(model.module, prepare_input(x, model.device), tta)
         self._fetch(probs)
 
     def _fetch(self, probs: "torch.Tensor") -> None:
@@ -158,8 +189,13 @@ class _Pending:
 def predict(model: "LoadedModel", images: Any, metas: Sequence[Any] | None = None, batch_size: int = 16,
             progress: Callable[[int, int], None] | None = None,
             should_stop: Callable[[], bool] | None = None,
-            on_batch: Callable[[int, np.ndarray], None] | None = None) -> np.ndarray:
+            on_batch: Callable[[int, np.ndarray], None] | None = None,
+            tta: "TTASpec | None" = None) -> np.ndarray:
     """Class probabilities (N, C) float32; `on_batch(start, probs)` streams partial results.
+
+    `tta`: test-time augmentation (engine.tta), the mean of the views' probabilities.
+    An ensemble (a model with `members`, engine.modelfile.EnsembleModel) gives the
+    weighted mean of its members' probabilities, each member fed by its own card.
 
     On CUDA each batch's probabilities are collected after the next batch's
     forward pass has been launched (one batch in flight), so results and
@@ -167,6 +203,8 @@ def predict(model: "LoadedModel", images: Any, metas: Sequence[Any] | None = Non
     returns or raises Cancelled.  Full batches of a long series replay a CUDA
     graph of the forward pass (engine.graphs).
     """
+    if getattr(model, "members", None):
+        return _predict_members(model, images, metas, batch_size, progress, should_stop, on_batch, tta)
     n = len(images)
     out = np.zeros((n, len(model.classes)), dtype=np.float32)
     if progress:
@@ -183,7 +221,7 @@ def predict(model: "LoadedModel", images: Any, metas: Sequence[Any] | None = Non
     graphs = n > 2 * batch_size  # a long series: full batches replay a CUDA graph (engine.graphs)
     try:
         for a, b, x, _ in iter_prepared(model, images, metas, batch_size, should_stop):
-            launched = _Pending(model, x, graphs=graphs and b - a == batch_size)
+            launched = _Pending(model, x, graphs=graphs and b - a == batch_size, tta=tta)
             if in_flight is not None:
                 finish(*in_flight)
                 in_flight = None
@@ -194,6 +232,28 @@ def predict(model: "LoadedModel", images: Any, metas: Sequence[Any] | None = Non
     finally:  # also on Cancelled: what was computed is delivered
         if in_flight is not None:
             finish(*in_flight)
+    return out
+
+
+def _predict_members(model: Any, images: Any, metas: Sequence[Any] | None, batch_size: int,
+                     progress: Callable[[int, int], None] | None, should_stop: Callable[[], bool] | None,
+                     on_batch: Callable[[int, np.ndarray], None] | None, tta: "TTASpec | None") -> np.ndarray:
+    """An ensemble's probabilities: per batch, each member on its own input, weighted mean."""
+    n = len(images)
+    out = np.zeros((n, len(model.classes)), dtype=np.float32)
+    if progress:
+        progress(0, n)
+    for a, b in batches(n, batch_size):
+        if should_stop and should_stop():
+            raise Cancelled()
+        acc = np.zeros((b - a, len(model.classes)), dtype=np.float64)
+        for w, (member, x, _) in zip(model.weights, member_inputs(model, images, metas, a, b)):
+            acc += w * _Pending(member, x, tta=tta).result()
+        out[a:b] = acc
+        if on_batch:
+            on_batch(a, out[a:b])
+        if progress:
+            progress(b, n)
     return out
 
 

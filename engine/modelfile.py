@@ -166,6 +166,38 @@ class LoadedModel:
         return preprocess_batch(images, metas, self.spec)
 
 
+class EnsembleModel(LoadedModel):
+    """A loaded ensemble: plain data like LoadedModel, plus its members.
+
+    ``members`` are LoadedModels (their own card, preprocessing and Grad-CAM layer)
+    sharing the ensemble's module; ``weights`` sum to 1.  engine.predict and
+    engine.gradcam see ``members`` and combine the members' results (probabilities:
+    weighted mean; Grad-CAM: weighted mean of the maps on each source image's grid).
+    """
+
+    def __init__(self, module: "torch.nn.Module", card: ModelCard, device: "torch.device",
+                 path: Path | None = None) -> None:
+        super().__init__(module, card, device, path)
+        self.members: list[LoadedModel] = [
+            LoadedModel(module.members[i], c, device, path) for i, c in enumerate(card.member_cards())]
+        w = np.asarray(card.member_weights, dtype=np.float64)
+        self.weights: np.ndarray = w / w.sum()
+
+    def __repr__(self) -> str:
+        return f"EnsembleModel({self.card.summary()}, device={self.device})"
+
+    def preprocess(self, pixels: np.ndarray, meta: Any = None) -> tuple["torch.Tensor", Geometry]:
+        """The members' common preprocessing; ValueError when members are fed differently."""
+        if len({m.spec for m in self.members}) > 1:
+            raise ValueError("the ensemble's members preprocess differently; use each member's preprocess")
+        return self.members[0].preprocess(pixels, meta)
+
+    def preprocess_batch(self, images: Sequence[Any], metas: Sequence[Any] | None = None):
+        if len({m.spec for m in self.members}) > 1:
+            raise ValueError("the ensemble's members preprocess differently; use each member's preprocess")
+        return self.members[0].preprocess_batch(images, metas)
+
+
 _cache: dict[tuple[str, int, int, str], LoadedModel] = {}
 _cache_lock = threading.Lock()
 
@@ -194,12 +226,15 @@ def load_model(path: str | Path, device: str | None = None, cache: bool = True) 
     check_finite(state, path.name)
     module = build_from_card(card)
     module.load_state_dict(state, strict=True)
-    try:
-        module.get_submodule(card.cam_layer)
-    except AttributeError:
-        raise ModelFileError(f"{path.name}: Grad-CAM layer {card.cam_layer!r} does not exist in "
-                             f"{card.architecture}") from None
-    loaded = LoadedModel(prepare_module(module, dev), card, dev, path)
+    parts = [(f"members.{i}.", m) for i, m in enumerate(card.member_cards())] if card.members else [("", card)]
+    for prefix, c in parts:
+        try:
+            module.get_submodule(prefix + c.cam_layer)
+        except AttributeError:
+            raise ModelFileError(f"{path.name}: Grad-CAM layer {c.cam_layer!r} does not exist in "
+                                 f"{c.architecture}") from None
+    module = prepare_module(module, dev)
+    loaded = EnsembleModel(module, card, dev, path) if card.members else LoadedModel(module, card, dev, path)
     if cache:
         with _cache_lock:
             _cache[key] = loaded

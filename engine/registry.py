@@ -163,9 +163,37 @@ def build_model(arch: str, num_classes: int, weights: str | None = None, dropout
 
 
 def build_from_card(card: Any) -> "nn.Module":
-    """Build the (random-initialised) module described by a ModelCard."""
+    """Build the (random-initialised) module described by a ModelCard (an ensemble's too)."""
+    if getattr(card, "members", None):
+        return ensemble_module([build_from_card(m) for m in card.member_cards()], card.member_weights)
     head = card.head or {}
     return build_model(card.architecture, len(card.classes), None,
                        dropout=float(head.get("dropout", 0.0)),
                        hidden=tuple(head.get("hidden", ())),
                        head_batchnorm=bool(head.get("batchnorm", False)))
+
+
+def ensemble_module(members: Sequence["nn.Module"], weights: Sequence[float]) -> "nn.Module":
+    """An ensemble as one module: state-dict keys ``members.<i>.<member key>``.
+
+    Its forward (for export, members fed the same tensor) returns the logarithm of
+    the weighted mean of the members' softmax probabilities: softmax of that is
+    the ensemble's probabilities, so it stands in for logits.
+    """
+    import torch
+    import torch.nn as nn
+
+    class Ensemble(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.members = nn.ModuleList(members)
+            w = torch.tensor([float(v) for v in weights], dtype=torch.float32)
+            self.register_buffer("weights", w / w.sum(), persistent=False)
+
+        def forward(self, x: "torch.Tensor") -> "torch.Tensor":
+            p = sum(w * torch.softmax(m(x).float(), dim=1) for w, m in zip(self.weights, self.members))
+            return torch.log(p.clamp_min(1e-30))
+
+    if len(members) != len(weights) or not members:
+        raise ValueError("an ensemble needs one weight per member")
+    return Ensemble()

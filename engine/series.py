@@ -7,6 +7,7 @@ to decode is reported in `failed` instead of aborting the series.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medviewer.viewer.errors import MedviewerError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
     from medviewer.engine.modelfile import LoadedModel
@@ -40,9 +43,15 @@ class SeriesImages(Sequence):
         try:
             return self.store.get(ref), self.store.meta(ref)
         except MedviewerError as exc:
-            with self._lock:
-                self.failed[i] = str(exc)
-            return np.zeros(self.shape, dtype=np.uint8), None
+            reason = str(exc)
+        except MemoryError:
+            reason = "not enough memory to decode this image"
+        except Exception as exc:  # a decoder's own error: this slice only, never the series
+            log.warning("decode of %s failed", ref.path.name, exc_info=True)
+            reason = f"cannot decode ({type(exc).__name__}: {str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ''})"
+        with self._lock:
+            self.failed[i] = reason
+        return np.zeros(self.shape, dtype=np.uint8), None
 
 
 @dataclass
@@ -57,10 +66,12 @@ def predict_series(model: "LoadedModel", store: "PixelStore", refs: Sequence["Im
                    batch_size: int = 16, progress: Callable[[int, int], None] | None = None,
                    should_stop: Callable[[], bool] | None = None,
                    on_batch: Callable[[int, np.ndarray, list[np.ndarray] | None], None] | None = None,
-                   ) -> SeriesPrediction:
+                   tta: Any = None) -> SeriesPrediction:
     """Probabilities (and Grad-CAMs of each slice's top class when `cam_method`) for `refs`.
 
     `on_batch(start, probs, cams_or_None)` streams results as batches finish.
+    `tta` (engine.tta.TTASpec): test-time augmentation of the probabilities (the
+    Grad-CAM of each slice is computed once, on the image itself).
     """
     from medviewer.engine.cam import gradcam_images
     from medviewer.engine.infer import predict
@@ -77,7 +88,9 @@ def predict_series(model: "LoadedModel", store: "PixelStore", refs: Sequence["Im
 
         cams = gradcam_images(model, images, class_index=None, method=cam_method, batch_size=batch_size,
                               progress=progress, should_stop=should_stop, on_batch=got)
+        if tta is not None:   # the CAM pass gave plain probabilities: replace them by TTA's
+            probs = predict(model, images, batch_size=batch_size, should_stop=should_stop, tta=tta)
         return SeriesPrediction(probs, cams, dict(images.failed))
     probs = predict(model, images, batch_size=batch_size, progress=progress, should_stop=should_stop,
-                    on_batch=(lambda s, p: on_batch(s, p, None)) if on_batch else None)
+                    on_batch=(lambda s, p: on_batch(s, p, None)) if on_batch else None, tta=tta)
     return SeriesPrediction(probs, None, dict(images.failed))

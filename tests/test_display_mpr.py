@@ -93,13 +93,13 @@ def _check_linear(plane: mpr.Plane, tol: float = 0.75) -> int:
     return int(ok.sum())
 
 
-@pytest.mark.parametrize("dtype, tol", [(np.float32, 0.01), (np.int16, 1.7)])
+@pytest.mark.parametrize("dtype, tol", [(np.float32, 0.01), (np.int16, 1.5)])
 @pytest.mark.parametrize("name", sorted(GEOMETRIES))
 def test_every_plane_reproduces_a_linear_volume(name, dtype, tol) -> None:
     """Thin standard planes (several positions) and oblique planes land on the patient
     position that PlaneGrid.to_patient gives for each output pixel.  float32: exact;
-    int16: the voxels, OpenCV's two in-plane samples and the output are each rounded
-    (3 x 0.5) and OpenCV samples at 1/32 pixel (< 0.2 here)."""
+    int16 (no negative values: OpenCV's exact float-coordinate path): the voxels, the
+    in-sheet samples and the blend along the slices are each rounded (3 x 0.5)."""
     volume, _ = case(name, dtype=dtype)
     geo = volume.geometry
     cross = mpr.Crosshair.at_center(geo)
@@ -183,8 +183,9 @@ def _reference(volume: Volume, grid: mpr.PlaneGrid, shift: float = 0.0) -> tuple
                                   "oblique acquisition"])
 @pytest.mark.parametrize("dtype", [np.int16, np.uint16, np.float32])
 def test_trilinear_values_match_scipy(name, dtype) -> None:
-    """Smooth random volumes: thin oblique planes agree with map_coordinates within
-    OpenCV's 1/32-pixel sampling (the interpolated value of a point within 1/64 pixel)."""
+    """Smooth random volumes: thin oblique planes agree with map_coordinates within the
+    two roundings to stored values (OpenCV 5 interpolates uint16 / float32 at the exact
+    float position; a non-negative int16 volume is read through its uint16 view)."""
     base, _ = case(name)
     geo = base.geometry
     data = _smooth(geo.shape).astype(dtype)
@@ -197,8 +198,7 @@ def test_trilinear_values_match_scipy(name, dtype) -> None:
         ref, inside = _reference(volume, grid)
         ok = inside if plane.valid is None else plane.valid
         assert np.array_equal(ok, inside)
-        local = ndimage.maximum_filter(data.astype(float), 2) - ndimage.minimum_filter(data.astype(float), 2)
-        bound = 0.5 + local.max() / 32 + (0.01 if dtype == np.float32 else 0)
+        bound = 0.01 if dtype == np.float32 else 1.0
         err = np.abs(plane.pixels.astype(float) - ref)[ok]
         assert err.max() <= bound and err.mean() < 0.6, (err.max(), bound)
 
@@ -239,21 +239,6 @@ def test_axis_aligned_slabs_reduce_the_voxels_inside(how, fn) -> None:
     ref = red[k0] * (1 - w) + red[k0 + 1] * w
     assert np.abs(plane.pixels - ref).max() <= 0.5 + 1e-3
     assert plane.projection == how and plane.thickness_mm == 1.5
-
-
-def test_oblique_mip_slab_is_the_max_over_parallel_layers() -> None:
-    base, _ = case("oblique acquisition")
-    data = _smooth(base.geometry.shape, seed=4).astype(np.int16)
-    volume = Volume(data, base.geometry, META)
-    grid = mpr.Crosshair.at_center(base.geometry).rotated("axial", 0.5).grid(base.geometry, "coronal")
-    plane = mpr.reformat(volume, grid, 3.0, "mip")
-    step = min(base.geometry.slice_spacing, *base.geometry.pixel_spacing)
-    count = int(math.floor(3.0 / step + 1e-6)) + 1
-    layers = [_reference(volume, grid, (i - (count - 1) / 2) * step) for i in range(count)]
-    ref = np.max([np.where(ins, r, -np.inf) for r, ins in layers], axis=0)
-    any_inside = np.any([ins for _, ins in layers], axis=0)
-    assert plane.valid is not None and np.array_equal(plane.valid, any_inside)
-    assert np.abs(plane.pixels - ref)[any_inside].max() <= 0.5 + np.ptp(data) / 32
 
 
 def test_plane_offsets_index_acquired_slices_rows_and_columns() -> None:

@@ -330,3 +330,34 @@ def test_non_finite_window_falls_back_to_the_file_window() -> None:
     expected = render(stored, meta, meta.windows[0])
     assert np.array_equal(render(stored, meta, Window(float("nan"), 10)), expected)
     assert np.array_equal(render(stored, meta, Window(0, float("inf"))), expected)
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.uint16])
+@pytest.mark.parametrize("alpha", [0.3, 0.6, 0.85, 0.9, 0.91, 1.0, 1.5])
+def test_affine_two_and_four_pass_paths_agree_with_the_table(dtype, alpha) -> None:
+    """Around the switch between the two-pass path (|alpha| <= 0.9: one clamp) and the
+    four-pass path, with ramps far from 0 (large |beta|, float32 cancellation in OpenCV)."""
+    from medviewer.viewer.display.pipeline import _affine_render, _full_grey_table
+
+    info = np.iinfo(dtype)
+    values = np.arange(info.min, info.max + 1).astype(dtype).reshape(-1, 256)
+    index = values.view(np.dtype(dtype).str.replace("i", "u"))
+    rng = np.random.default_rng(11)
+    for photometric in ("MONOCHROME2", "MONOCHROME1"):
+        for center in (float(info.min) + 300, -7.3, 1234.5, float(info.max) - 400, float(rng.uniform(-3e4, 6e4))):
+            meta = ImageMeta(photometric=photometric, rescale_slope=1.0, rescale_intercept=0.0,
+                             pixel_representation=int(np.dtype(dtype).kind == "i"), bits_stored=16)
+            window = Window(center, 255.0 / alpha + 1.0)   # LINEAR: w - 1 = 255 / alpha
+            fast = _affine_render(values, meta, window)
+            table = np.take(_full_grey_table(meta, window, np.dtype(dtype)), index)
+            _assert_ties_only(fast, table, values, meta, window, (photometric, center, alpha))
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.uint16, np.uint8])
+def test_one_pixel_images_render(dtype) -> None:
+    """A 1x1 image (OpenCV's bindings take a 1x1 array for a scalar) renders like any other."""
+    one = np.full((1, 1), 100, dtype)
+    two = np.full((1, 2), 100, dtype)
+    for window in (Window(40, 400), Window(-900, 10), Window(100, 1)):
+        assert render(one, CT, window).shape == (1, 1)
+        assert render(one, CT, window)[0, 0] == render(two, CT, window)[0, 0]

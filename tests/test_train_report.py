@@ -30,7 +30,7 @@ def test_outputs_exist_and_model_loads(run):
     from medviewer.engine.modelfile import load_model
 
     _, out = run
-    for name in ("model.safetensors", "report.json", "predictions.csv", "report.html", "dataset.json",
+    for name in ("model.safetensors", "report.json", "predictions.csv", "report.html", "dataset.json", "history.csv",
                  "checkpoint.pt", "plots/curves.png", "plots/confusion.png", "plots/roc.png", "plots/pr.png",
                  "plots/reliability.png", "plots/classes.png", "plots/sizes.png"):
         assert (out / name).is_file(), name
@@ -42,20 +42,28 @@ def test_outputs_exist_and_model_loads(run):
     assert probs.shape == (1, 3) and abs(probs.sum() - 1) < 1e-5
     html = (out / "report.html").read_text()
     assert "plots/roc.png" in html and "Test metrics" in html
+    ci = json.loads((out / "report.json").read_text())["test"]["ci95"]["macro_f1"]
+    assert "95% CI" in html and f"{ci[0]:.3f} - {ci[1]:.3f}" in html
 
 
 def test_report_json_schema_is_exact(run):
     _, out = run
     rep = json.loads((out / "report.json").read_text())
-    assert list(rep) == ["classes", "class_map", "splits", "hyperparameters", "history", "test", "search"]
-    assert rep["search"] is None
+    assert list(rep) == ["classes", "class_map", "splits", "hyperparameters", "history", "test", "search", "cv"]
+    assert rep["search"] is None and rep["cv"] is None
     assert rep["class_map"] == {"cavity": "cavity", "nodule": "nodule", "normal": "normal"}
     assert rep["splits"]["train"] == {"cavity": 8, "nodule": 8, "normal": 8}
     assert [set(h) for h in rep["history"]] == [{"epoch", "train_loss", "train_accuracy", "val_loss",
-                                                 "val_accuracy", "lr"}] * 2
+                                                 "val_accuracy", "lr", "seconds"}] * 2
     assert set(rep["test"]) == {"accuracy", "balanced_accuracy", "macro_precision", "macro_recall", "macro_f1",
                                 "weighted_f1", "log_loss", "macro_roc_auc", "roc_auc", "confusion_matrix",
-                                "per_class"}
+                                "per_class", "ci95"}
+    ci = rep["test"]["ci95"]
+    assert set(ci) == {"accuracy", "balanced_accuracy", "macro_precision", "macro_recall", "macro_f1",
+                       "macro_roc_auc", "roc_auc"} and set(ci["roc_auc"]) == {"cavity", "nodule", "normal"}
+    for k in ("accuracy", "macro_f1"):
+        assert ci[k][0] <= rep["test"][k] <= ci[k][1]
+    assert rep["hyperparameters"]["bootstrap"] == 1000 and rep["hyperparameters"]["folds"] == 0
     assert set(rep["test"]["per_class"]["nodule"]) == {"precision", "recall", "f1", "support"}
     assert rep["hyperparameters"]["arch"] == "mobilenet_v3_small" and rep["hyperparameters"]["epochs"] == 2
 

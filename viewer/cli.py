@@ -7,6 +7,9 @@
     medviewer predict PATH --model F   AI inference           (engine.cli)
     medviewer convert-model IN OUT     .pt -> .safetensors    (engine.cli)
     medviewer pacs echo|find|get|send  PACS (DIMSE, DICOMweb) (viewer.pacs.cli)
+    medviewer ensemble M... --out E    ensemble model file    (engine.cli_models)
+    medviewer export-model M --onnx O  ONNX / TorchScript     (engine.cli_models)
+    medviewer compare RUN... --out D   compare training runs  (engine.train.compare)
     medviewer --train ...              the trainer            (engine.train.cli)
     medviewer make-dataset OUT ...     synthetic dataset      (engine.train.cli)
     medviewer --self-test              support self-test      (viewer.selftest)
@@ -37,6 +40,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("medviewer.engine.cli", "main_predict"),
     "pacs": ("medviewer.viewer.pacs.cli", "main_pacs"),
     "convert-model": ("medviewer.engine.cli", "main_convert"),
+    "ensemble": ("medviewer.engine.cli_models", "main_ensemble"),
+    "export-model": ("medviewer.engine.cli_models", "main_export"),
+    "compare": ("medviewer.engine.train.compare", "main_compare"),
     "--train": ("medviewer.engine.train.cli", "main_train"),
     "train": ("medviewer.engine.train.cli", "main_train"),
     "make-dataset": ("medviewer.engine.train.cli", "main_make_dataset"),
@@ -54,6 +60,9 @@ SUMMARIES: dict[str, str] = {
     "pacs": "talk to a PACS over DIMSE or DICOMweb: echo, find, get, send",
     "predict": "run a model on a study or image files; probabilities as JSON, Grad-CAM maps",
     "convert-model": "turn a PyTorch state dict (.pt) into a medviewer .safetensors model file",
+    "ensemble": "combine models of the same classes into one ensemble model file",
+    "export-model": "export a model to ONNX and/or TorchScript, checked against torch",
+    "compare": "compare training runs: table with 95% intervals, curves, ROC, paired tests",
     "--train": "train a classifier on a labelled image folder (also: train)",
     "make-dataset": "write a synthetic labelled dataset with lesion masks",
     "--self-test": "check versions, GPU, decoders, the demo model and timing (also: self-test)",
@@ -99,7 +108,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.  Headless commands keep C libraries' messages
+    (libpng, libjpeg, OpenCV) out of the terminal: they go to the log file."""
+    if len(sys.argv) > 1 and sys.argv[1] in COMMANDS:
+        from medviewer.viewer.logs import capture_native_stderr
+
+        capture_native_stderr()
     sys.exit(main())
 
 

@@ -22,10 +22,10 @@ from pathlib import Path
 
 from medviewer.viewer.cli_mpr import add_plane_options, export_plane
 from medviewer.viewer.clikit import (EXIT_FAIL, EXIT_OK, EXIT_PARTIAL, Parser, pick_series, quiet,
-                                     require_images, write_png)
+                                     report_skipped, require_images, write_png)
 from medviewer.viewer.display.text import size_text
 from medviewer.viewer.errors import UsageError
-from medviewer.viewer.io.model import ImageRef, ScanResult, Series
+from medviewer.viewer.io.model import ImageRef, ScanResult, Series, printable
 from medviewer.viewer.io.scan import open_path
 
 
@@ -73,6 +73,7 @@ def _listing(result: ScanResult) -> str:
             stack = stack_line(series)
             if stack:
                 lines.append(f"               {stack}")
+    # to_json made every value printable: one line per item whatever the file names hold
     if not doc["studies"]:
         lines.append("No displayable images.")
     if doc["non_image"]:
@@ -112,7 +113,7 @@ def _pick_ref(series: Series, index: int, frame: int | None) -> ImageRef:
     except (TypeError, ValueError):
         frames = 1
     if not 0 <= frame < frames:
-        raise UsageError(f"--frame {frame} is out of range: {ref.path.name} has {frames} frame(s)")
+        raise UsageError(f"--frame {frame} is out of range: {printable(ref.path.name)} has {frames} frame(s)")
     return ImageRef(ref.path, frame if frames > 1 else None)
 
 
@@ -167,6 +168,8 @@ def main_export(argv: list[str]) -> int:
         raise UsageError(f"{out}: folder {out.parent} does not exist")
     window = _window(args)
     result = open_path(args.path)
+    if not result.all_series():
+        report_skipped("medviewer export", result)  # each file's line before the summary
     require_images(result, args.path)
     series = pick_series(result, args.series)
     ref = _pick_ref(series, args.slice, args.frame)
@@ -181,6 +184,7 @@ def main_export(argv: list[str]) -> int:
     finally:
         store.close()
     write_png(out, grey)
+    report_skipped("medviewer export", result)
     kind = "RGB" if grey.ndim == 3 else "grey"
     print(f"wrote {out} ({size_text(grey.shape[0], grey.shape[1])} {kind})", file=sys.stderr)
     return EXIT_PARTIAL if result.skipped else EXIT_OK

@@ -18,10 +18,10 @@ from typing import NoReturn
 import numpy as np
 
 from medviewer.viewer.errors import EXIT_FAIL, EXIT_OK, EXIT_PARTIAL, MedviewerError, NothingToShowError, UsageError
-from medviewer.viewer.io.model import ScanResult, Series
+from medviewer.viewer.io.model import ScanResult, Series, printable
 
-__all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_PARTIAL", "Parser", "pick_series", "quiet", "require_images",
-           "write_png"]
+__all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_PARTIAL", "Parser", "pick_series", "quiet", "relative",
+           "report_skipped", "require_images", "say", "write_png"]
 
 
 class Parser(argparse.ArgumentParser):
@@ -55,6 +55,27 @@ def require_images(result: ScanResult, path: str | Path) -> None:
     why = f": {result.skipped[0].reason}" if len(result.skipped) == 1 else \
         f" ({len(result.skipped)} file(s) skipped, {len(result.non_image)} non-image)"
     raise NothingToShowError(f"{path}: no displayable image{why}")
+
+
+def relative(result: ScanResult, path: Path) -> str:
+    """`path` relative to the scanned folder, printable (as `info --json` shows it)."""
+    base = result.root if result.root.is_dir() else result.root.parent
+    try:
+        return printable(path.relative_to(base).as_posix())
+    except ValueError:
+        return printable(path.as_posix())
+
+
+def report_skipped(prog: str, result: ScanResult) -> None:
+    """One stderr line per skipped file (the reason exit code 1 is given).
+
+    Nothing when the only problem is a single skipped file and no image: the
+    `require_images` error line names that file and reason already.
+    """
+    if not result.all_series() and len(result.skipped) <= 1:
+        return
+    for item in result.skipped:
+        say(prog, f"skipped {relative(result, item.path)}: {printable(item.reason)}")
 
 
 def pick_series(result: ScanResult, wanted: str | None) -> Series:

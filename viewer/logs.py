@@ -219,6 +219,62 @@ def setup_logging(debug: bool | None = None, directory: str | Path | None = None
     return path
 
 
+def capture_native_stderr() -> bool:
+    """Send what C libraries write to file descriptor 2 to the log; keep `sys.stderr`.
+
+    libpng, libjpeg, libtiff and OpenCV print warnings straight to fd 2 ("libpng
+    error: IDAT: CRC error"), which would precede a command's one-line error.  fd 2
+    becomes a pipe whose lines a daemon thread logs (through the redacting filter)
+    as `medviewer.native` warnings; Python's `sys.stderr` is rebound to a duplicate
+    of the original stderr, so the command's own lines still reach the terminal.
+    For the headless commands only (`viewer.cli.run`); False if it cannot be set up.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        read_end, write_end = os.pipe()
+    except (OSError, ValueError, AttributeError):
+        return False
+    try:
+        os.dup2(write_end, 2)
+    except OSError:
+        for fd in (saved, read_end, write_end):
+            os.close(fd)
+        return False
+    os.close(write_end)
+    encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
+    sys.stderr = open(saved, "w", buffering=1, encoding=encoding, errors="backslashreplace",
+                      closefd=True)
+    native = logging.getLogger(f"{APP}.native")
+
+    def pump() -> None:
+        pending = b""
+        while True:
+            try:
+                chunk = os.read(read_end, 4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                if line.strip():
+                    native.warning("%s", line.decode("utf-8", "replace").rstrip())
+
+    threading.Thread(target=pump, name="native-stderr", daemon=True).start()
+
+    def restore() -> None:  # at exit: late writers must never block on a pipe nobody reads
+        try:
+            os.dup2(saved, 2)
+        except OSError:
+            pass
+
+    import atexit
+
+    atexit.register(restore)
+    return True
+
+
 def close_logging_locked() -> None:
     global _handler
     if _handler is not None:

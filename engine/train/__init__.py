@@ -11,5 +11,11 @@ Modules (all Qt-free):
   metrics   classification_metrics(y_true, probs, classes) (scikit-learn; report.json "test")
   report    report.json / predictions.csv / dataset.json; plots: report.html
   ddp       torchrun support (gloo on CPU, nccl on GPUs)
+  bootstrap bootstrap_ci(y, probs, classes, n, seed) -> report.json test.ci95; paired_bootstrap(...) p-values
+  folds     --folds K: patient_groups(), make_folds() (StratifiedGroupKFold), run_cv() -> report.json "cv"
+  featcache frozen-backbone feature cache: decide(), prepare() -> FeatureCache (fit trains the head on it)
+  runlog    history.csv (EpochLog, write_history_csv) and --tensorboard events
+  lrfind    --lr-find: range_test(), suggestions() (fastai valley / steep / minimum/10), lr_find.png
+  compare   `medviewer compare`: load_run(), build_rows(), compare() -> compare.csv (+ compare_html)
   run       main(args): the whole pipeline;  cli: get_args_parser(), main_train(argv), main_make_dataset(argv)
 """

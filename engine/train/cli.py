@@ -148,10 +148,41 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     r.add_argument("--search-epochs", type=int, default=0, help="epochs per trial (default --epochs)")
     r.add_argument("--no-report", dest="report", action="store_false", help="skip report.html and plots")
     r.add_argument("--gallery", type=int, default=12, help="misclassified images shown with Grad-CAM")
+    add_research_args(p)
     for action in p._actions:
         if not action.help:
             action.help = next((OPTION_HELP[o] for o in action.option_strings if o in OPTION_HELP), None)
     return p
+
+
+def add_research_args(p: argparse.ArgumentParser) -> None:
+    """Confidence intervals, cross-validation, feature cache, TTA, logs, LR range test."""
+    e = p.add_argument_group("evaluation and research")
+    e.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                   help="bootstrap resamples of the test set for 95%% confidence intervals (0 = none)")
+    e.add_argument("--folds", type=int, default=0, metavar="K",
+                   help="stratified K-fold cross-validation over train+val, grouped by patient, "
+                        "then the final model on all of train+val (0 = off)")
+    e.add_argument("--group-regex", metavar="REGEX",
+                   help="patient of a non-DICOM image (or one without Patient ID): first match "
+                        "(group 1 if any) in its path relative to --data")
+    e.add_argument("--feature-cache", dest="feature_cache", action="store_const", const="on", default="auto",
+                   help="train the head on cached backbone features (automatic with --freeze backbone "
+                        "and no augmentation); with augmentation, on --feature-cache-copies fixed copies")
+    e.add_argument("--no-feature-cache", dest="feature_cache", action="store_const", const="off",
+                   help="never cache backbone features")
+    e.add_argument("--feature-cache-copies", type=_positive_int, default=4, metavar="N",
+                   help="augmented copies per training image with --feature-cache and augmentation")
+    e.add_argument("--tta", action="store_true",
+                   help="test-time augmentation (image + mirror) for the test and fold evaluation")
+    e.add_argument("--tta-shift", type=float, default=0.0, metavar="F",
+                   help="with --tta, also shifted copies by F x the image size (e.g. 0.05)")
+    e.add_argument("--tensorboard", action="store_true", help="write TensorBoard events to OUT/tensorboard")
+    e.add_argument("--lr-find", action="store_true",
+                   help="learning-rate range test: plot loss against LR, suggest --lr, train nothing")
+    e.add_argument("--lr-find-iters", type=_positive_int, default=100, metavar="N",
+                   help="mini-batches of the range test")
+    e.add_argument("--lr-find-range", default="1e-7,10", metavar="LO,HI", help="learning rates tested")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -170,6 +201,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         raise UsageError("--dropout must be in [0, 1)")
     if args.val_fraction + args.test_fraction >= 1:
         raise UsageError("--val-fraction + --test-fraction must be below 1")
+    check_research_args(args)
     from medviewer.viewer.display.windowspec import WindowSpec, WindowSpecError
 
     try:
@@ -180,6 +212,28 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
     args.device = str(pick_device(args.device))
     return args
+
+
+def check_research_args(args: argparse.Namespace) -> None:
+    from medviewer.engine.train.folds import compile_group_regex
+    from medviewer.engine.tta import MAX_SHIFT
+
+    if args.bootstrap < 0:
+        raise UsageError("--bootstrap must be 0 (off) or a number of resamples")
+    if args.folds == 1 or args.folds < 0:
+        raise UsageError("--folds must be at least 2 (or 0 for no cross-validation)")
+    compile_group_regex(args.group_regex)
+    if args.tta_shift and not args.tta:
+        raise UsageError("--tta-shift needs --tta")
+    if not 0 <= args.tta_shift <= MAX_SHIFT:
+        raise UsageError(f"--tta-shift must be in [0, {MAX_SHIFT}]")
+    try:
+        lo, hi = (float(v) for v in args.lr_find_range.split(","))
+    except ValueError:
+        raise UsageError(f"--lr-find-range: expected LO,HI such as 1e-7,10, got {args.lr_find_range!r}") from None
+    if not 0 < lo < hi:
+        raise UsageError("--lr-find-range: need 0 < LO < HI")
+    args.lr_find_range = [lo, hi]
 
 
 def main_train(argv: list[str]) -> int:

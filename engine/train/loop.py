@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from medviewer.engine.train import featcache
 from medviewer.engine.train import model as tmodel
 from medviewer.engine.train.augment import AugmentSpec, augment_batch
 from medviewer.engine.train.ddp import DistInfo, all_reduce_sum
@@ -219,8 +220,10 @@ def _resident(t: torch.Tensor, device: torch.device) -> torch.Tensor:
 def fit(args: Any, x: torch.Tensor, y: torch.Tensor, train_idx: Sequence[int], val_idx: Sequence[int],
         num_classes: int, out: Path | None, *, dist: DistInfo | None = None,
         should_stop: Callable[[], bool] | None = None, trial: Any = None,
-        log: Callable[[str], None] = print) -> FitResult:
-    """Train per ``args`` (see cli.get_args_parser); checkpoint into ``out`` if given."""
+        log: Callable[[str], None] = print, on_epoch: Callable[[dict], None] | None = None) -> FitResult:
+    """Train per ``args`` (see cli.get_args_parser); checkpoint into ``out`` if given.
+
+    ``on_epoch(record)`` sees each epoch's history record (history.csv, TensorBoard)."""
     dist = dist or DistInfo()
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
@@ -264,6 +267,7 @@ def fit(args: Any, x: torch.Tensor, y: torch.Tensor, train_idx: Sequence[int], v
         best = {"loss": float(st["best_loss"]), "epoch": int(st["best_epoch"]), "state": st.get("best_state")}
         bad = int(st["bad_epochs"])
         log(f"resumed from {ckpt} after epoch {start}")
+    cache, cache_note = featcache.prepare(args, model, x, y, train_idx, val_idx, device, dist.world, log)
     net: nn.Module = model
     if dist.world > 1:
         net = nn.parallel.DistributedDataParallel(model, find_unused_parameters=args.freeze != "none")
@@ -286,21 +290,31 @@ def fit(args: Any, x: torch.Tensor, y: torch.Tensor, train_idx: Sequence[int], v
             order = train_idx_t[torch.randperm(len(train_idx_t), generator=gen)]
             order = dist.shard(order)
             ep_t0 = time.perf_counter()
-            ls, cor, seen = train_one_epoch(
-                net, criterion, opt, x_train, y_train, order, args.batch_size, device, args.aug, gen,
-                sched if args.scheduler == "onecycle" else None, scaler,
-                frozen if staged_frozen else None, should_stop,
-                prefix=f"epoch {epoch + 1}/{args.epochs}")
-            ls, cor, seen = all_reduce_sum(dist, [ls, cor, seen])
-            v_loss, v_acc, _ = evaluate(model, xv, yv, args.batch_size, device, weight)
+            if cache is not None:   # the head on cached backbone features (engine.train.featcache)
+                ls, cor, seen = train_one_epoch(
+                    cache.tail, criterion, opt, cache.train_features(epoch), cache.train_y, cache.remap[order],
+                    args.batch_size, device, AugmentSpec(), gen, sched if args.scheduler == "onecycle" else None,
+                    scaler, None, should_stop, prefix=f"epoch {epoch + 1}/{args.epochs}")
+                v_loss, v_acc, _ = evaluate(cache.tail, cache.val, yv, args.batch_size, device, weight)
+            else:
+                ls, cor, seen = train_one_epoch(
+                    net, criterion, opt, x_train, y_train, order, args.batch_size, device, args.aug, gen,
+                    sched if args.scheduler == "onecycle" else None, scaler,
+                    frozen if staged_frozen else None, should_stop,
+                    prefix=f"epoch {epoch + 1}/{args.epochs}")
+                ls, cor, seen = all_reduce_sum(dist, [ls, cor, seen])
+                v_loss, v_acc, _ = evaluate(model, xv, yv, args.batch_size, device, weight)
             lr = opt.param_groups[-1]["lr"]
             if sched is not None and args.scheduler == "plateau":
                 sched.step(v_loss if not math.isnan(v_loss) else ls / max(seen, 1))
             elif sched is not None and args.scheduler != "onecycle":
                 sched.step()
+            dt = time.perf_counter() - ep_t0
             rec = {"epoch": epoch + 1, "train_loss": ls / max(seen, 1), "train_accuracy": cor / max(seen, 1),
-                   "val_loss": v_loss, "val_accuracy": v_acc, "lr": lr}
+                   "val_loss": v_loss, "val_accuracy": v_acc, "lr": lr, "seconds": dt}
             history.append(rec)
+            if on_epoch is not None and dist.is_main:
+                on_epoch(rec)
             monitor = v_loss if not math.isnan(v_loss) else rec["train_loss"]
             if monitor < best["loss"] - 1e-6:
                 best = {"loss": monitor, "epoch": epoch + 1,
@@ -308,7 +322,6 @@ def fit(args: Any, x: torch.Tensor, y: torch.Tensor, train_idx: Sequence[int], v
                 bad = 0
             else:
                 bad += 1
-            dt = time.perf_counter() - ep_t0
             eta = (time.perf_counter() - t_start) / (epoch + 1 - start) * (args.epochs - epoch - 1)
             log(f"epoch {epoch + 1}/{args.epochs}  train loss {rec['train_loss']:.4f} acc {rec['train_accuracy']:.3f}"
                 f"  val loss {v_loss:.4f} acc {v_acc:.3f}  lr {lr:.2e}  {dt:.1f}s  ETA {eta:.0f}s")
@@ -339,7 +352,7 @@ def fit(args: Any, x: torch.Tensor, y: torch.Tensor, train_idx: Sequence[int], v
         return FitResult(model, history, best["epoch"], interrupted=True)
     if best["state"] is not None and args.restore_best:
         model.load_state_dict(best["state"])
-    return FitResult(model, history, best["epoch"], stopped_early)
+    return FitResult(model, history, best["epoch"], stopped_early, extra={"feature_cache": cache_note})
 
 
 def args_dict(args: Any) -> dict[str, Any]:

@@ -168,14 +168,19 @@ def write_html(out: Path, rep: dict, summ: dict, images: Any, test_idx: Sequence
         g = gallery(images, test_idx, probs, classes, card, model, pdir / "misclassified.png", n_gallery)
         if g:
             figs.append(("Misclassified test images with Grad-CAM", g))
-    rows = [[k, t[k]] for k in ("accuracy", "balanced_accuracy", "macro_precision", "macro_recall",
-                                "macro_f1", "weighted_f1", "log_loss", "macro_roc_auc")]
-    per = [[c, v["precision"], v["recall"], v["f1"], v["support"], t["roc_auc"].get(c)]
-           for c, v in t["per_class"].items()]
+    ci = t.get("ci95") or {}
+    rows = [[k, t[k], _ci(ci.get(k))] for k in ("accuracy", "balanced_accuracy", "macro_precision",
+                                                "macro_recall", "macro_f1", "weighted_f1", "log_loss",
+                                                "macro_roc_auc")]
+    per = [[c, v["precision"], v["recall"], v["f1"], v["support"], t["roc_auc"].get(c),
+            _ci((ci.get("roc_auc") or {}).get(c))] for c, v in t["per_class"].items()]
+    n_boot = rep["hyperparameters"].get("bootstrap")
+    ci_note = (f"<p>95% confidence intervals: percentile bootstrap, {n_boot} resamples of the test set "
+               f"(seed {rep['hyperparameters'].get('seed')}).</p>" if ci else "")
     parts = [f"<h1>medviewer training report: {html.escape(card.name)}</h1>",
              f"<p>{html.escape(card.summary())}</p>",
-             "<h2>Test metrics</h2>", html_table(rows, ["metric", "value"]),
-             html_table(per, ["class", "precision", "recall", "F1", "support", "ROC AUC"]),
+             "<h2>Test metrics</h2>", html_table(rows, ["metric", "value", "95% CI"]),
+             html_table(per, ["class", "precision", "recall", "F1", "support", "ROC AUC", "95% CI"]), ci_note,
              f"<pre>{html.escape(cls_text)}</pre>",
              "<h2>Data</h2>", html_table([[s] + [rep["splits"][s][c] for c in classes]
                                           for s in ("train", "val", "test")], ["split", *classes])]
@@ -187,6 +192,8 @@ def write_html(out: Path, rep: dict, summ: dict, images: Any, test_idx: Sequence
     if summ["skipped"]:
         parts.append("<h3>Skipped files</h3>" + html_table([[s["path"], s["reason"]] for s in summ["skipped"]],
                                                           ["file", "reason"]))
+    if rep.get("cv"):
+        parts.append(cv_html(rep["cv"]))
     for title, name in figs:
         parts.append(f"<h2>{html.escape(title)}</h2><img src='plots/{name}' alt='{html.escape(title)}'>")
     if rep["search"]:
@@ -212,3 +219,17 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return "" if v is None else str(v)
+
+
+def _ci(pair: Any) -> str:
+    return f"{pair[0]:.3f} - {pair[1]:.3f}" if isinstance(pair, (list, tuple)) and len(pair) == 2 else ""
+
+
+def cv_html(cv: dict) -> str:
+    """The cross-validation table: one row per fold, then mean and standard deviation."""
+    keys = ["accuracy", "balanced_accuracy", "macro_f1", "macro_roc_auc", "val_loss"]
+    rows = [[f"fold {f['fold']}", f.get("n_train"), f.get("n_val"), *(f.get(k) for k in keys)] for f in cv["folds"]]
+    rows.append(["mean", "", "", *(cv["mean"].get(k) for k in keys)])
+    rows.append(["std", "", "", *(cv["std"].get(k) for k in keys)])
+    return (f"<h2>Cross-validation ({len(cv['folds'])} folds, grouped by patient)</h2>"
+            + html_table(rows, ["", "train", "validate", *keys]))

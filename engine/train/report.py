@@ -45,15 +45,17 @@ HYPER_KEYS = ("arch", "weights", "freeze", "stage_epochs", "unfreeze_lr_factor",
               "head_batchnorm", "image_size", "resize", "window", "optimizer", "lr", "momentum", "nesterov",
               "weight_decay", "scheduler", "step_size", "gamma", "plateau_patience", "min_lr", "pct_start",
               "epochs", "batch_size", "patience", "restore_best", "class_weights", "seed", "augment", "aug",
-              "val_fraction", "test_fraction", "label_from_name", "device", "amp")
+              "val_fraction", "test_fraction", "label_from_name", "device", "amp",
+              "bootstrap", "folds", "group_regex", "feature_cache", "feature_cache_copies", "feature_cache_used",
+              "tta", "tta_shift")
 
 
 def build_report(args: Any, classes: list[str], class_map: dict[str, str], counts: dict,
-                 history: list[dict], metrics: dict, search: dict | None) -> dict:
+                 history: list[dict], metrics: dict, search: dict | None, cv: dict | None = None) -> dict:
     hp = {k: v for k, v in args_dict(args).items() if k in HYPER_KEYS}
     return _clean({"classes": list(classes), "class_map": dict(class_map),
                    "splits": {s: dict(counts[s]) for s in ("train", "val", "test")},
-                   "hyperparameters": hp, "history": history, "test": metrics, "search": search})
+                   "hyperparameters": hp, "history": history, "test": metrics, "search": search, "cv": cv})
 
 
 def write_predictions(path: Path, samples: Sequence[Any], y_idx: Sequence[int], probs: np.ndarray | None,
@@ -70,10 +72,14 @@ def write_predictions(path: Path, samples: Sequence[Any], y_idx: Sequence[int], 
 
 def write_all(out: Path, *, args: Any, index: Any, images: Any, summ: dict, history: list[dict],
               test_idx: Sequence[int], probs: np.ndarray | None, metrics: dict, search: dict | None,
-              card: Any, model: Any, log: Callable[[str], None] = print) -> dict:
+              card: Any, model: Any, log: Callable[[str], None] = print, cv: dict | None = None) -> dict:
+    from medviewer.engine.train.runlog import write_history_csv
+
     classes = index.classes
-    rep = build_report(args, classes, index.class_map, summ["counts"], history, metrics, search)
+    rep = build_report(args, classes, index.class_map, summ["counts"], history, metrics, search, cv)
     (out / "report.json").write_text(json.dumps(rep, indent=2), encoding="utf-8")
+    if history or not (out / "history.csv").is_file():   # --test-only keeps the training run's
+        write_history_csv(out / "history.csv", history)
     (out / "dataset.json").write_text(json.dumps(_clean(summ), indent=2), encoding="utf-8")
     test_samples = [images.samples[i] for i in test_idx]
     y_test = [int(images.y[i]) for i in test_idx]

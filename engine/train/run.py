@@ -109,7 +109,15 @@ def _main(args: Any, dist: ddp.DistInfo, log: Callable[[str], None],
     index, images, card, summ = prepare(args, log)
     classes = index.classes
     tr, va, te = (images.split_indices(s) for s in ("train", "val", "test"))
-    search_block = None
+    search_block = cv_block = None
+    if getattr(args, "lr_find", False):
+        if dist.world > 1:
+            raise UsageError("--lr-find runs in one process; start it without torchrun")
+        from medviewer.engine.train import lrfind
+
+        lrfind.run(args, images, tr, len(classes), out, log, should_stop)
+        return 0
+    epoch_log = None
     if args.test_only:
         from medviewer.engine.modelfile import load_model
 
@@ -124,36 +132,71 @@ def _main(args: Any, dist: ddp.DistInfo, log: Callable[[str], None],
         if args.search and args.search > 0:
             from medviewer.engine.train.search import run_search
 
-            search_block = run_search(args, images, tr, va, len(classes), out, log)
+            search_block = run_search(args, images, tr, va, len(classes), out, log, classes=classes)
             for k, v in search_block["best_params"].items():
                 setattr(args, k, v)
             log("final training with the best parameters: " +
                 ", ".join(f"{k}={v}" for k, v in search_block["best_params"].items()))
             card = make_card(args, classes)
-        log(f"training {args.arch} on {args.device} for {args.epochs} epoch(s)")
-        result = fit(args, images.x, images.y, tr, va, len(classes), out, dist=dist,
-                     should_stop=should_stop, log=log)
+        from medviewer.engine.train.runlog import EpochLog
+
+        # opened first: a missing TensorBoard is reported before any training
+        epoch_log = EpochLog(out, getattr(args, "tensorboard", False), args.resume) if dist.is_main else None
+        fit_args, fit_tr, fit_va = args, tr, va
+        if getattr(args, "folds", 0):
+            if dist.world > 1:
+                raise UsageError("--folds runs in one process; start it without torchrun")
+            from medviewer.engine.train import folds
+
+            cv_block = folds.run_cv(args, images, tr + va, classes, out, log, should_stop, root=index.root)
+            if cv_block is None:
+                return 130
+            fit_args, fit_tr, fit_va = folds.final_recipe(args, cv_block, log), tr + va, []
+            log(f"final model on all {len(fit_tr)} train+val images")
+        log(f"training {args.arch} on {args.device} for {fit_args.epochs} epoch(s)")
+        result = fit(fit_args, images.x, images.y, fit_tr, fit_va, len(classes), out, dist=dist,
+                     should_stop=should_stop, log=log, on_epoch=epoch_log)
         if result.interrupted:
             return 130
+        args.feature_cache_used = result.extra.get("feature_cache", "")
     if not dist.is_main:
         return 0
     device = torch.device(args.device)
     model = result.model.to(device)
-    test_loss, test_acc, probs = evaluate(model, images.x[te], images.y[te], args.batch_size, device)
+    from medviewer.engine.train.folds import tta_spec
+
+    tta = tta_spec(args)
+    if tta is not None:
+        from medviewer.engine.tta import evaluate as evaluate_tta
+
+        test_loss, test_acc, probs = evaluate_tta(model, images.x[te], images.y[te], args.batch_size, device, tta)
+    else:
+        test_loss, test_acc, probs = evaluate(model, images.x[te], images.y[te], args.batch_size, device)
     y_test = images.y[te].tolist()
     metrics = report.test_metrics(y_test, probs.numpy() if len(te) else None, classes)
+    if len(te) and getattr(args, "bootstrap", 0) > 0:
+        from medviewer.engine.train.bootstrap import bootstrap_ci
+
+        metrics["ci95"] = bootstrap_ci(y_test, probs.numpy(), classes, args.bootstrap, args.seed)
     if len(te):
-        log(f"test: accuracy {metrics['accuracy']:.3f}  macro F1 {metrics['macro_f1']:.3f}  "
-            f"loss {test_loss:.4f} ({len(te)} images)")
+        ci = metrics.get("ci95", {}).get("macro_f1")
+        log(f"test: accuracy {metrics['accuracy']:.3f}  macro F1 {metrics['macro_f1']:.3f}"
+            + (f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
+            + f"  loss {test_loss:.4f} ({len(te)} images" + (f", TTA {tta.describe()})" if tta else ")"))
     else:
         log("no test images: test metrics are empty")
     if not args.test_only:
         card.metrics = {k: float(v) for k, v in metrics.items()
                         if isinstance(v, float) and not math.isnan(v)}
+        card.tta = tta.to_card() if tta is not None else {}
         card.training_data = {
             "summary": f"{len(images.samples)} images, {len(classes)} classes "
-                       f"(train {len(tr)}, val {len(va)}, test {len(te)})",
+                       f"(train {len(tr)}, val {len(va)}, test {len(te)})"
+                       + (f"; {args.folds}-fold cross-validation, final model on train+val" if cv_block else ""),
             "counts": summ["counts"], "sha256": data_digest(images), "best_epoch": result.best_epoch}
+        if cv_block:
+            card.training_data["cross_validation"] = {"folds": int(args.folds), "mean": cv_block["mean"],
+                                                      "std": cv_block["std"]}
         from medviewer.engine.modelfile import save_model
 
         to_save = result.model
@@ -166,5 +209,7 @@ def _main(args: Any, dist: ddp.DistInfo, log: Callable[[str], None],
         log(f"wrote {out / MODEL_FILE}")
     report.write_all(out, args=args, index=index, images=images, summ=summ, history=result.history,
                      test_idx=te, probs=probs.numpy() if len(te) else None, metrics=metrics,
-                     search=search_block, card=card, model=model, log=log)
+                     search=search_block, card=card, model=model, log=log, cv=cv_block)
+    if epoch_log is not None:
+        epoch_log.finish(metrics, classes, len(result.history))
     return 1 if images.skipped else 0

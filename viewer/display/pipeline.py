@@ -417,22 +417,37 @@ def affine_coefficients(dtype: np.dtype, meta: ImageMeta, window: Window) -> tup
     return alpha, beta
 
 
+# |alpha| up to which one clamp makes `convertScaleAbs` exact (see `_affine_render`)
+_TWO_PASS_ALPHA = 0.9
+
+
 def _affine_render(stored: np.ndarray, meta: ImageMeta, window: Window) -> np.ndarray | None:
-    """`affine_coefficients` evaluated by OpenCV in four SIMD passes, no table.
+    """`affine_coefficients` evaluated by OpenCV without a table, in two or four passes.
 
     `convertScaleAbs` saturates at 255 but folds negatives back with its
-    absolute value, so values below the ramp's zero are clamped first and
-    then forced to 0 by a mask.  None when the image does not qualify (the
-    table path handles it).
+    absolute value.  Values beyond the ramp's zero are clamped to the stored
+    value x0 nearest to it, where |alpha*x0 + beta| <= |alpha|/2: when |alpha| is
+    at most `_TWO_PASS_ALPHA` (a window wider than ~283 stored values at slope
+    1) that is within 0.5 of 0, so every clamped value, and every value between
+    x0 and the zero, rounds to grey 0: two passes.  Narrower windows clamp at
+    the first value on the ramp and force the values beyond it to 0 with a mask:
+    four passes.  None when the image does not qualify (the table path serves it).
     """
-    if stored.ndim != 2 or not stored.size:
-        return None
+    if stored.ndim != 2 or stored.size < 2:
+        return None  # OpenCV's bindings read a 1x1 array as a scalar (the table path serves it)
     coeffs = affine_coefficients(stored.dtype, meta, window)
     if coeffs is None:
         return None
     alpha, beta = coeffs
     info = np.iinfo(stored.dtype)
     zero = -beta / alpha                    # stored value where the ramp is 0
+    if abs(alpha) <= _TWO_PASS_ALPHA:
+        x0 = round(zero)
+        if (x0 > info.max) if alpha > 0 else (x0 < info.min):
+            return np.zeros(stored.shape, np.uint8)   # every value is below the ramp
+        if info.min <= x0 <= info.max:
+            stored = cv2.max(stored, x0) if alpha > 0 else cv2.min(stored, x0)
+        return cv2.convertScaleAbs(stored, alpha=alpha, beta=beta)
     if alpha > 0:
         edge = math.ceil(zero)              # first value with alpha*x+beta >= 0
         if edge > info.max:

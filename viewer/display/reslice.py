@@ -16,8 +16,14 @@ integer indices):
   `cv2.remap` twice (slice k and slice k + 1, bilinear in-plane) and blended along
   k in float32.  OpenCV's remap takes coordinates below 32767, so the output is cut
   into tiles whose slices fit in one such window (63 slices of 512 rows).
-  OpenCV interpolates in-plane at 1/32-pixel positions (INTER_BITS = 5): a sample
-  lies within 1/64 pixel of the exact point (0.01 mm at 0.7 mm pixels).
+  With float maps OpenCV 5 interpolates 8U, 16U and 32F images at the exact float32
+  position (an int16 volume without negative values is read through its uint16
+  view); its 16S path, used for int16 volumes with negative values, still places
+  samples at 1/32 pixel (INTER_BITS = 5: within 1/64 pixel of the point, 0.01 mm at
+  0.7 mm pixels).  Each remap rounds to a stored value, so a thin oblique plane is
+  within 1 stored value of the trilinear value (two roundings) on the exact paths.
+
+Thick slabs and single-oblique thin planes go through viewer.display.slab.
 
 Results stay in the stored dtype (rounded) so the display pipeline's LUT /
 affine windowing applies unchanged; float volumes stay float32.
@@ -207,9 +213,10 @@ def _tiles(k0: np.ndarray, span: int) -> list[tuple[int, int, int, int, int]]:
 
 
 def _remap_trilinear(data: np.ndarray, f: np.ndarray, r: np.ndarray, c: np.ndarray,
-                     nonnegative: bool = False) -> np.ndarray:
+                     nonnegative: bool = False, keep_float: bool = False) -> np.ndarray:
     """Trilinear samples at in-range fractional indices via two cv2.remap per tile, in
-    the data's dtype (rounded, saturated) for integer data, float32 for float data.
+    the data's dtype (rounded, saturated) for integer data, float32 for float data
+    (and for any data with `keep_float`: the blend along k before its rounding).
 
     OpenCV's bilinear remap has a SIMD path for uint16 but not for int16: an int16
     volume without negative values (`nonnegative`, most CT stored values) is read
@@ -235,10 +242,13 @@ def _remap_trilinear(data: np.ndarray, f: np.ndarray, r: np.ndarray, c: np.ndarr
             cv2.remap(block, mx, my, cv2.INTER_LINEAR, dst=b[i0:i1, j0:j1],
                       borderMode=cv2.BORDER_REPLICATE)
     if n == 1:
-        return a.view(data.dtype) if a.dtype != data.dtype else a
+        a = a.view(data.dtype) if a.dtype != data.dtype else a
+        return a.astype(np.float32) if keep_float else a
+    if src.dtype != data.dtype:     # the uint16 view of an int16 volume: same numbers
+        a, b = a.view(data.dtype), b.view(data.dtype)
     diff = cv2.subtract(b, a, dtype=cv2.CV_32F)
     cv2.multiply(diff, w, dst=diff)
-    if data.dtype.kind == "f":
+    if data.dtype.kind == "f" or keep_float:
         return cv2.add(diff, a, dtype=cv2.CV_32F)
     depth = {np.dtype(np.uint8): cv2.CV_8U, np.dtype(np.uint16): cv2.CV_16U,
              np.dtype(np.int16): cv2.CV_16S}[data.dtype]
@@ -274,19 +284,21 @@ def inside(f: np.ndarray, r: np.ndarray, c: np.ndarray, shape: Sequence[int]) ->
 
 
 def sample_general(data: np.ndarray, f: np.ndarray, r: np.ndarray, c: np.ndarray,
-                   nonnegative: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                   nonnegative: bool = False, keep_float: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Trilinear samples at fractional indices (float32 arrays of one shape, clipped in
-    place) in the data's dtype (rounded; float32 for float data), and the mask of
-    samples inside the volume (samples outside hold the nearest edge value)."""
+    place) in the data's dtype (rounded; float32 for float data, or with `keep_float`),
+    and the mask of samples inside the volume (samples outside hold the nearest edge
+    value)."""
     n, rows, cols = data.shape
     valid = inside(f, r, c, data.shape)
     np.clip(f, 0, n - 1, out=f)
     np.clip(r, 0, rows - 1, out=r)
     np.clip(c, 0, cols - 1, out=c)
     if data.dtype in _REMAP_DTYPES and (n == 1 or _SHRT_MAX // rows >= 2) and cols < _SHRT_MAX:
-        out = _remap_trilinear(data, f, r, c, nonnegative)
+        out = _remap_trilinear(data, f, r, c, nonnegative, keep_float)
     else:
-        out = to_dtype(_numpy_trilinear(data, f, r, c), data.dtype)
+        out = _numpy_trilinear(data, f, r, c)
+        out = out if keep_float else to_dtype(out, data.dtype)
     return out, valid
 
 

@@ -212,7 +212,11 @@ def demo_paths(folder: str | Path | None = None) -> list[Path]:
 
 
 def demo_root(folder: str | Path | None = None) -> Path:
-    """One folder holding the phantom and links (or copies) of the real files."""
+    """One folder holding the phantom and hard links (or copies) of the real files.
+
+    Not symbolic links: the scan reads nothing a link leads to outside the opened
+    folder (viewer.io.scan), so links left by earlier releases are replaced.
+    """
     base = Path(folder) if folder is not None else cache_dir()
     root = base / f"demo-study-v{DEMO_VERSION}"
     make_demo_study(root)
@@ -220,10 +224,12 @@ def demo_root(folder: str | Path | None = None) -> Path:
     real.mkdir(exist_ok=True)
     for src in real_files():
         dst = real / src.name
+        if dst.is_symlink():
+            dst.unlink()
         if dst.exists():
             continue
         try:
-            os.symlink(src, dst)
+            os.link(src, dst)  # no space used on one file system
         except OSError:
             shutil.copy2(src, dst)
     return root

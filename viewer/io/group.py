@@ -79,8 +79,9 @@ class Collector:
         self.images += len(new)
         self.changed = True
 
-    def add_image(self, path: Path) -> None:
-        """Add a PNG/JPEG/TIFF/BMP file: one series per folder, modality OT."""
+    def add_image(self, path: Path, rows: int | None = None, cols: int | None = None) -> None:
+        """Add a PNG/JPEG/TIFF/BMP file: one series per folder, modality OT; `rows` and
+        `cols` as its header declares them (read from the header when not given)."""
         folder = path.parent
         try:
             rel = folder.relative_to(self._base)
@@ -91,7 +92,8 @@ class Collector:
         self._study(IMAGE_STUDY_UID, None)
         acc = self.series.get(series_uid)
         if acc is None:
-            rows, cols = _image_size(path)
+            if rows is None or cols is None:
+                rows, cols = _image_size(path)
             series = Series(series_uid, None, "OT", folder.name, rows, cols, kind="image")
             acc = self.series[series_uid] = _SeriesAcc(series, IMAGE_STUDY_UID)
         acc.infos.append(SliceInfo(ImageRef(path, None)))
@@ -130,17 +132,13 @@ class Collector:
 
 
 def _image_size(path: Path) -> tuple[int, int]:
-    """(rows, columns) of a plain image from its header (PNG/BMP) or a decode."""
+    """(rows, columns) of a plain image from its header alone (nothing decoded)."""
+    from medviewer.viewer.io.imagehead import HeaderError, from_file, plain_image
+    from medviewer.viewer.io.safefile import open_regular
+
     try:
-        with open(path, "rb") as fp:
-            head = fp.read(26)
-        if head.startswith(b"\x89PNG") and head[12:16] == b"IHDR":
-            return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
-        if head.startswith(b"BM") and len(head) >= 26:
-            rows = abs(int.from_bytes(head[22:26], "little", signed=True))  # negative: top-down
-            return rows, int.from_bytes(head[18:22], "little")
-        from medviewer.viewer.io.pixels import read_plain_image
-        arr = read_plain_image(path)
-        return int(arr.shape[0]), int(arr.shape[1])
-    except Exception:
+        with open_regular(path) as fp:
+            declared = plain_image(from_file(fp))
+        return declared.rows, declared.columns
+    except (OSError, HeaderError):
         return 0, 0

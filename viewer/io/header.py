@@ -13,7 +13,6 @@ then checked so that truncated files are reported at scan time.
 from __future__ import annotations
 
 import io
-import os
 import struct
 from pathlib import Path
 
@@ -21,8 +20,9 @@ import pydicom
 from pydicom import Dataset
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
-from medviewer.viewer.io import tags
+from medviewer.viewer.io import guard, tags
 from medviewer.viewer.io.rawheader import LazyHeader, walk
+from medviewer.viewer.io.safefile import NotRegularFileError, open_regular, read_head
 from medviewer.viewer.io.tags import Header
 
 FAST_HEADERS = True  # False: every header through pydicom (tests compare the two)
@@ -36,9 +36,9 @@ Chunk = tuple[bytes, int]  # (first HEAD_CHUNK bytes, file size)
 
 
 def read_chunk(path: Path) -> Chunk:
-    """The first HEAD_CHUNK bytes of a file and its size (one open, one read)."""
-    with open(path, "rb") as fp:
-        return fp.read(HEAD_CHUNK), os.fstat(fp.fileno()).st_size
+    """The first HEAD_CHUNK bytes of a regular file and its size (one open, one read);
+    a FIFO, socket or device raises NotRegularFileError without being opened."""
+    return read_head(path, HEAD_CHUNK)
 
 
 def _file_meta(ds: Header) -> Header | None:
@@ -76,16 +76,27 @@ def _frames(ds: Header) -> int | None:
     return n if n is not None and n > 1 else None
 
 
-def _pixel_check(ds: Header, start: int, head: bytes, size: int, frames: int | None) -> str | None:
-    """Reason why the pixel data element is missing or short, else None.
+def _pixel_check(ds: Header, start: int, head: bytes, size: int, frames: int | None,
+                 buf: bytes = b"") -> str | None:
+    """Reason why the pixel data element is missing, short or refused, else None.
 
     `start` is where `stop_before_pixels` stopped: the pixel data element
-    (7FE0,0010 / 0008 / 0009), whose first 12 bytes are `head`.  Native data
-    must hold Rows*Columns*Samples*BitsAllocated/8 bytes per frame (PS3.5
-    8.1.1); encapsulated data only needs to be present (PS3.5 A.4).
+    (7FE0,0010 / 0008 / 0009), whose first 12 bytes are `head`; `buf` holds the
+    file's first bytes.  Native data must hold Rows*Columns*Samples*BitsAllocated/8
+    bytes per frame (PS3.5 8.1.1); encapsulated data must be present (PS3.5 A.4)
+    and its first frame's codestream, when it lies in `buf`, must declare the
+    frame the attributes declare (viewer.io.guard).  Declared sizes over the
+    decode limits are refused either way.
     """
     meta = _file_meta(ds)
     tsyntax = UID(tags.ascii_text(meta, "TransferSyntaxUID") if meta is not None else "")
+    rows, cols = tags.unsigned(ds, "Rows"), tags.unsigned(ds, "Columns")
+    bits = tags.unsigned(ds, "BitsAllocated")
+    samples = tags.unsigned(ds, "SamplesPerPixel") or 1
+    try:
+        guard.check_attributes(rows, cols, samples, bits)
+    except guard.Refused as exc:
+        return str(exc)
     if tsyntax == DeflatedExplicitVRLittleEndian:
         return None  # the data set is a deflated stream (PS3.5 A.5): no raw offsets
     if size - start < 8:
@@ -103,18 +114,43 @@ def _pixel_check(ds: Header, start: int, head: bytes, size: int, frames: int | N
     else:
         length, data_at = struct.unpack(order + "H", head[6:8])[0], start + 8
     if length == 0xFFFFFFFF or (tsyntax and tsyntax.is_compressed):  # encapsulated (PS3.5 A.4)
-        return None if size - data_at > 8 else "encapsulated pixel data is empty (file truncated?)"
-    rows, cols = tags.unsigned(ds, "Rows"), tags.unsigned(ds, "Columns")
-    bits = tags.unsigned(ds, "BitsAllocated")
+        if size - data_at <= 8:
+            return "encapsulated pixel data is empty (file truncated?)"
+        return _first_frame_check(str(tsyntax), buf, data_at, size, rows, cols, samples, bits)
     if not rows or not cols or not bits:
         return "image header lacks Rows/Columns/Bits Allocated"
-    samples = tags.unsigned(ds, "SamplesPerPixel") or 1
     if tags.ascii_text(ds, "PhotometricInterpretation") == "YBR_FULL_422":
         samples = 2  # two chroma samples shared by each pair of pixels (PS3.3 C.7.6.3.1.2)
     expected = (rows * cols * samples * (frames or 1) * bits + 7) // 8
     have = min(length, size - data_at)
     if have < expected:
         return f"truncated pixel data ({have} of {expected} bytes)"
+    return None
+
+
+def _first_frame_check(syntax: str, buf: bytes, data_at: int, size: int, rows: int | None,
+                       cols: int | None, samples: int, bits: int | None) -> str | None:
+    """The first fragment's codestream (PS3.5 A.4: Basic Offset Table item, then the
+    fragments) checked against the attributes, when it lies in the bytes read."""
+    if syntax not in guard.CHECKED_SYNTAXES or not rows or not cols or len(buf) < data_at + 16:
+        return None
+    item, bot = struct.unpack_from("<II", buf, data_at)
+    frag = data_at + 8 + bot
+    if item != 0xE000FFFE or len(buf) < frag + 8 or struct.unpack_from("<I", buf, frag)[0] != 0xE000FFFE:
+        return None  # not the item layout expected: left to the decoder's checks
+    begin = frag + 8
+    wanted: list[int] = []
+
+    def read(offset: int, n: int) -> bytes:
+        wanted.append(begin + offset + n)
+        return buf[begin + offset:begin + offset + n]
+
+    try:
+        guard.check_frame(syntax, read, size - begin, rows, cols, samples, bits or 8)
+    except guard.Refused as exc:
+        if max(wanted, default=0) > len(buf) and "unreadable" in str(exc):
+            return None  # the header goes on past the bytes read: checked at decode time
+        return str(exc)
     return None
 
 
@@ -138,7 +174,7 @@ def _parse(path: Path, buf: bytes, size: int, force: bool) -> tuple[Dataset, int
             return ds, bio.tell(), bio.read(12)
     except Exception:
         pass  # header longer than the chunk (or deflated): read it from the file
-    with open(path, "rb") as fp:
+    with open_regular(path) as fp:
         ds = pydicom.dcmread(fp, stop_before_pixels=True, force=force)
         return ds, fp.tell(), fp.read(12)
 
@@ -176,7 +212,9 @@ def read_header(path: Path, chunk: Chunk | OSError | None = None) -> tuple[str, 
         if kind != "image":
             return "skip", kind
         frames = _frames(ds)
-        reason = _pixel_check(ds, start, head, size, frames)
+        reason = _pixel_check(ds, start, head, size, frames, buf)
+    except NotRegularFileError as exc:
+        return "skip", str(exc)
     except OSError as exc:
         return "skip", f"cannot read file ({exc.strerror or type(exc).__name__})"
     except Exception as exc:  # pydicom raises many types on corrupt input

@@ -8,6 +8,8 @@ multi-frame instance contributes one `ImageRef` per frame (PS3.3 C.7.6.6).
 
 from __future__ import annotations
 
+import os
+import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,34 @@ from medviewer.viewer.display.orientation import SliceLocation, slice_location
 from medviewer.viewer.io.rawheader import LazyHeader
 
 HeaderEntry = Dataset | LazyHeader
+
+
+def printable(text: str | os.PathLike, limit: int | None = None) -> str:
+    """A file name or text as one printable line of valid Unicode.
+
+    Bytes of a file name that are not valid UTF-8 (kept by Python as lone
+    surrogates, PEP 383) are shown as `\\xff`; control characters (a newline in
+    a file name) as `\\n`, `\\x1b`...; `limit` shortens the middle with '...'.
+    """
+    text = os.fspath(text)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if not text.isprintable():
+        text = "".join(ch if ch.isprintable() or ch == " " else _escape(ch) for ch in text)
+    if limit is not None and len(text) > limit:
+        keep = max(limit - 3, 2)
+        text = text[:keep - keep // 2] + "..." + text[len(text) - keep // 2:]
+    return text
+
+
+def _escape(ch: str) -> str:
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+    if ch in named:
+        return named[ch]
+    if unicodedata.category(ch) == "Cs":  # a lone surrogate that is not an escaped byte
+        return f"\\u{ord(ch):04x}"
+    return f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
 
 
 class HeaderMap(Mapping[Path, Dataset]):
@@ -167,12 +197,12 @@ class ScanResult:
 
         def rel(path: Path) -> str:
             try:
-                return path.relative_to(base).as_posix()
+                return printable(path.relative_to(base).as_posix())
             except ValueError:
-                return path.as_posix()
+                return printable(path.as_posix())
 
-        return {
-            "root": str(self.root),
+        return _clean({
+            "root": printable(self.root),
             "studies": [
                 {
                     "study_uid": st.study_uid,
@@ -200,5 +230,16 @@ class ScanResult:
             "non_image": [
                 {"path": rel(n.path), "sop_class": n.sop_class} for n in self.non_image
             ],
-            "skipped": [{"path": rel(s.path), "reason": s.reason} for s in self.skipped],
-        }
+            "skipped": [{"path": rel(s.path), "reason": printable(s.reason)} for s in self.skipped],
+        })
+
+
+def _clean(value: Any) -> Any:
+    """Every string of a JSON document as valid, printable Unicode (header text too)."""
+    if isinstance(value, str):
+        return value if value.isprintable() else printable(value)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value

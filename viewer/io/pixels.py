@@ -4,7 +4,10 @@ Stored values keep their stored dtype (PS3.5 8.1.1; no float64 series).
 Colour (RGB, YBR_* converted by pydicom per PS3.3 C.7.6.3.1.2) is returned as
 (rows, cols, 3) uint8 RGB; PALETTE COLOR as (rows, cols) indices for the
 display's palette LUT (PS3.3 C.7.9).  Plain PNG/JPEG/TIFF/BMP images go
-through OpenCV.  Decode failures raise `DecodeError` naming the file.
+through OpenCV.  Only regular files are opened (viewer.io.safefile), and the
+size each image declares is checked against the decode limits and against what
+its data can hold before any decoder runs (viewer.io.guard).  Decode failures
+raise `DecodeError` naming the file.
 """
 
 from __future__ import annotations
@@ -21,10 +24,14 @@ import pydicom
 from pydicom import Dataset
 
 from medviewer.viewer.errors import DecodeError
-from medviewer.viewer.io.model import HeaderEntry, HeaderMap, ImageRef
+from medviewer.viewer.io import guard
+from medviewer.viewer.io.imagehead import from_bytes
+from medviewer.viewer.io.model import HeaderEntry, HeaderMap, ImageRef, printable
 from medviewer.viewer.io.rawheader import LazyHeader
+from medviewer.viewer.io.safefile import open_regular
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+PLAIN_FILE_SLACK = 64 * 2**20  # a plain image file may exceed its decoded size by this much
 MAX_HEADERS = 20000  # headers kept for meta(); pixel-free, a few KB each
 _IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM")
 
@@ -36,7 +43,7 @@ def is_plain_image(path: Path, head: bytes | None = None) -> bool:
         return False
     if head is None:
         try:
-            with open(path, "rb") as fp:
+            with open_regular(path) as fp:
                 head = fp.read(8)
         except OSError:
             return False
@@ -49,17 +56,34 @@ def _reason(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+def _name(path: Path) -> str:
+    return printable(path.name)
+
+
 def read_plain_image(path: Path) -> np.ndarray:
-    """PNG/JPEG/TIFF/BMP via OpenCV (IMREAD_UNCHANGED): grey 2-D, colour RGB uint8."""
+    """PNG/JPEG/TIFF/BMP via OpenCV (IMREAD_UNCHANGED): grey 2-D, colour RGB uint8.
+
+    The header is checked first (`guard.check_plain`): nothing over the decode
+    limits, nothing its data cannot hold, reaches OpenCV.
+    """
     import cv2
 
+    cap = guard.limits().max_frame_bytes + PLAIN_FILE_SLACK
     try:
-        buf = np.fromfile(str(path), dtype=np.uint8)  # works with non-ASCII paths too
+        with open_regular(path, cap) as fp:
+            data = fp.read(cap + 1)
     except OSError as exc:
-        raise DecodeError(f"{path.name}: cannot read file ({exc.strerror})") from None
-    arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+        raise DecodeError(f"{_name(path)}: cannot read file ({exc.strerror or exc})") from None
+    try:
+        guard.check_plain(from_bytes(data), len(data))
+    except guard.Refused as exc:
+        raise DecodeError(f"{_name(path)}: {exc}") from None
+    try:
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    except cv2.error as exc:
+        raise DecodeError(f"{_name(path)}: cannot decode ({_reason(exc)})") from None
     if arr is None:
-        raise DecodeError(f"{path.name}: not a readable {path.suffix.lstrip('.').upper()} image")
+        raise DecodeError(f"{_name(path)}: not a readable {path.suffix.lstrip('.').upper()} image")
     if arr.ndim == 3:
         if arr.shape[2] == 1:
             arr = arr[:, :, 0]
@@ -101,22 +125,50 @@ def _set_transfer_syntax(ds: Dataset) -> None:
     meta.TransferSyntaxUID = syntax
 
 
-def decode_dicom(path: Path, frame: int | None, header: Dataset | None = None) -> np.ndarray:
-    """One frame of stored values (pydicom.pixels.pixel_array with `index`)."""
+def decode_dicom(path: Path, frame: int | None, header: Dataset | None = None,
+                 pixel_at: int | None = None) -> np.ndarray:
+    """One frame of stored values (pydicom.pixels.pixel_array with `index`).
+
+    The file is opened once (a regular file only); the attributes and, for
+    encapsulated syntaxes, the frame's codestream header are checked against the
+    decode limits first (`guard.check_dicom_frame`; `pixel_at` is the Pixel Data
+    element's offset when the scan knows it).
+    """
     from pydicom.pixels import pixel_array
 
+    where = "" if frame is None else f" frame {frame}"
     try:
-        arr = pixel_array(str(path), index=frame)
-    except Exception as first:
-        try:  # files without a File Meta header: forced read, syntax from the encoding
-            ds = pydicom.dcmread(path, force=True)
-            _set_transfer_syntax(ds)
-            arr = pixel_array(ds, index=frame)
-        except Exception:
-            where = "" if frame is None else f" frame {frame}"
-            raise DecodeError(f"{path.name}: cannot decode pixel data{where}: {_reason(first)}") from None
-    if header is None:
-        header = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        fp = open_regular(path)
+    except OSError as exc:
+        raise DecodeError(f"{_name(path)}: cannot read file ({exc.strerror or exc})") from None
+    with fp:
+        try:
+            if header is None:
+                header = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
+            guard.check_dicom_frame(fp, header, frame, pixel_at)
+        except guard.Refused as exc:
+            raise DecodeError(f"{_name(path)}: {exc}") from None
+        except Exception as exc:  # an unreadable header or item table: nothing is decoded
+            raise DecodeError(f"{_name(path)}: cannot read the pixel data's header{where}: "
+                              f"{_reason(exc)}") from None
+        try:
+            fp.seek(0)
+            arr = pixel_array(fp, index=frame)
+        except MemoryError:
+            raise DecodeError(f"{_name(path)}: not enough memory to decode the pixel data{where}") from None
+        except Exception as first:
+            try:  # files without a File Meta header: forced read, syntax from the encoding
+                fp.seek(0)
+                ds = pydicom.dcmread(fp, force=True)
+                _set_transfer_syntax(ds)
+                arr = pixel_array(ds, index=frame)
+            except MemoryError:
+                raise DecodeError(f"{_name(path)}: not enough memory to decode the pixel data{where}") from None
+            except Exception:
+                raise DecodeError(f"{_name(path)}: cannot decode pixel data{where}: {_reason(first)}") from None
+        if header is None:
+            fp.seek(0)
+            header = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
     try:
         samples = int(header.get("SamplesPerPixel", 1) or 1)
     except (TypeError, ValueError):
@@ -132,6 +184,45 @@ def decode_dicom(path: Path, frame: int | None, header: Dataset | None = None) -
     if not arr.flags.owndata or not arr.flags.c_contiguous:
         arr = np.array(arr, copy=True, order="C")  # never pin a larger decode buffer
     return arr
+
+
+def read_image_file(path: str | Path, frame: int | None = None) -> tuple[np.ndarray, Any]:
+    """Stored pixels and display metadata of one file, by the viewer's guarded decode.
+
+    A PNG/JPEG/TIFF/BMP (recognised by extension and magic bytes) gives
+    ``(pixels, None)``; a DICOM file gives frame `frame` (default: the first frame
+    of a multi-frame object, PS3.3 C.7.6.6) and its `viewer.display.ImageMeta`.
+    For callers outside the viewer (the trainer): only regular files are opened,
+    declared sizes are checked against the decode limits before decoding, and
+    every failure is a `DecodeError` naming the file.
+    """
+    from medviewer.viewer import display
+
+    path = Path(path)
+    if is_plain_image(path):
+        return read_plain_image(path), None
+    try:
+        with open_regular(path) as fp:
+            header = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
+    except OSError as exc:
+        raise DecodeError(f"{_name(path)}: cannot read file ({exc.strerror or exc})") from None
+    except Exception as exc:
+        raise DecodeError(f"{_name(path)}: not a DICOM file nor a PNG/JPEG/TIFF/BMP image "
+                          f"({_reason(exc)})") from None
+    if "Rows" not in header or "Columns" not in header:
+        raise DecodeError(f"{_name(path)}: no image pixel data (not a DICOM image)")
+    try:
+        frames = int(header.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        frames = 1
+    if frame is None and frames > 1:
+        frame = 0
+    arr = decode_dicom(path, frame, header)
+    try:
+        meta = display.meta_from_dataset(header, frame)
+    except Exception as exc:
+        raise DecodeError(f"{_name(path)}: unreadable display attributes ({_reason(exc)})") from None
+    return arr, meta
 
 
 class PixelStore:
@@ -198,12 +289,16 @@ class PixelStore:
             try:
                 ds = ds.dataset()
             except Exception as exc:
-                raise DecodeError(f"{ref.path.name}: cannot read header: {_reason(exc)}") from None
+                raise DecodeError(f"{_name(ref.path)}: cannot read header: {_reason(exc)}") from None
         if ds is None:
             try:
-                ds = pydicom.dcmread(ref.path, stop_before_pixels=True, force=True)
+                with open_regular(ref.path) as fp:
+                    ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
+                ds.filename = str(ref.path)
+            except OSError as exc:
+                raise DecodeError(f"{_name(ref.path)}: cannot read file ({exc.strerror or exc})") from None
             except Exception as exc:
-                raise DecodeError(f"{ref.path.name}: cannot read header: {_reason(exc)}") from None
+                raise DecodeError(f"{_name(ref.path)}: cannot read header: {_reason(exc)}") from None
             with self._lock:
                 self._headers[ref.path] = ds
                 self._trim_headers()
@@ -281,7 +376,10 @@ class PixelStore:
         if self._plain(ref.path):
             arr = read_plain_image(ref.path)
         else:
-            arr = decode_dicom(ref.path, ref.frame, self.header(ref))
+            with self._lock:
+                entry = self._headers.get(ref.path)
+            pixel_at = entry.raw.pixel_at if isinstance(entry, LazyHeader) else None
+            arr = decode_dicom(ref.path, ref.frame, self.header(ref), pixel_at)
         arr.setflags(write=False)  # cached arrays are shared: read-only
         return arr
 

@@ -3,7 +3,12 @@
 Every file under the root is looked at by content (viewer.io.header): DICOM
 with or without extension or preamble, or PNG/JPEG/TIFF/BMP images (one "OT"
 series per folder).  A DICOMDIR (PS3.10 7.2, PS3.3 F.5) contributes the files
-its directory records reference; it is not listed itself.  The first bytes of
+its directory records reference; it is not listed itself.  Only regular files
+inside the opened folder are read: FIFOs, sockets and devices are listed as
+skipped without being opened (viewer.io.safefile), and neither a DICOMDIR
+record nor a link may lead outside the folder.  Plain images and DICOM pixel
+data whose declared size is over the decode limits or more than their data can
+hold are skipped with the reason (viewer.io.guard).  The first bytes of
 upcoming files are read ahead by a few threads (file reads release the GIL,
 so waiting on the disk overlaps with parsing); parsing, grouping and sorting
 stay on the calling thread, which also reports progress, polls cancellation
@@ -13,6 +18,7 @@ and hands out throttled snapshots.
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -22,10 +28,13 @@ from pathlib import Path
 import pydicom
 
 from medviewer.viewer.errors import NothingToShowError
+from medviewer.viewer.io import guard
 from medviewer.viewer.io.group import Collector
 from medviewer.viewer.io.header import HEAD_CHUNK, Chunk, read_chunk, read_header, sop_class_name
-from medviewer.viewer.io.model import NonImage, ScanResult, Skipped
+from medviewer.viewer.io.imagehead import Read
+from medviewer.viewer.io.model import NonImage, ScanResult, Skipped, printable
 from medviewer.viewer.io.pixels import IMAGE_SUFFIXES, is_plain_image
+from medviewer.viewer.io.safefile import NotRegularFileError, check_regular, file_kind, inside, open_regular
 from medviewer.viewer.io.sort import natural_key
 
 __all__ = ["HEAD_CHUNK", "SNAPSHOT_INTERVAL", "open_path", "read_header", "scan", "sop_class_name"]
@@ -37,6 +46,7 @@ SNAPSHOT_INTERVAL = 0.25  # seconds between partial snapshots
 READERS = 4  # read-ahead threads (0: read on the calling thread)
 READ_BATCH = 1  # files per read-ahead task
 READ_AHEAD = 32  # tasks in flight: at most READ_AHEAD * READ_BATCH * HEAD_CHUNK bytes
+MAX_DICOMDIR_BYTES = 256 * 2**20  # a DICOMDIR of a million records is ~200 MB
 
 Progress = Callable[[int, int], None]
 StopFlag = Callable[[], bool]
@@ -48,12 +58,12 @@ def _find_ci(folder: Path, parts: list[str]) -> Path | None:
     current = folder
     for part in parts:
         direct = current / part
-        if direct.exists():
-            current = direct
-            continue
         try:
+            if direct.exists():
+                current = direct
+                continue
             match = next((c for c in current.iterdir() if c.name.casefold() == part.casefold()), None)
-        except OSError:
+        except OSError:  # name too long, permission, not a folder
             return None
         if match is None:
             return None
@@ -61,24 +71,61 @@ def _find_ci(folder: Path, parts: list[str]) -> Path | None:
     return current
 
 
-def dicomdir_files(path: Path) -> tuple[list[Path], list[Skipped]]:
-    """Files referenced by a DICOMDIR's directory records (PS3.3 F.3.2.2)."""
+def _safe_parts(parts: list[str]) -> bool:
+    """File ID components are names in the file-set (PS3.10 8.2: [A-Z0-9_], up to 8):
+    never empty, '.', '..', absolute, or holding a separator."""
+    for part in parts:
+        if part in ("", ".", "..") or "/" in part or "\\" in part or "\x00" in part:
+            return False
+        if os.path.isabs(part) or os.path.splitdrive(part)[0]:
+            return False
+    return True
+
+
+def dicomdir_files(path: Path, root: Path | None = None) -> tuple[list[Path], list[Skipped]]:
+    """Files referenced by a DICOMDIR's directory records (PS3.3 F.3.2.2).
+
+    References that would leave `root` (default: the DICOMDIR's folder), through
+    '..', an absolute path or a link, are refused; so are FIFOs, devices and the like.
+    """
+    root = root or path.parent
     try:
-        ds = pydicom.dcmread(path, force=True)
+        with open_regular(path, MAX_DICOMDIR_BYTES) as fp:
+            ds = pydicom.dcmread(fp, force=True)
         records = ds.DirectoryRecordSequence
+    except OSError as exc:
+        return [], [Skipped(path, f"unreadable DICOMDIR ({exc.strerror or type(exc).__name__})")]
     except Exception as exc:
         return [], [Skipped(path, f"unreadable DICOMDIR ({type(exc).__name__})")]
     files: list[Path] = []
     missing: list[Skipped] = []
     for rec in records:
-        ref = rec.get("ReferencedFileID")
+        try:
+            ref = rec.get("ReferencedFileID")
+        except Exception:
+            continue
         if not ref:
             continue
         parts = [str(ref)] if isinstance(ref, str) else [str(p) for p in ref]
+        shown = printable("\\".join(parts), 120)
+        if not _safe_parts(parts):
+            missing.append(Skipped(path, f"record references '{shown}', outside the opened folder: not read"))
+            continue
         found = _find_ci(path.parent, parts)
-        if found is None or not found.is_file():
+        if found is None:
             missing.append(Skipped(path.parent.joinpath(*parts), "listed in DICOMDIR but missing"))
+        elif not inside(found, root):
+            missing.append(Skipped(path, f"record references '{shown}', a link outside the opened "
+                                         "folder: not read"))
         else:
+            try:
+                check_regular(found)
+            except NotRegularFileError as exc:
+                missing.append(Skipped(found, f"listed in DICOMDIR: {exc}"))
+                continue
+            except OSError as exc:
+                missing.append(Skipped(found, f"listed in DICOMDIR but unreadable ({exc.strerror})"))
+                continue
             files.append(found)
     return files, missing
 
@@ -96,8 +143,13 @@ def _walk(root: Path, unreadable: list[Skipped]) -> Iterator[Path]:
         dirs[:] = sorted((d for d in dirs if not d.startswith(".")), key=natural_key)
         base = Path(folder)
         for name in sorted(files, key=natural_key):
-            if not name.startswith(".") and name.casefold() not in _IGNORED:
-                yield base / name
+            if name.startswith(".") or name.casefold() in _IGNORED:
+                continue
+            path = base / name
+            if os.path.islink(path) and not inside(path, root):
+                unreadable.append(Skipped(path, "link to a file outside the opened folder: not read"))
+                continue
+            yield path
 
 
 def _candidates(root: Path) -> tuple[list[Path], list[Skipped]]:
@@ -107,11 +159,12 @@ def _candidates(root: Path) -> tuple[list[Path], list[Skipped]]:
     ordered: dict[Path, None] = {}
     for path in walked:
         if path.name.upper() == "DICOMDIR":
-            files, miss = dicomdir_files(path)
+            files, miss = dicomdir_files(path, root if root.is_dir() else root.parent)
             ordered.update(dict.fromkeys(files))
             missing.extend(miss)
+    reported = {s.path for s in missing}  # refused records: one line, not a second from the walk
     for path in walked:
-        if path.name.upper() != "DICOMDIR":
+        if path.name.upper() != "DICOMDIR" and path not in reported:
             ordered.setdefault(path, None)
     return list(ordered), missing
 
@@ -139,11 +192,52 @@ def _read_ahead(files: list[Path], pool: ThreadPoolExecutor) -> Iterator[Chunk |
         yield from chunks
 
 
+class _ChunkReader:
+    """`imagehead.Read` over a file's first bytes, reading further from the file if a
+    header goes on past them (a JPEG with large APP segments, a TIFF's IFD at the end)."""
+
+    def __init__(self, path: Path, buf: bytes, size: int) -> None:
+        self.path, self.buf, self.size = path, buf, size
+        self._read: Read | None = None
+        self._fp = None
+
+    def __call__(self, offset: int, n: int) -> bytes:
+        if offset + n <= len(self.buf) or len(self.buf) >= self.size:
+            return self.buf[offset:offset + n]
+        if self._read is None:
+            from medviewer.viewer.io.imagehead import from_file
+
+            self._fp = open_regular(self.path)
+            self._read = from_file(self._fp)
+        return self._read(offset, n)
+
+    def close(self) -> None:
+        if self._fp is not None:
+            self._fp.close()
+
+
+def _add_plain(col: Collector, path: Path, buf: bytes, size: int) -> None:
+    """A PNG/JPEG/TIFF/BMP file: its header read and checked, nothing decoded."""
+    reader = _ChunkReader(path, buf, size)
+    try:
+        declared = guard.check_plain(reader, size)
+    except guard.Refused as exc:
+        col.skipped.append(Skipped(path, str(exc)))
+        col.changed = True
+        return
+    except OSError as exc:
+        col.skipped.append(Skipped(path, f"cannot read file ({exc.strerror or type(exc).__name__})"))
+        col.changed = True
+        return
+    finally:
+        reader.close()
+    col.add_image(path, declared.rows, declared.columns)
+
+
 def _add(col: Collector, path: Path, chunk: Chunk | OSError) -> None:
     """Classify one file and add it to the collector."""
-    head = chunk[0][:8] if isinstance(chunk, tuple) else None
-    if is_plain_image(path, head):
-        col.add_image(path)
+    if isinstance(chunk, tuple) and is_plain_image(path, chunk[0][:8]):
+        _add_plain(col, path, *chunk)
         return
     kind, value = read_header(path, chunk)  # DICOM by content, whatever the name
     if kind == "dicom":
@@ -169,8 +263,14 @@ def scan(root: str | Path, progress: Progress | None = None, should_stop: StopFl
     process-global filters are not thread-safe to change from a worker).
     """
     root = Path(root).expanduser().absolute()
-    if not root.exists():
-        raise NothingToShowError(f"{root}: no such file or directory")
+    try:
+        st = os.stat(root)
+    except FileNotFoundError:
+        raise NothingToShowError(f"{printable(root)}: no such file or directory") from None
+    except OSError as exc:  # name too long, permission, link loop
+        raise NothingToShowError(f"{printable(root)}: {exc.strerror or 'cannot be read'}") from None
+    if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+        raise NothingToShowError(f"{printable(root)}: {NotRegularFileError(root, file_kind(st.st_mode))}")
     files, missing = _candidates(root)
     total = len(files)
     col = Collector(root)

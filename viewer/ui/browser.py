@@ -28,7 +28,9 @@ def series_label(series: Any) -> str:
     num = getattr(series, "number", None)
     if not desc:
         if len(series.items) == 1:  # a lone file says more by its name
-            desc = series.items[0].path.name
+            from medviewer.viewer.io.model import printable
+
+            desc = printable(series.items[0].path.name, 60)
         else:
             desc = f"Series {num}" if num is not None else "Series"
     elif num is not None:

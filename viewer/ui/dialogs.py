@@ -33,6 +33,9 @@ def _table_dialog(parent: QWidget | None, title: str, headers: list[str],
     return dlg
 
 
+FILE_COLUMN = 100  # characters of a path shown in the skipped-files table
+
+
 def skipped_rows(result: Any) -> list[tuple[str, str]]:
     """(path relative to the scanned root, reason) for skipped and non-image files."""
     rows: list[tuple[str, str]] = []
@@ -40,16 +43,18 @@ def skipped_rows(result: Any) -> list[tuple[str, str]]:
         return rows
     root = getattr(result, "root", None)
 
-    def rel(p: Any) -> str:
+    from medviewer.viewer.io.model import printable
+
+    def rel(p: Any) -> str:  # shortened in the middle: a path past PATH_MAX must not hide the reason
         try:
-            return str(p.relative_to(root)) if root is not None else str(p)
+            return printable(p.relative_to(root) if root is not None else p, FILE_COLUMN)
         except ValueError:
-            return str(p)
+            return printable(p, FILE_COLUMN)
 
     for s in result.skipped:
-        rows.append((rel(s.path), s.reason))
+        rows.append((rel(s.path), printable(s.reason)))
     for n in getattr(result, "non_image", []):
-        rows.append((rel(n.path), f"not an image ({n.sop_class})"))
+        rows.append((rel(n.path), f"not an image ({printable(n.sop_class)})"))
     return rows
 
 

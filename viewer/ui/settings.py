@@ -29,6 +29,8 @@ KEY_MODEL = "ai/model"
 KEY_DEVICE = "ai/device"
 KEY_CINE_FPS = "view/cine_fps"
 KEY_DEBUG_LOG = "log/debug_identifiers"
+KEY_MAX_PIXELS = "io/max_pixels"            # decode limits (viewer.io.guard); 0 or absent:
+KEY_MAX_FRAME_BYTES = "io/max_frame_bytes"  # $MEDVIEWER_MAX_PIXELS / _FRAME_BYTES, else defaults
 KEY_AUTO_WINDOW_PER_IMAGE = "view/auto_window_per_image"
 KEY_EXPORT_FOLDER = "export/folder"
 KEY_EXPORT_ANONYMIZE = "export/anonymize"
@@ -126,6 +128,17 @@ class Settings:
 
     def set_debug_logging(self, on: bool) -> None:
         self.set_value(KEY_DEBUG_LOG, bool(on))
+
+    def decode_limits(self) -> tuple[int | None, int | None]:
+        """(max pixels, max decoded bytes) per image from settings.ini; None = not set."""
+        out = []
+        for key in (KEY_MAX_PIXELS, KEY_MAX_FRAME_BYTES):
+            try:
+                value = int(float(self.value(key, 0) or 0))
+            except (TypeError, ValueError):
+                value = 0
+            out.append(value if value > 0 else None)
+        return out[0], out[1]
 
     def cine_fps(self) -> int:
         return max(1, min(60, int(self.value(KEY_CINE_FPS, 10, int))))

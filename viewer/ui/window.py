@@ -28,6 +28,7 @@ from medviewer.viewer.ui.actions import (build_actions, rebuild_recent_menu, ref
                                          shortcut_rows)
 from medviewer.viewer.ui.browser import SeriesBrowser
 from medviewer.viewer.ui.cine import Cine
+from medviewer.viewer.io.model import printable
 from medviewer.viewer.ui.dialogs import shortcuts_dialog, skipped_dialog
 from medviewer.viewer.ui.focus import ReturnFocus, WheelScrolls
 from medviewer.viewer.ui.loader import StudyLoader
@@ -85,6 +86,11 @@ class MainWindow(DockHost, QMainWindow):
         self.actions_by_name = build_actions(self)
         if self.settings.debug_logging():
             logs.set_debug(True)
+        limits = self.settings.decode_limits()
+        if any(limits):
+            from medviewer.viewer.io.guard import set_limits
+
+            set_limits(*limits)
         self.ai_menu = self.menu("AI")
         self.menu("Help")
         self._connect()
@@ -235,13 +241,18 @@ class MainWindow(DockHost, QMainWindow):
     def open_path(self, path: str | Path, remember: bool = True) -> None:
         """Start a background scan of a folder or a single file."""
         path = Path(path)
-        if not path.exists():
-            self.show_message(f"{path}: no such file or folder", 10000)
+        try:
+            exists = path.exists()
+        except OSError as exc:  # a name too long, a link loop
+            self.show_message(f"{printable(path, 200)}: {exc.strerror or 'cannot be opened'}", 10000)
+            return
+        if not exists:
+            self.show_message(f"{printable(path, 200)}: no such file or folder", 10000)
             return
         if remember:
             self.welcome.set_recent(self.settings.add_recent(path))
             rebuild_recent_menu(self)
-        self._start_scan(path, path.name)
+        self._start_scan(path, printable(path.name, 80))
 
     def _start_scan(self, path: Path | Any, label: str) -> None:
         self.scan_result = None

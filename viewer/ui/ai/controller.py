@@ -10,7 +10,6 @@ anything is stored or painted, so stale results are dropped (STYLE.md pattern 5)
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,9 @@ from medviewer.viewer.ui.workers import CANCELLED, TaskRunner, TaskState
 log = logging.getLogger("medviewer.ai")
 
 MODEL_SUFFIX = ".safetensors"
+# CPUs left to the GUI thread when torch's threads are counted (engine.threads;
+# bench/bench_contention.py measures analysis beside the viewer's decode threads)
+GUI_RESERVE = 1
 
 
 class AIController(QObject):
@@ -177,7 +179,9 @@ class AIController(QObject):
         """Load a model file on the worker thread (imports torch lazily); a newer
         request supersedes one still loading."""
         device = str(self._setting("ai/device", "auto") or "auto")
-        threads = max(1, (os.cpu_count() or 2) - 1)  # leave a core for the GUI thread
+        from medviewer.engine.threads import torch_threads
+
+        threads = torch_threads(reserve=GUI_RESERVE)
         self.panel.status.setText(f"Loading {Path(path).name}...")
         self.loads.start(load_task, str(path), None if device == "auto" else device, threads, key=str(path))
 

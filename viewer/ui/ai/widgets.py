@@ -5,6 +5,7 @@ Widgets only display what the controller hands them; no engine work here.
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,28 @@ def card_html(card: Any) -> str:
     metrics = ", ".join(f"{k} {v:.3g}" if isinstance(v, (int, float)) else f"{k} {v}"
                         for k, v in (card.metrics or {}).items()) or "none reported"
     data = card.training_data.get("summary", "") if isinstance(card.training_data, dict) else ""
-    win = card.window if isinstance(card.window, str) else f"C {card.window['center']} / W {card.window['width']}"
-    return (f"<b>{card.name}</b> {card.version}<br>{card.architecture}, input {card.input_size}px, "
-            f"window {win}<br>classes: {', '.join(card.classes)}<br>intended use: <b>{card.intended_use}</b>"
-            f"<br>metrics: {metrics}" + (f"<br>training data: {data}" if data else ""))
+    win = _window_text(card.window)
+    members = getattr(card, "members", None) or []
+    if members:   # an ensemble: each member is fed by its own card
+        total = sum(card.member_weights) or 1.0
+        rows = "".join(f"<br>&nbsp;&nbsp;{html.escape(str(m.get('name')))} {html.escape(str(m.get('version')))} "
+                       f"({html.escape(str(m.get('architecture')))}, {m.get('input_size')}px, window "
+                       f"{html.escape(_window_text(m.get('window')))}) weight {w / total:.2f}"
+                       for m, w in zip(members, card.member_weights))
+        what = f"ensemble of {len(members)} (mean of probabilities):{rows}"
+    else:
+        what = f"{card.architecture}, input {card.input_size}px, window {win}"
+    tta = getattr(card, "tta", None)
+    return (f"<b>{html.escape(card.name)}</b> {html.escape(card.version)}<br>{what}"
+            f"<br>classes: {html.escape(', '.join(card.classes))}<br>intended use: <b>{card.intended_use}</b>"
+            f"<br>metrics: {html.escape(metrics)}" + (" (with test-time augmentation)" if tta else "")
+            + (f"<br>training data: {html.escape(data)}" if data else ""))
+
+
+def _window_text(window: Any) -> str:
+    if isinstance(window, dict):
+        return f"C {window.get('center')} / W {window.get('width')}"
+    return str(window)
 
 
 def model_file_line(path: str | Path, card: Any) -> str:

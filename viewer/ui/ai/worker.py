@@ -21,10 +21,9 @@ def load_task(state: TaskState, path: str, device: str | None, threads: int | No
     from medviewer.engine import load_model
     from medviewer.viewer.ui.gcpolicy import freeze_long_lived
 
-    if threads:
-        import torch
+    from medviewer.engine.threads import apply as apply_thread_policy
 
-        torch.set_num_threads(threads)
+    apply_thread_policy(count=threads)  # passive OpenMP waits beside the decode threads
     model = load_model(path, device=device)
     freeze_long_lived()   # torch's modules, imported just now, live as long as the app
     return model
