@@ -145,18 +145,31 @@ def test_oblique_planes_from_a_rotation_handle_and_slabs_on_a_worker(qtbot, wind
         np.testing.assert_array_equal(view.plane.pixels, expected.pixels)
         assert view.shown[1:] == ("mip", 10.0)
     assert mpr.views["axial"].corner_texts(geo)["bl"][0] == "MIP 10 mm slab"
-    # while the crosshair is dragged the thin plane is shown; the slab once it stops
+    # while the crosshair is dragged the view keeps a slab on screen (never the thin plane)
+    # and the worker follows the crosshair; the exact slab of the last position once it stops
     cv = mpr.views["coronal"]
+    ax = mpr.views["axial"]
     g2 = cv.view_geometry()
     start = cv.centre_on_screen(g2)
+    before = ax.shown[0]
     mouse(cv, QMouseEvent.Type.MouseButtonPress, start, Qt.MouseButton.LeftButton, Qt.MouseButton.LeftButton)
     moved = QPointF(start.x(), start.y() + 20)
     mouse(cv, QMouseEvent.Type.MouseMove, moved, Qt.MouseButton.NoButton, Qt.MouseButton.LeftButton)
-    assert mpr.dragging and mpr.views["axial"].shown[1] == "thin" and mpr.views["axial"].slab_pending()
-    mouse(cv, QMouseEvent.Type.MouseButtonRelease, moved, Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton)
+    assert mpr.dragging and ax.shown[1:] == ("mip", 10.0) and ax.slab_pending()
+    assert "computing" in ax.corner_texts(geo)["bl"][0]
+    qtbot.waitUntil(lambda: ax.shown[0] != before, timeout=20000)     # delivered during the drag
+    mouse(cv, QMouseEvent.Type.MouseMove, QPointF(start.x(), start.y() + 30), Qt.MouseButton.NoButton,
+          Qt.MouseButton.LeftButton)
+    mouse(cv, QMouseEvent.Type.MouseButtonRelease, QPointF(start.x(), start.y() + 30), Qt.MouseButton.LeftButton,
+          Qt.MouseButton.NoButton)
     _idle(qtbot, mpr)
-    assert mpr.views["axial"].shown[1:] == ("mip", 10.0)
+    assert ax.shown == ax.wanted() and not ax.plane.draft and ax.shown[1:] == ("mip", 10.0)
+    np.testing.assert_array_equal(ax.plane.pixels,
+                                  reformat(mpr.state.volume, mpr.state.grid("axial"), 10.0, "mip").pixels)
     assert w.settings.value("mpr/projection") == "mip"
+    # back to thin planes: at once, no worker
+    mpr.set_slab("thin")
+    assert ax.shown == ax.wanted() and ax.shown[1] == "thin" and not ax.slab_pending()
 
 
 def test_mpr_is_refused_with_its_reason(qtbot, window, tmp_path):
@@ -169,3 +182,32 @@ def test_mpr_is_refused_with_its_reason(qtbot, window, tmp_path):
     assert not act.isEnabled() and "at least 2 parallel slices" in act.statusTip()
     w.reading.layouts.set_layout("mpr")
     assert w.session.layout == "1x1"
+
+
+def test_double_oblique_slab_drafts_while_dragging(qtbot, window, phantom):
+    """A slab without a fast kernel (double oblique): a half-resolution draft from the worker
+    while the crosshair is dragged, the exact slab once the drag stops."""
+    from medviewer.viewer.display.mpr import slab_speed
+
+    w = window
+    open_and_wait(qtbot, w, phantom)
+    mpr = _enter_mpr(qtbot, w)
+    mpr.state.rotate("axial", math.radians(30))
+    mpr.state.rotate("coronal", math.radians(20))
+    mpr.set_slab("mip", 8.0)
+    _idle(qtbot, mpr)
+    slow = [k for k in ("axial", "coronal", "sagittal")
+            if slab_speed(mpr.state.volume, mpr.state.grid(k), 8.0) == "slow"]
+    assert slow, "a double-oblique plane should need a draft"
+    view = mpr.views[slow[0]]
+    assert view.shown == view.wanted() and not view.plane.draft
+    mpr.begin_drag()
+    centre = np.asarray(mpr.state.crosshair.center, float)
+    mpr.state.move_to(centre + np.asarray(mpr.state.grid(slow[0]).normal) * 3.0)
+    qtbot.waitUntil(lambda: view.shown == view.wanted() and view.plane.draft, timeout=20000)
+    assert "(draft)" in view.corner_texts(view.view_geometry())["bl"][0]
+    mpr.end_drag()
+    _idle(qtbot, mpr)
+    assert not view.plane.draft
+    np.testing.assert_array_equal(view.plane.pixels,
+                                  reformat(mpr.state.volume, mpr.state.grid(slow[0]), 8.0, "mip").pixels)

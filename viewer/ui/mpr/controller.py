@@ -278,7 +278,7 @@ class MprController(QObject):
             self.state.set_volume(None)
             volume.close()
 
-    # -- dragging (thin planes while dragging, slabs when it stops) ------------------------
+    # -- dragging (draft slabs while dragging, exact slabs when it stops) ------------------
     def begin_drag(self) -> None:
         self.dragging = True
 

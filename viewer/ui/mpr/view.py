@@ -8,9 +8,16 @@ and corner text.  Gestures: left click / drag moves the crosshair (the other vie
 follow); dragging a handle on a line turns the other two planes (oblique MPR);
 wheel = next plane; Ctrl+wheel = zoom; middle drag = pan; right drag = window /
 level; double click = fit.  Thin planes are computed here (a few ms); thick slabs
-(MIP / MinIP / mean) on a worker: while the crosshair is dragged the thin plane is
-shown, the slab when the drag stops and the worker delivers it for the plane still
-shown (stale slabs are dropped, STYLE.md pattern 5).
+(MIP / MinIP / mean) only on a worker (viewer.display.mpr.reformat: the oblique
+kernels of viewer.display.slab).  One slab task per view is in flight at a time:
+when it arrives it is shown if it is still the projection and thickness asked for
+(a plane a little behind a moving crosshair, labelled by its own grid, so the
+lines and letters stay true to the pixels shown), and the next task asks for where
+the crosshair is now.  While the crosshair is dragged the task asks for a draft
+(`reformat(..., draft=True)`: half resolution for the slow double-oblique slabs,
+exact for the rest); when the drag stops, for the exact slab.  A view keeps its
+last slab on screen meanwhile (no flicker to the thin plane); the corner says
+"computing..." until the slab shown is the one asked for.
 """
 
 from __future__ import annotations
@@ -41,9 +48,10 @@ ZOOM_STEP = 1.25
 TIMINGS_KEPT = 200
 
 
-def slab_task(state: TaskState, volume: Any, grid: Any, slab_mm: float, projection: str) -> Plane:
+def slab_task(state: TaskState, volume: Any, grid: Any, slab_mm: float, projection: str,
+              draft: bool = False) -> Plane:
     """A thick slab of `volume` on `grid` (viewer.display.mpr.reformat), off the GUI thread."""
-    return reformat(volume, grid, slab_mm, projection)
+    return reformat(volume, grid, slab_mm, projection, draft=draft)
 
 
 class MprView(QWidget):
@@ -59,6 +67,7 @@ class MprView(QWidget):
         self.renderer = Renderer()
         self.plane: Plane | None = None
         self.shown: tuple | None = None           # (grid, projection, mm) on screen
+        self._asked: tuple | None = None          # (grid, projection, mm, draft) of the slab in flight
         self.grey: np.ndarray | None = None
         self._qimage: Any = None
         self._screen: tuple | None = None         # (geometry key, x, y, QImage) on screen
@@ -71,7 +80,7 @@ class MprView(QWidget):
         self.slabs = TaskRunner(self, name=f"{kind} slab", pool=controller.slab_pool)
         self.slabs.sig_finished.connect(self._on_slab)
         ev = self.mpr.events
-        ev.volume_changed.connect(lambda _v: self.refresh())
+        ev.volume_changed.connect(lambda _v: self._on_volume())
         ev.crosshair_changed.connect(lambda _old, _new: self.refresh())
         ev.slab_changed.connect(self.refresh)
         ev.window_changed.connect(lambda _w: self._rerender())
@@ -86,37 +95,66 @@ class MprView(QWidget):
         return grid, projection, mm
 
     def refresh(self) -> None:
-        """Show the plane the state asks for: the thin plane at once when the plane moved,
-        the slab from the worker unless the crosshair is being dragged."""
+        """Show the plane the state asks for: a thin plane at once (also the first plane
+        of a slab), a slab through the worker (`_ask_slab`)."""
         want = self.wanted()
         if want is None:
+            self.slabs.cancel()
+            self._asked = None
             self.plane = self.grey = self._qimage = self.shown = None
             self.update()
             return
         grid, projection, mm = want
-        if self.shown != want:
-            if self.shown is None or self.shown[0] != grid:
+        if projection == "thin" or self.plane is None:
+            if self.slabs.running() or self._asked is not None:
+                self.slabs.cancel()
+                self._asked = None
+            if self.shown != (grid, "thin", 0.0):
                 t0 = time.perf_counter()
                 self._show(reformat(self.mpr.volume, grid), (grid, "thin", 0.0))
                 self.render_ms = (self.render_ms + [(time.perf_counter() - t0) * 1000])[-TIMINGS_KEPT:]
-            if projection != "thin" and not self.ctl.dragging and self.shown != want:
-                self.slabs.start(slab_task, self.mpr.volume, grid, mm, projection, key=want)
-            elif projection == "thin" or self.ctl.dragging:
-                self.slabs.cancel()
+        if projection != "thin":
+            self._ask_slab()
         self.update()
 
-    def slab_pending(self) -> bool:
+    def _on_volume(self) -> None:
+        self.slabs.cancel()
+        self._asked = None
+        self.plane = self.grey = self._qimage = self.shown = None
+        self.refresh()
+
+    def _ask_slab(self) -> None:
+        """Start the slab the state asks for unless it is on screen or one is in flight
+        (that one's arrival asks again: a moving crosshair gets a slab per task time)."""
         want = self.wanted()
-        return want is not None and want[1] != "thin" and self.shown != want
+        if want is None or want[1] == "thin" or self._asked is not None:
+            return
+        draft = bool(self.ctl.dragging)
+        if self.shown == want and (draft or not self.plane.draft):
+            return
+        grid, projection, mm = want
+        self._asked = (*want, draft)
+        self.slabs.start(slab_task, self.mpr.volume, grid, mm, projection, draft, key=self._asked)
+
+    def slab_pending(self) -> bool:
+        """True while the slab on screen is not the exact one asked for."""
+        want = self.wanted()
+        return want is not None and want[1] != "thin" and (
+            self.shown != want or self.plane is None or self.plane.draft)
 
     def _on_slab(self, state: TaskState, plane: Any, error: str | None) -> None:
+        if state.key != self._asked:
+            return
+        self._asked = None
         if error is not None:
             if error != CANCELLED:
                 self.ctl.window.show_message(f"MPR slab: {error}", 8000)
             return
-        if state.key == self.wanted():            # still the plane and slab asked for
-            self._show(plane, state.key)
+        want = self.wanted()
+        if want is not None and state.key[1:3] == want[1:]:   # still the projection and thickness
+            self._show(plane, state.key[:3])
             self.update()
+        self._ask_slab()
 
     def _show(self, plane: Plane, key: tuple) -> None:
         self.plane, self.shown = plane, key
@@ -251,6 +289,8 @@ class MprView(QWidget):
         from medviewer.viewer.state.mpr import PROJECTION_TITLES
 
         bl = [f"{PROJECTION_TITLES[projection]} {mm:g} mm slab" if projection != "thin" else "Thin plane"]
+        if self.plane is not None and self.plane.draft:
+            bl[0] += " (draft)"
         if self.slab_pending():
             bl[0] += f" ({PROJECTION_TITLES[self.mpr.slab()[0]]} computing...)"
         c = np.asarray(self.mpr.crosshair.center) if self.mpr.crosshair is not None else None
@@ -339,4 +379,5 @@ class MprView(QWidget):
         event.accept()
 
     def shutdown(self, msecs: int = 3000) -> None:
+        self._asked = None
         self.slabs.shutdown(msecs)
