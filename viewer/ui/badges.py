@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QRectF, Qt
-from PySide6.QtGui import QColor, QFont, QPainter
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter
 
 Badge = tuple[str, QColor]
 Provider = Callable[[Any], list[Badge]]
@@ -45,25 +45,38 @@ class BadgeLayer:
     def __init__(self, badges: Badges) -> None:
         self.badges = badges
 
-    def paint(self, p: QPainter, geo: Any, canvas: Any) -> None:
-        items = self.badges.of(canvas.state.viewport)
-        if not items:
-            return
+    def _boxes(self, p: QPainter, geo: Any, canvas: Any) -> tuple[QFont, list[tuple[QRectF, str, QColor]]]:
+        """The badges' plates (screen rectangles) one under the other, with their text."""
         font = QFont(p.font())
         font.setPointSize(max(8, font.pointSize()))
         font.setBold(True)
-        p.setFont(font)
-        fm = p.fontMetrics()
+        items = self.badges.of(canvas.state.viewport)
+        if not items:
+            return font, []
+        fm = QFontMetricsF(font)
         pad, gap = 5, 3
         h = fm.height() + 4
         y = 8 + CORNER_LINES * (fm.height() + 1) if canvas.state.show_text else 8
-        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        out = []
         for text, colour in items:
             w = fm.horizontalAdvance(text) + 2 * pad
-            rect = QRectF(geo.width / 2 - w / 2, y, w, h)
+            out.append((QRectF(geo.width / 2 - w / 2, y, w, h), text, colour))
+            y += h + gap
+        return font, out
+
+    def occupied(self, p: QPainter, geo: Any, canvas: Any) -> list[QRectF]:
+        """Where the badges are: the orientation letters keep clear of them."""
+        return [rect for rect, _t, _c in self._boxes(p, geo, canvas)[1]]
+
+    def paint(self, p: QPainter, geo: Any, canvas: Any) -> None:
+        font, boxes = self._boxes(p, geo, canvas)
+        if not boxes:
+            return
+        p.setFont(font)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        for rect, text, colour in boxes:
             p.setPen(Qt.PenStyle.NoPen)
             p.setBrush(QColor(0, 0, 0, 170))
             p.drawRoundedRect(rect, 4, 4)
             p.setPen(colour)
             p.drawText(rect, Qt.AlignmentFlag.AlignCenter, text)
-            y += h + gap

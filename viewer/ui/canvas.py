@@ -27,7 +27,7 @@ from medviewer.viewer.state.view import ViewGeometry, pixel_aspect
 from medviewer.viewer.ui.imagesource import ImageSource
 from medviewer.viewer.display.orientation import EdgeLabels
 from medviewer.viewer.ui.canvaslayers import PluginOverlays
-from medviewer.viewer.ui.overlays import (CursorValue, clear_of_corner_texts, corner_texts, orientation_labels,
+from medviewer.viewer.ui.overlays import (CursorValue, corner_text_boxes, corner_texts, orientation_labels,
                                           paint_corner_texts, paint_edge_labels, pixel_value_text)
 from medviewer.viewer.ui.qimage import array_to_qimage, screen_image
 from medviewer.viewer.ui.scalebar import paint_scale_bar
@@ -321,12 +321,24 @@ class ImageCanvas(PluginOverlays, QWidget):
         if text and self.state.show_text and self._qimage is not None:
             labels = self.edge_labels()
             if labels is not None:
-                letters = labels.as_dict()
-                anchors = clear_of_corner_texts(p, geo.edge_anchors(), texts, geo.width, geo.height, letters)
-                paint_edge_labels(p, anchors, letters, self.text_opacity)
+                paint_edge_labels(p, geo.edge_anchors(), labels.as_dict(), self.text_opacity,
+                                  width=geo.width, height=geo.height, avoid=self.occupied(p, geo, texts))
             paint_scale_bar(p, geo.width, geo.height, self.mm_per_px(geo), self.text_opacity)
         if texts:
             paint_corner_texts(p, int(geo.width), int(geo.height), texts, self.text_opacity)
+
+    def occupied(self, p: QPainter, geo: ViewGeometry, texts: dict[str, list[str]]) -> list[QRectF]:
+        """Screen areas the orientation letters keep clear of: the corner text and what
+        layers report (`layer.occupied(p, geo, canvas)`, e.g. the badges)."""
+        boxes = corner_text_boxes(p, texts, geo.width, geo.height)
+        for layer in self.layers:
+            occupied = getattr(layer, "occupied", None)
+            if occupied is not None:
+                try:
+                    boxes += occupied(p, geo, self)
+                except Exception:   # a layer must never break painting
+                    continue
+        return boxes
 
     # -- mouse -------------------------------------------------------------------
     def wheelEvent(self, event: Any) -> None:  # noqa: N802 - Qt override

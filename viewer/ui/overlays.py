@@ -10,6 +10,7 @@ patient's name, ID and birth date out (exported views).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -252,67 +253,113 @@ def paint_corner_texts(p: Any, width: int, height: int, texts: dict[str, list[st
     p.setOpacity(1.0)
 
 
-def clear_of_corner_texts(p: Any, anchors: dict[str, tuple[float, float]], texts: dict[str, list[str]],
-                          width: float, height: float,
-                          labels: dict[str, str] | None = None) -> dict[str, tuple[float, float]]:
-    """Move the top / bottom orientation letters below / above the corner texts when a
-    narrow viewport would put them on a corner's lines; the letters stay on their
-    edge's middle.  `labels` (edge -> letters) sizes each letter as paint_edge_labels
-    draws it; without them a letter is taken as 32 px wide."""
-    from PySide6.QtGui import QFont, QFontMetricsF
+def _corner_font(p: Any) -> Any:
+    from PySide6.QtGui import QFont
 
     font = QFont(p.font())
     font.setPointSize(max(9, font.pointSize()))
-    fm = QFontMetricsF(font)
-    bold = QFont(p.font())
-    bold.setPointSize(max(11, bold.pointSize() + 3))
-    bold.setBold(True)
-    letter_fm = QFontMetricsF(bold)
-    m = 6
-    out = dict(anchors)
+    return font
 
-    def blocks(keys: tuple[str, str]) -> float:
-        """Height of the corner blocks of `keys` that reach the letter's middle span."""
-        x = out[edge][0]
-        text = (labels or {}).get(edge, "")
-        half = letter_fm.horizontalAdvance(text) / 2 + 2 if text else 16.0
-        height_needed = 0.0
-        for key in keys:
-            lines = texts.get(key) or []
-            if not lines:
-                continue
-            widest = max(fm.horizontalAdvance(line) for line in lines)
-            left_side = key.endswith("l")
-            reaches = (m + widest + 4 > x - half) if left_side else (width - m - widest - 4 < x + half)
-            if reaches:
-                height_needed = max(height_needed, m + len(lines) * fm.height() + 2)
-        return height_needed
 
-    for edge, keys in (("top", ("tl", "tr")), ("bottom", ("bl", "br"))):
-        if edge not in out:
+def _letter_font(p: Any) -> Any:
+    from PySide6.QtGui import QFont
+
+    font = QFont(p.font())
+    font.setPointSize(max(11, font.pointSize() + 3))
+    font.setBold(True)
+    return font
+
+
+def corner_text_boxes(p: Any, texts: dict[str, list[str]], width: float, height: float) -> list[Any]:
+    """The screen rectangles (QRectF) the corner lines of `texts` cover, as
+    `paint_corner_texts` draws them (with 2 px for the outline)."""
+    from PySide6.QtCore import QRectF
+    from PySide6.QtGui import QFontMetricsF
+
+    fm = QFontMetricsF(_corner_font(p))
+    m, lh = 6.0, fm.height()
+    boxes = []
+    for corner, lines in texts.items():
+        if not lines:
             continue
-        x, y = out[edge]
-        need = blocks(keys)
-        if need:
-            out[edge] = (x, max(y, need)) if edge == "top" else (x, min(y, height - need))
+        w = max(fm.horizontalAdvance(line) for line in lines) + 4
+        h = len(lines) * lh + 4
+        x = m - 2 if corner in ("tl", "bl") else width - m - w + 2
+        y = m - 2 if corner in ("tl", "tr") else height - m - h + 2
+        boxes.append(QRectF(x, y, w, h))
+    return boxes
+
+
+def edge_label_boxes(p: Any, anchors: dict[str, tuple[float, float]], labels: dict[str, str],
+                     width: float, height: float, avoid: Sequence[Any] = (),
+                     margin: float = 6.0) -> dict[str, Any]:
+    """Where each orientation letter goes (edge -> QRectF of its glyphs): at the middle
+    of its image edge (`anchors`, viewer.state.ViewGeometry.edge_anchors), outside the
+    image when the view has room there (the letters stay off the anatomy), else just
+    inside it; a top / bottom letter that would cover something in `avoid` (corner
+    text, badges: QRectFs) moves down / up past it, a side letter to its other side."""
+    from PySide6.QtCore import QRectF
+    from PySide6.QtGui import QFontMetricsF
+
+    fm = QFontMetricsF(_letter_font(p))
+    h = fm.ascent() + fm.descent()
+    view = QRectF(0, 0, width, height)
+
+    def free(box: Any) -> bool:
+        return view.contains(box) and not any(box.intersects(r) for r in avoid)
+
+    def pushed(box: Any, down: bool) -> Any:
+        """`box` moved down (or up) past what it covers, a few times at most."""
+        for _ in range(len(avoid) + 1):
+            hit = [r for r in avoid if box.intersects(r)]
+            if not hit:
+                break
+            if down:
+                box.moveTop(max(r.bottom() for r in hit) + 2)
+            else:
+                box.moveBottom(min(r.top() for r in hit) - 2)
+        return box
+
+    out: dict[str, Any] = {}
+    for edge, (x, y) in anchors.items():
+        text = labels.get(edge, "")
+        if not text:
+            continue
+        w = fm.horizontalAdvance(text)
+        if edge in ("top", "bottom"):
+            bx = min(max(x - w / 2, 0.0), max(0.0, width - w))
+            out_y, in_y = (y - margin - h, y + margin) if edge == "top" else (y + margin, y - margin - h)
+            outside = QRectF(bx, out_y, w, h)
+            out[edge] = outside if free(outside) else pushed(QRectF(bx, in_y, w, h), down=edge == "top")
+        else:
+            by = y - h / 2
+            out_x, in_x = (x - margin - w, x + margin) if edge == "left" else (x + margin, x - margin - w)
+            outside, inside = QRectF(out_x, by, w, h), QRectF(in_x, by, w, h)
+            out[edge] = outside if free(outside) else inside
     return out
 
 
 def paint_edge_labels(p: Any, anchors: dict[str, tuple[float, float]], labels: dict[str, str],
-                      opacity: float = 1.0, margin: float = 6.0) -> None:
-    """Orientation letters (A/P, R/L, H/F) in the middle of each image edge, inside the
-    view; `anchors` from viewer.state.ViewGeometry.edge_anchors, `labels` from
-    viewer.display.orientation (EdgeLabels.as_dict())."""
-    from PySide6.QtGui import QColor, QFont
+                      opacity: float = 1.0, margin: float = 6.0, width: float | None = None,
+                      height: float | None = None, avoid: Sequence[Any] = ()) -> None:
+    """Orientation letters (A/P, R/L, H/F) in the middle of each image edge; `anchors`
+    from viewer.state.ViewGeometry.edge_anchors, `labels` from viewer.display.orientation
+    (EdgeLabels.as_dict()).  With the view's `width` and `height` they are placed by
+    `edge_label_boxes` (outside the image where there is room, clear of `avoid`); without,
+    just inside the image edge."""
+    from PySide6.QtGui import QColor
 
     p.save()   # the corner text keeps its own font
-    font = QFont(p.font())
-    font.setPointSize(max(11, font.pointSize() + 3))
-    font.setBold(True)
+    font = _letter_font(p)
     p.setFont(font)
     fm = p.fontMetrics()
     p.setOpacity(opacity)
     ink = QColor(255, 255, 255)
+    if width is not None and height is not None:
+        for edge, box in edge_label_boxes(p, anchors, labels, width, height, avoid, margin).items():
+            draw_outlined_text(p, box.left(), box.top() + fm.ascent(), labels[edge], ink)
+        p.restore()
+        return
     for edge, (x, y) in anchors.items():
         text = labels.get(edge, "")
         if not text:
@@ -328,4 +375,3 @@ def paint_edge_labels(p: Any, anchors: dict[str, tuple[float, float]], labels: d
             tx, ty = x - w / 2, y - margin - fm.descent()
         draw_outlined_text(p, tx, ty, text, ink)
     p.restore()
-

@@ -35,7 +35,7 @@ from medviewer.viewer.display.mpr import Plane, reformat, render_plane, volume_w
 from medviewer.viewer.display.pipeline import Renderer
 from medviewer.viewer.display.text import window_text
 from medviewer.viewer.state.view import ViewGeometry
-from medviewer.viewer.ui.overlays import clear_of_corner_texts, paint_corner_texts, paint_edge_labels
+from medviewer.viewer.ui.overlays import corner_text_boxes, paint_corner_texts, paint_edge_labels
 from medviewer.viewer.ui.qimage import screen_image
 from medviewer.viewer.ui.scalebar import paint_scale_bar
 from medviewer.viewer.ui.state import dragged_window
@@ -244,9 +244,8 @@ class MprView(QWidget):
         self._paint_crosshair(p, geo)
         grid = self.plane.grid
         texts = self.corner_texts(geo)
-        letters = grid.labels().as_dict()
-        anchors = clear_of_corner_texts(p, geo.edge_anchors(), texts, geo.width, geo.height, letters)
-        paint_edge_labels(p, anchors, letters)
+        paint_edge_labels(p, geo.edge_anchors(), grid.labels().as_dict(), width=geo.width, height=geo.height,
+                          avoid=corner_text_boxes(p, texts, geo.width, geo.height))
         paint_scale_bar(p, geo.width, geo.height, grid.spacing / geo.scales()[1])
         paint_corner_texts(p, int(geo.width), int(geo.height), texts)
         self._paint_frame(p)
