@@ -195,12 +195,12 @@ def test_edge_letters_outside_the_image_and_clear_of_corner_texts_and_badges(qtb
         # the image fills a narrow view: letters inside it, clear of the corner lines
         geo = ViewGeometry(240, 320, 240, 320, 1.0)
         corners = corner_text_boxes(p, texts, 240, 320)
-        assert len(corners) == 3
+        assert len(corners) == 2          # the top-right line has no room beside the top-left ones
         boxes = edge_label_boxes(p, geo.edge_anchors(), letters, 240, 320, corners)
         view = QRectF(0, 0, 240, 320)
         for edge, box in boxes.items():
             assert view.contains(box) and not any(box.intersects(r) for r in corners), edge
-        assert boxes["top"].top() > corners[0].bottom() and boxes["bottom"].bottom() < corners[2].top()
+        assert boxes["top"].top() > corners[0].bottom() and boxes["bottom"].bottom() < corners[1].top()
         assert abs(boxes["top"].center().x() - 120) < 1 and boxes["left"].left() == pytest.approx(6)
         # a badge under the corner text: the top letter goes below it too
         badge = QRectF(80, boxes["top"].top() - 2, 80, 20)
@@ -216,3 +216,27 @@ def test_edge_letters_outside_the_image_and_clear_of_corner_texts_and_badges(qtb
         assert boxes["top"].bottom() == pytest.approx(top - 6) and boxes["left"].right() == pytest.approx(left - 6)
     finally:
         p.end()
+
+
+def test_right_corner_lines_shortened_where_they_would_run_into_the_left_ones(qtbot):
+    from PySide6.QtGui import QFont, QFontMetricsF
+
+    from medviewer.viewer.ui.overlays import fit_corner_texts
+
+    font = QFont()
+    font.setPointSize(max(9, font.pointSize()))
+    fm = QFontMetricsF(font)
+    texts = {"tl": ["DEMO, PHANTOM", "ID: DEMO0001", "Born: 1970-01-01"],
+             "tr": ["2024-01-01", "Demo CT phantom (generated)"],
+             "bl": ["Im 15/48", "Loc: z 22.50 mm"], "br": ["W: 1500  L: -600  (Lung)", "Zoom: 107%"]}
+    wide = fit_corner_texts(fm, texts, 1200)
+    assert wide == texts
+    narrow = fit_corner_texts(fm, texts, 260)
+    assert narrow["tl"] == texts["tl"] and narrow["bl"] == texts["bl"]
+    assert narrow["tr"][0] == "2024-01-01"
+    short = narrow["tr"][1]
+    assert short != texts["tr"][1] and (short == "" or short.endswith("\u2026"))
+    for left, right in ((narrow["tl"][1], short), (narrow["bl"][-1], narrow["br"][-1])):
+        assert fm.horizontalAdvance(left) + fm.horizontalAdvance(right) + 12 <= 260 - 12 + 1e-6
+    # bottom rows pair from the bottom: "Zoom" with "Loc", the window line with "Im"
+    assert narrow["br"][1] == "Zoom: 107%"

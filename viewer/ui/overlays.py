@@ -228,21 +228,50 @@ def draw_outlined_text(p: Any, x: float, y: float, text: str, ink: Any = None,
     p.drawImage(QPointF(round(x) - pad, round(y - fm.ascent()) - pad), img)
 
 
+def fit_corner_texts(fm: Any, texts: dict[str, list[str]], width: float, margin: float = 6.0,
+                     gap: float = 12.0) -> dict[str, list[str]]:
+    """`texts` with each right-hand line shortened ("...") where it would run into the
+    left-hand line of its row (narrow viewports); a line with no room left is dropped
+    (kept as an empty line, so the rows stay in place).  Rows count from the top for
+    tl / tr and from the bottom for bl / br, as `paint_corner_texts` draws them."""
+    from PySide6.QtCore import Qt
+
+    out = {k: list(v) for k, v in texts.items()}
+    room = width - 2 * margin
+    for left_key, right_key, from_top in (("tl", "tr", True), ("bl", "br", False)):
+        left, right = out.get(left_key) or [], out.get(right_key) or []
+        for k in range(len(right)):
+            i = k if from_top else len(right) - 1 - k            # index into right
+            j = k if from_top else len(left) - 1 - k             # the left line of that row
+            line = right[i]
+            if not line or not 0 <= j < len(left) or not left[j]:
+                continue
+            avail = room - fm.horizontalAdvance(left[j]) - gap
+            if fm.horizontalAdvance(line) <= avail:
+                continue
+            short = fm.elidedText(line, Qt.TextElideMode.ElideRight, int(max(0.0, avail)))
+            right[i] = short if short.rstrip("\u2026.") else ""
+        if right_key in out:
+            out[right_key] = right
+    return out
+
+
 def paint_corner_texts(p: Any, width: int, height: int, texts: dict[str, list[str]],
                        opacity: float = 1.0) -> None:
-    """Draw the corner lines (QPainter `p`), outlined so they read on any grey."""
-    from PySide6.QtGui import QColor, QFont
+    """Draw the corner lines (QPainter `p`), outlined so they read on any grey; a
+    right-hand line that would run into its row's left-hand line is shortened."""
+    from PySide6.QtGui import QColor
 
-    font = QFont(p.font())
-    font.setPointSize(max(9, font.pointSize()))
-    p.setFont(font)
+    p.setFont(_corner_font(p))
     fm = p.fontMetrics()
     lh = fm.height()
     m = 6
     p.setOpacity(opacity)
     ink = QColor(235, 235, 160)
-    for corner, lines in texts.items():
+    for corner, lines in fit_corner_texts(fm, texts, width, m).items():
         for i, line in enumerate(lines):
+            if not line:
+                continue
             w = fm.horizontalAdvance(line)
             x = m if corner in ("tl", "bl") else width - m - w
             if corner in ("tl", "tr"):
@@ -279,8 +308,8 @@ def corner_text_boxes(p: Any, texts: dict[str, list[str]], width: float, height:
     fm = QFontMetricsF(_corner_font(p))
     m, lh = 6.0, fm.height()
     boxes = []
-    for corner, lines in texts.items():
-        if not lines:
+    for corner, lines in fit_corner_texts(fm, texts, width, m).items():
+        if not any(lines):
             continue
         w = max(fm.horizontalAdvance(line) for line in lines) + 4
         h = len(lines) * lh + 4
