@@ -147,3 +147,46 @@ def test_series_dragged_from_the_browser_onto_a_viewport_or_double_clicked(qtbot
     junk = QMimeData()
     junk.setText("hello")
     assert _drop(target, junk) == (False, False)
+
+
+def test_ai_analysis_in_a_non_first_viewport_fills_the_strip_under_it(qtbot, tmp_path, monkeypatch):
+    """The AI panel acts on the active viewport: analysing the series of the fourth viewport
+    puts its per-slice results in the strip under that viewport; another viewport made
+    active with another series shows no strip (no stale results), and the strip comes back
+    with the analysed series' results when that viewport is active again."""
+    import numpy as np
+
+    from medviewer.viewer.resources import resource
+    from medviewer.viewer.ui.app import create_window
+
+    monkeypatch.setenv("MEDVIEWER_SETTINGS_DIR", str(tmp_path / "settings"))
+    w = create_window(None)
+    qtbot.addWidget(w)
+    w.resize(1100, 760)
+    w.show()
+    ai = w.ai
+    try:
+        open_and_wait(qtbot, w, make_study(tmp_path / "study", n_ct=6, n_mr=4, rows=20, cols=24))
+        ai.load_model(str(resource("models", "demo.safetensors")))
+        qtbot.waitUntil(lambda: ai.model is not None, timeout=60000)
+        w.reading.layouts.set_layout("2x2")
+        ct, mr = w.browser.series_uids()
+        fourth = w.grid.viewports[3]
+        w.grid.viewports[0].state.set_series(next(s for s in w.scan_result.all_series() if s.series_uid == mr))
+        fourth.state.set_series(next(s for s in w.scan_result.all_series() if s.series_uid == ct))
+        _press(fourth.canvas)
+        assert w.session.active_index == 3 and w.state.series.series_uid == ct
+        ai.analyze_series()
+        qtbot.waitUntil(lambda: ai.strip.filled() == 6 and not ai.panel.progress.isVisible(), timeout=120000)
+        assert fourth.slice_strip() is ai.strip and ai.strip.isVisible()
+        probs = ai.probs
+        assert probs.shape == (6, 4) and np.allclose(probs.sum(1), 1.0, atol=1e-4)
+        np.testing.assert_allclose(ai.strip.values, probs[:, int(np.argmax(probs.mean(0)))])
+        # the MR viewport: the strip moves with the active viewport and hides (nothing analysed)
+        _press(w.grid.viewports[0].canvas)
+        assert w.state.series.series_uid == mr and ai.strip.isHidden()
+        _press(fourth.canvas)
+        assert fourth.slice_strip() is ai.strip and ai.strip.isVisible() and ai.strip.filled() == 6
+    finally:
+        ai.shutdown()
+        w.shutdown()
