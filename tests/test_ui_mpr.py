@@ -211,3 +211,29 @@ def test_double_oblique_slab_drafts_while_dragging(qtbot, window, phantom):
     assert not view.plane.draft
     np.testing.assert_array_equal(view.plane.pixels,
                                   reformat(mpr.state.volume, mpr.state.grid(slow[0]), 8.0, "mip").pixels)
+
+
+def test_a_failing_slab_is_reported_once_not_retried(qtbot, window, phantom, monkeypatch):
+    import medviewer.viewer.ui.mpr.view as view_mod
+
+    calls = []
+
+    def broken(state, volume, grid, slab_mm, projection, draft=False):
+        calls.append(grid)
+        raise MemoryError("no room for the slab")
+
+    w = window
+    open_and_wait(qtbot, w, phantom)
+    mpr = _enter_mpr(qtbot, w)
+    monkeypatch.setattr(view_mod, "slab_task", broken)
+    mpr.set_slab("mean", 6.0)
+    ax = mpr.views["axial"]
+    qtbot.waitUntil(lambda: "failed" in ax.corner_texts(ax.view_geometry())["bl"][0], timeout=20000)
+    _idle(qtbot, mpr)                                      # nothing left pending
+    qtbot.wait(200)
+    assert len(calls) == 3 and ax.shown[1] == "thin"       # one try per view, the thin plane stays
+    # another thickness is tried again
+    monkeypatch.setattr(view_mod, "slab_task", lambda state, v, g, mm, pr, draft=False: reformat(v, g, mm, pr))
+    mpr.set_slab("mean", 8.0)
+    _idle(qtbot, mpr)
+    assert ax.shown[1:] == ("mean", 8.0) and "failed" not in ax.corner_texts(ax.view_geometry())["bl"][0]

@@ -68,6 +68,7 @@ class MprView(QWidget):
         self.plane: Plane | None = None
         self.shown: tuple | None = None           # (grid, projection, mm) on screen
         self._asked: tuple | None = None          # (grid, projection, mm, draft) of the slab in flight
+        self._failed: tuple | None = None         # (grid, projection, mm) whose slab failed
         self.grey: np.ndarray | None = None
         self._qimage: Any = None
         self._screen: tuple | None = None         # (geometry key, x, y, QImage) on screen
@@ -119,7 +120,7 @@ class MprView(QWidget):
 
     def _on_volume(self) -> None:
         self.slabs.cancel()
-        self._asked = None
+        self._asked = self._failed = None
         self.plane = self.grey = self._qimage = self.shown = None
         self.refresh()
 
@@ -127,19 +128,21 @@ class MprView(QWidget):
         """Start the slab the state asks for unless it is on screen or one is in flight
         (that one's arrival asks again: a moving crosshair gets a slab per task time)."""
         want = self.wanted()
-        if want is None or want[1] == "thin" or self._asked is not None:
+        if want is None or want[1] == "thin" or want == self._failed:
             return
+        if self._asked is not None and self._asked[1:3] == want[1:]:
+            return          # the same projection and thickness in flight: its arrival asks again
         draft = bool(self.ctl.dragging)
         if self.shown == want and (draft or not self.plane.draft):
             return
         grid, projection, mm = want
-        self._asked = (*want, draft)
+        self._asked = (*want, draft)            # supersedes one of another projection / thickness
         self.slabs.start(slab_task, self.mpr.volume, grid, mm, projection, draft, key=self._asked)
 
     def slab_pending(self) -> bool:
         """True while the slab on screen is not the exact one asked for."""
         want = self.wanted()
-        return want is not None and want[1] != "thin" and (
+        return want is not None and want[1] != "thin" and want != self._failed and (
             self.shown != want or self.plane is None or self.plane.draft)
 
     def _on_slab(self, state: TaskState, plane: Any, error: str | None) -> None:
@@ -148,7 +151,9 @@ class MprView(QWidget):
         self._asked = None
         if error is not None:
             if error != CANCELLED:
+                self._failed = state.key[:3]      # not asked again for this plane
                 self.ctl.window.show_message(f"MPR slab: {error}", 8000)
+                self.update()
             return
         want = self.wanted()
         if want is not None and state.key[1:3] == want[1:]:   # still the projection and thickness
@@ -290,6 +295,8 @@ class MprView(QWidget):
         bl = [f"{PROJECTION_TITLES[projection]} {mm:g} mm slab" if projection != "thin" else "Thin plane"]
         if self.plane is not None and self.plane.draft:
             bl[0] += " (draft)"
+        if self._failed is not None and self._failed == self.wanted():
+            bl[0] += f" ({PROJECTION_TITLES[self._failed[1]]} failed: see the status bar)"
         if self.slab_pending():
             bl[0] += f" ({PROJECTION_TITLES[self.mpr.slab()[0]]} computing...)"
         c = np.asarray(self.mpr.crosshair.center) if self.mpr.crosshair is not None else None
