@@ -4,6 +4,8 @@
                       [--cam-method gradcam|gradcampp] [--device cpu|cuda] [--batch-size N]
                       [--aggregate mean|max|topk_mean] [--top-k K] [--tta [--tta-shift F]]
                       [--dicom-out DIR [--dicom-out-slices top3|all|K,K,...] [--dicom-out-maps]]
+                      [--engine local|ray [--ray-address ADDR] [--workers N]
+                       [--gpus-per-worker F] [--results DIR] [--retries N]]   (engine.scale)
     medviewer convert-model IN.pt OUT.safetensors --card card.json
 
 The predict JSON is exactly {"model": {...}, "device", "series": [{"series_uid",
@@ -28,16 +30,10 @@ from typing import Any
 import numpy as np
 
 from medviewer.engine.cam import CAM_METHODS
+from medviewer.engine.predictdoc import document, series_entry
 from medviewer.viewer.clikit import (EXIT_FAIL, EXIT_OK, EXIT_PARTIAL, Parser, pick_series, relative,
-                                     report_skipped, require_images, say, write_png)
+                                     item_reason, report_skipped, require_images, say)
 from medviewer.viewer.errors import UsageError
-from medviewer.viewer.io.model import printable
-
-
-def _item_reason(path: Path, reason: str) -> str:
-    """A decode error's text without the file name it starts with (the line names the file)."""
-    prefix = f"{printable(path.name)}: "
-    return printable(reason[len(prefix):] if reason.startswith(prefix) else reason)
 
 
 def _safe(text: str) -> str:
@@ -45,26 +41,24 @@ def _safe(text: str) -> str:
 
 
 def _write_cam(cam_dir: Path, rel: str, cam: np.ndarray, grey: np.ndarray) -> None:
-    from medviewer.engine.overlay import blend
+    from medviewer.engine.overlay import save_cam
 
-    npy = cam_dir / rel
-    npy.parent.mkdir(parents=True, exist_ok=True)
-    np.save(npy, cam.astype(np.float32, copy=False))
-    write_png(npy.with_suffix(".png"), blend(grey, cam))
+    save_cam(cam_dir, rel, cam, grey)
 
 
 def main_predict(argv: list[str]) -> int:
     """Classify every slice of the chosen series; optional Grad-CAM maps and JSON report."""
     from medviewer.engine.device import describe
-    from medviewer.engine.infer import AGGREGATIONS, aggregate, aggregation_name
+    from medviewer.engine.infer import AGGREGATIONS
     from medviewer.engine import load_model
+    from medviewer.engine.scale.run import add_arguments as add_ray_arguments, check_local_arguments
     from medviewer.engine.series import predict_series
     from medviewer.viewer.display import render
     from medviewer.viewer.io.pixels import PixelStore
-    from medviewer.viewer.io.scan import open_path
+    from medviewer.viewer.io.pathlist import open_root
 
     p = Parser(prog="medviewer predict", description="Run an AI model over a study's series.")
-    p.add_argument("path", help="a study folder or a single file")
+    p.add_argument("path", help="a study folder (or a folder of studies), a single file, or a .csv list of paths")
     p.add_argument("--model", required=True, metavar="FILE|NAME",
                    help="a .safetensors model file, or the name of a bundled or user model (e.g. demo)")
     p.add_argument("--series", metavar="N|UID", help="Series Number or UID (default: every series)")
@@ -88,6 +82,7 @@ def main_predict(argv: list[str]) -> int:
                         "the series' top class, all, or image numbers counted from 1")
     p.add_argument("--dicom-out-maps", action="store_true",
                    help="also write the Grad-CAM maps as a Parametric Map")
+    add_ray_arguments(p)
     args = p.parse_args(argv)
     tta = _tta_spec(args)
     if args.batch_size < 1:
@@ -114,12 +109,20 @@ def main_predict(argv: list[str]) -> int:
             cam_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"{cam_dir}: cannot create the folder ({exc.strerror})") from None
+    if args.engine == "ray":
+        from medviewer.engine.scale.run import predict_ray
+
+        if tta is not None:
+            raise UsageError("--tta is not available with --engine ray (run the local engine for it)")
+
+        return predict_ray(args, json_out, cam_dir)
+    check_local_arguments(args)
 
     from medviewer.engine.threads import apply as apply_thread_policy
 
     apply_thread_policy()  # every CPU we may use: decoding runs in line with the forward pass
     model = load_model(args.model, device=None if args.device == "auto" else args.device)
-    result = open_path(args.path)
+    result = open_root(args.path)
     if not result.all_series():
         report_skipped("medviewer predict", result)  # each file's line before the summary
     require_images(result, args.path)
@@ -129,12 +132,7 @@ def main_predict(argv: list[str]) -> int:
     if model.card.tta and tta is None:
         print("medviewer predict: note: the model's metrics were measured with test-time augmentation "
               f"({model.card.tta}); add --tta to match", file=sys.stderr)
-    doc: dict[str, Any] = {
-        "model": {"name": model.card.name, "version": model.card.version,
-                  "architecture": model.card.architecture, "classes": list(model.classes)},
-        "device": describe(model.device),
-        "series": [],
-    }
+    doc = document(model, describe(model.device), [])
     if tta is not None:
         doc["tta"] = tta.to_card()
     failures = 0
@@ -145,33 +143,20 @@ def main_predict(argv: list[str]) -> int:
             pred = predict_series(model, store, series.items, (max(series.rows, 1), max(series.columns, 1)),
                                   cam_method=args.cam_method if cam_dir else None, batch_size=args.batch_size,
                                   tta=tta)
-            keep = [i for i in range(len(series.items)) if i not in pred.failed]
             failures += len(pred.failed)
             for i, reason in sorted(pred.failed.items()):
                 path = series.items[i].path
-                say("medviewer predict", f"skipped {relative(result, path)}: {_item_reason(path, reason)}")
-            items = []
-            for i in keep:
-                ref = series.items[i]
-                pr = pred.probs[i]
-                cam_rel = None
-                if cam_dir is not None and pred.cams is not None:
-                    cam_rel = f"{s_idx:02d}_{_safe(series.series_uid)}/{i:04d}.npy"
-                    _write_cam(cam_dir, cam_rel, pred.cams[i], render(store.get(ref), store.meta(ref)))
-                items.append({
-                    "path": relative(result, ref.path), "frame": ref.frame,
-                    "probabilities": {c: float(v) for c, v in zip(model.classes, pr)},
-                    "top": model.classes[int(np.argmax(pr))], "cam": cam_rel,
-                })
-            agg = aggregate(pred.probs[keep], args.aggregate, args.top_k) if keep else None
-            doc["series"].append({
-                "series_uid": series.series_uid,
-                "aggregate": {"method": aggregation_name(args.aggregate, args.top_k),
-                              "probabilities": ({c: float(v) for c, v in zip(model.classes, agg)}
-                                                if agg is not None else {})},
-                "items": items,
-            })
-            if dicom_out is not None and keep:
+                say("medviewer predict", f"skipped {relative(result, path)}: {item_reason(path.name, reason)}")
+            cams: dict[int, str] = {}
+            if cam_dir is not None and pred.cams is not None:
+                for i, ref in enumerate(series.items):
+                    if i not in pred.failed:
+                        cams[i] = f"{s_idx:02d}_{_safe(series.series_uid)}/{i:04d}.npy"
+                        _write_cam(cam_dir, cams[i], pred.cams[i], render(store.get(ref), store.meta(ref)))
+            doc["series"].append(series_entry(
+                model.classes, series.series_uid, [(relative(result, r.path), r.frame) for r in series.items],
+                pred, args.aggregate, args.top_k, cams))
+            if dicom_out is not None and len(pred.failed) < len(series.items):
                 failures += _write_dicom(model, series, pred, store, dicom_out, args)
     finally:
         store.close()

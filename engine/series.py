@@ -94,3 +94,28 @@ def predict_series(model: "LoadedModel", store: "PixelStore", refs: Sequence["Im
     probs = predict(model, images, batch_size=batch_size, progress=progress, should_stop=should_stop,
                     on_batch=(lambda s, p: on_batch(s, p, None)) if on_batch else None, tta=tta)
     return SeriesPrediction(probs, None, dict(images.failed))
+
+
+def predict_prepared(model: "LoadedModel", x: Any, geometries: Sequence[Any] | None = None,
+                     cam_method: str | None = None, batch_size: int = 16) -> SeriesPrediction:
+    """`predict_series` for slices already decoded and preprocessed elsewhere (the Ray
+    engine's CPU tasks run `preprocess_batch`, the local engine's own CPU path).
+
+    `x` is the (N, 3, S, S) tensor; with `cam_method`, each map is brought back to
+    its source image through `geometries` as `gradcam_images` does for lazy images.
+    """
+    from medviewer.engine.cam import gradcam_images
+    from medviewer.engine.infer import predict
+
+    n = len(x)
+    if cam_method:
+        probs = np.zeros((n, len(model.classes)), dtype=np.float32)
+
+        def got(start: int, maps: list[np.ndarray], p: np.ndarray) -> None:
+            probs[start:start + len(p)] = p
+
+        maps = gradcam_images(model, x, class_index=None, method=cam_method, batch_size=batch_size, on_batch=got)
+        if geometries is not None:
+            maps = [np.clip(g.to_source(m), 0.0, 1.0) for g, m in zip(geometries, maps)]
+        return SeriesPrediction(probs, maps, {})
+    return SeriesPrediction(predict(model, x, batch_size=batch_size), None, {})
