@@ -38,6 +38,7 @@ from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
 from medviewer.viewer.errors import MedviewerError
+from medviewer.viewer.io.safefile import MAX_DOCUMENT_BYTES, open_regular
 from medviewer.viewer.measure.geometry import (Angle, Arrow, CobbAngle, Distance, Ellipse, Freehand,
                                                PointProbe, Rectangle, Shape)
 from medviewer.viewer.measure.tools import Annotation
@@ -103,8 +104,8 @@ def find_reports(result, study_uid: str) -> list[Path]:
         try:
             import pydicom
 
-            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True,
-                                 specific_tags=["StudyInstanceUID"])
+            with open_regular(path, MAX_DOCUMENT_BYTES) as fp:
+                ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True, specific_tags=["StudyInstanceUID"])
         except Exception:
             continue
         if str(ds.get("StudyInstanceUID", "")) == study_uid:
@@ -377,7 +378,10 @@ def read_report(path: str | Path) -> list[Annotation]:
 
     path = Path(path)
     try:
-        ds = pydicom.dcmread(path, force=True)
+        with open_regular(path, MAX_DOCUMENT_BYTES) as fp:  # no FIFO, device or huge file
+            ds = pydicom.dcmread(fp, force=True)
+    except OSError as exc:
+        raise ReportError(f"{path.name}: not readable ({exc.strerror or exc})") from None
     except Exception as exc:
         raise ReportError(f"{path.name}: not a readable DICOM file ({type(exc).__name__})") from None
     template = ""
