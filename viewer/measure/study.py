@@ -73,8 +73,11 @@ class RestoredStudy:
 def _manufacturer(path: Path) -> str:
     import pydicom
 
+    from medviewer.viewer.io.safefile import MAX_DOCUMENT_BYTES, open_regular
+
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=["Manufacturer"])
+        with open_regular(path, MAX_DOCUMENT_BYTES) as fp:   # no FIFO, device or huge file
+            ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True, specific_tags=["Manufacturer"])
         return str(ds.get("Manufacturer", "") or "")
     except Exception:
         return ""
@@ -85,6 +88,7 @@ def _kos_files(result: Any, study_uid: str) -> list[Path]:
     folder for the study; of medviewer's own only the newest (oldest first)."""
     import pydicom
 
+    from medviewer.viewer.io.safefile import MAX_DOCUMENT_BYTES, open_regular
     from medviewer.viewer.measure.report import report_folder
 
     found = [n.path for n in getattr(result, "non_image", []) if str(n.sop_class).startswith(KOS_CLASS)]
@@ -94,7 +98,8 @@ def _kos_files(result: Any, study_uid: str) -> list[Path]:
     out = []
     for path in dict.fromkeys(found):
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=["StudyInstanceUID"])
+            with open_regular(path, MAX_DOCUMENT_BYTES) as fp:
+                ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True, specific_tags=["StudyInstanceUID"])
         except Exception:
             continue
         if str(ds.get("StudyInstanceUID", "")) == study_uid:
