@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 SCHEMA_VERSION = 1
 VERDICTS = ("accepted", "rejected", "modified")
-SOURCES = ("viewer", "cli", "api")
+SOURCES = ("viewer", "cli", "cli-ray", "api")  # cli-ray: `predict --engine ray`
 BUSY_TIMEOUT_S = 10.0
 GENESIS = "0" * 64
 
@@ -369,27 +369,30 @@ def latest_verdict(entry: dict[str, Any]) -> dict[str, Any] | None:
 def sop_uids(series: "Series", refs: Iterable["ImageRef"]) -> list[str]:
     """SOP Instance UIDs (0008,0018) of the files behind `refs` (each once, in order),
     read from the scan's kept header bytes where possible."""
+    return [uid for uid in dict.fromkeys(sop_uid_per_item(series, refs)) if uid]
+
+
+def sop_uid_per_item(series: "Series", refs: Iterable["ImageRef"]) -> list[str]:
+    """The SOP Instance UID of each of `refs` ("" where none; frames of one file share it)."""
     from medviewer.viewer.io.rawheader import LazyHeader
 
+    refs = list(refs)
     if series.kind != "dicom":
-        return []
+        return [""] * len(refs)
     entries = series.headers.entries()
-    out: list[str] = []
-    seen: set[Path] = set()
+    uid_of: dict[Path, str] = {}
     for ref in refs:
-        if ref.path in seen:
+        if ref.path in uid_of:
             continue
-        seen.add(ref.path)
         entry = entries.get(ref.path)
-        uid = None
+        uid = ""
         if isinstance(entry, LazyHeader):
             raw = entry.raw.raw(0x00080018)
-            uid = raw.decode("ascii", "replace").strip("\x00 ") if raw is not None else None
+            uid = raw.decode("ascii", "replace").strip("\x00 ") if raw is not None else ""
         elif entry is not None:
-            uid = str(entry.get("SOPInstanceUID", "") or "") or None
-        if uid:
-            out.append(uid)
-    return out
+            uid = str(entry.get("SOPInstanceUID", "") or "")
+        uid_of[ref.path] = uid
+    return [uid_of[ref.path] for ref in refs]
 
 
 def series_result(classes: Sequence[str], probs: Any, method: str) -> dict[str, Any]:

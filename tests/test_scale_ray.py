@@ -77,14 +77,17 @@ def local_doc(archive, tmp_path_factory):
 def assert_same(local: dict, other: dict, tol: float = TOL) -> None:
     """Same schema, series, slices and classes; probabilities within `tol`."""
     assert set(other) == set(local)
-    # the Ray engine computes no out-of-distribution scores: its document says so
-    assert {k: v for k, v in other["model"].items() if k != "ood_check"} == \
-        {k: v for k, v in local["model"].items() if k != "ood_check"}
-    assert other["model"]["ood_check"] is False
+    assert other["model"] == local["model"]  # the demo model has an OOD check: both engines run it
+    assert local["model"]["ood_check"] is True
     assert [s["series_uid"] for s in other["series"]] == [s["series_uid"] for s in local["series"]]
     for a, b in zip(local["series"], other["series"]):
         assert set(b) == set(a)
         assert b["aggregate"]["method"] == a["aggregate"]["method"]
+        # trust signals: the same OOD summary and input check; each engine its own audit entry
+        assert b["ood"] is not None and \
+            {k: b["ood"][k] for k in ("flagged", "checked")} == {k: a["ood"][k] for k in ("flagged", "checked")}
+        assert b["input_warnings"] == a["input_warnings"]
+        assert a["audit_id"] and b["audit_id"] and a["audit_id"] != b["audit_id"]
         for c, v in a["aggregate"]["probabilities"].items():
             assert abs(b["aggregate"]["probabilities"][c] - v) <= tol
         assert [(i["path"], i["frame"], i["cam"]) for i in b["items"]] == \
@@ -93,6 +96,8 @@ def assert_same(local: dict, other: dict, tol: float = TOL) -> None:
             assert set(ib) == set(ia)
             assert max(abs(ib["probabilities"][c] - v) for c, v in ia["probabilities"].items()) <= tol
             assert ib["top"] == ia["top"]
+            assert ib["ood"]["flag"] == ia["ood"]["flag"]
+            assert abs(ib["ood"]["score"] - ia["ood"]["score"]) <= 1e-3 * max(1.0, abs(ia["ood"]["score"]))
 
 
 def _descendants(pid: int) -> list[psutil.Process]:
@@ -163,8 +168,19 @@ def test_equal_to_local_engine_with_results_folder(cluster, archive, local_doc, 
         item = want[(row["series_uid"], row["path"])]
         assert row["top"] == item["top"] and row["frame"] is None
         assert row["probabilities.nodule"] == item["probabilities"]["nodule"]
+        assert (row["ood.score"], row["ood.flag"]) == (item["ood"]["score"], item["ood"]["flag"])
     table = pq.read_table(res / "series.parquet").to_pylist()
     assert {r["status"] for r in table} == {"done"} and sum(r["images"] for r in table) == 48
+    assert sum(r["ood.checked"] for r in table) == 48
+    # every series analysed on Ray is in the audit log, as the local engine's are
+    from medviewer.engine.audit import AuditLog
+
+    logged = {a["id"]: a for a in AuditLog().analyses() if a["source"] == "cli-ray"}
+    for s in doc["series"]:
+        a = logged[s["audit_id"]]
+        assert a["series_uid"] == s["series_uid"] and a["n_items"] == len(s["items"]) == 6
+        assert a["ood_checked"] and a["ood_flagged"] == s["ood"]["flagged"] and len(a["sop_uids"]) == 6
+        assert a["model_name"] == doc["model"]["name"] and a["status"] == "complete"
     # a second run finds everything done and writes the same document
     out2 = tmp_path / "again.json"
     code, _, err = _run(capsys, ["predict", str(root), "--model", "demo", "--engine", "ray", "--results", str(res),
@@ -411,13 +427,13 @@ def test_dicom_out_written_by_the_workers_equals_the_local_engine(cluster, tmp_p
         elif "FloatPixelData" in a or "PixelData" in a:  # Parametric Map
             assert np.abs(a.pixel_array.astype(float) - b.pixel_array.astype(float)).max() <= TOL
         if rel.name.endswith("-sr.dcm"):
-            ood = ("Fraction of images out-of-distribution", "Images out-of-distribution")  # local engine only
-            nums_a = [float(i.MeasuredValueSequence[0].NumericValue) for i in _num_items(a)
-                      if i.ConceptNameCodeSequence[0].CodeMeaning not in ood]
+            # every NUM item (class probabilities, OOD fraction and count) and the OOD summary agree
+            nums_a = [float(i.MeasuredValueSequence[0].NumericValue) for i in _num_items(a)]
             nums_b = [float(i.MeasuredValueSequence[0].NumericValue) for i in _num_items(b)]
             assert len(nums_a) == len(nums_b) > 0 and np.abs(np.subtract(nums_a, nums_b)).max() <= TOL
             summary = [i.TextValue for i in _text_items(b, "Out-of-distribution summary")]
-            assert summary and summary[0].startswith("out-of-distribution check not run (the Ray engine")
+            assert summary == [i.TextValue for i in _text_items(a, "Out-of-distribution summary")]
+            assert summary and "not run" not in summary[0]
         if DCIODVFY.exists():
             assert dciodvfy_errors(remote / rel) == [], rel
     records = [json.loads(p.read_text()) for p in (res / "series").glob("*.json")]

@@ -48,7 +48,8 @@ class DicomWriter:
         self.retries = retries
 
     def write(self, series_uid: str, paths: list[str], frames: list[int | None], probs: np.ndarray,
-              failed: dict[int, str]) -> dict[str, Any]:
+              failed: dict[int, str], ood: tuple[np.ndarray, float] | None = None,
+              trust: dict[str, Any] | None = None) -> dict[str, Any]:
         """{"paths": [...written], "notes": [...], "error": ""}; never raises."""
         from medviewer.engine.dicomout import DicomOutputError
 
@@ -57,7 +58,7 @@ class DicomWriter:
         for attempt in range(self.retries + 1):
             notes.clear()
             try:
-                written = self._write(series_uid, paths, frames, probs, failed, notes.append)
+                written = self._write(series_uid, paths, frames, probs, failed, notes.append, ood, trust or {})
                 return {"paths": [str(p) for p in written], "notes": notes, "error": ""}
             except DicomOutputError as exc:  # about the data: the same again next time
                 return {"paths": [], "notes": notes, "error": str(exc)}
@@ -68,7 +69,8 @@ class DicomWriter:
         return {"paths": [], "notes": notes, "error": error}
 
     def _write(self, series_uid: str, paths: list[str], frames: list[int | None], probs: np.ndarray,
-               failed: dict[int, str], notify: Any) -> list[Path]:
+               failed: dict[int, str], notify: Any, ood: tuple[np.ndarray, float] | None,
+               trust_fields: dict[str, Any]) -> list[Path]:
         from medviewer.engine.dicomout import DicomOutputError, write_series_outputs
         from medviewer.engine.series import SeriesPrediction
         from medviewer.viewer.io.pixels import PixelStore
@@ -79,12 +81,14 @@ class DicomWriter:
         series = next((s for s in result.all_series() if s.series_uid == series_uid), None)
         if series is None or [(str(r.path), r.frame) for r in series.items] != list(zip(paths, frames)):
             raise DicomOutputError(f"series {series_uid}: its files changed since the archive was scanned")
-        pred = SeriesPrediction(np.asarray(probs, dtype=np.float32), None, {int(k): v for k, v in failed.items()})
+        pred = SeriesPrediction(np.asarray(probs, dtype=np.float32), None, {int(k): v for k, v in failed.items()},
+                                None if ood is None else np.asarray(ood[0], dtype=np.float32),
+                                None if ood is None else ood[1])
         with PixelStore(workers=1) as store:
             store.add_headers(series.headers)
             from medviewer.engine.dicomout.trust import TrustInfo
 
-            trust = TrustInfo(ood_not_run="the Ray engine computes no OOD scores"
-                              if getattr(self.model, "ood", None) is not None else "")
+            trust = TrustInfo.from_prediction(pred, input_warnings=list(trust_fields.get("input_warnings") or []),
+                                              audit_id=trust_fields.get("audit_id"))
             return write_series_outputs(self.model, series, pred, store, self.out_dir, notify=notify,
                                         trust=trust, **self.options)

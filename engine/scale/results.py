@@ -158,6 +158,9 @@ class ResultsDir:
                 row = {"study_uid": rec.get("study_uid", ""), "series_uid": res["series_uid"], "status": "done",
                        "images": len(res["items"]), "skipped": len(rec.get("skipped", [])), "error": None}
                 _flatten("aggregate", res["aggregate"], row)
+                ood = res.get("ood") or {}
+                row["ood.flagged"], row["ood.checked"] = ood.get("flagged"), ood.get("checked")
+                row["audit_id"] = res.get("audit_id")
                 yield row
             for err in self.errors():
                 yield {"study_uid": err.get("study_uid", ""), "series_uid": err.get("series_uid", ""),

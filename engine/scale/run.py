@@ -65,6 +65,7 @@ class _Pending:
     work: SeriesWork
     probs: np.ndarray
     got: np.ndarray
+    ood: np.ndarray | None = None         # (N,) scores (NaN where none), None without an OOD model
     failed: dict[int, str] = field(default_factory=dict)
     fatal: str = ""
     cams: dict[int, str] = field(default_factory=dict)
@@ -94,6 +95,10 @@ class _Run:
         self.devices: set[str] = set()
         self.writers: list[Any] = []                  # --dicom-out: DicomWriter actors
         self.writing: dict[Any, tuple[Any, ...]] = {}  # ObjectRef -> (work, entry, skipped, devices, writer)
+        from medviewer.engine.audit import AuditLog
+
+        self.audit_log = AuditLog()
+        self.audit_failed = False
 
     # -- one series is complete ------------------------------------------------------------
     def finish(self, p: _Pending) -> None:
@@ -102,14 +107,24 @@ class _Run:
         from medviewer.viewer.clikit import item_reason
 
         w = p.work
+        warnings = self.input_warnings(w)
         if p.fatal or len(p.failed) == len(w):
             reason = p.fatal or (f"no slice could be used ({len(w)} of {len(w)} failed after "
                                  f"{self.args.retries + 1} attempt(s); first: {p.failed[min(p.failed)]})")
+            self.record_audit(w, None, [], warnings, len(w))
             self.fail(w, reason)
             return
-        pred = SeriesPrediction(p.probs, None, dict(p.failed))
+        threshold = self.model.ood.threshold if p.ood is not None else None
+        pred = SeriesPrediction(p.probs, None, dict(p.failed), p.ood, threshold)
+        keep = [i for i in range(len(w)) if i not in p.failed]
+        ood = pred.ood_summary(keep)
+        if ood is not None and ood["flagged"]:
+            self.progress.say(f"{PROG}: warning: series {w.series_uid}: {ood['flagged']} of {ood['checked']} "
+                              "image(s) unlike the images this model was trained on")
+        audit_id = self.record_audit(w, pred, keep, warnings, len(p.failed))
         entry = series_entry(self.model.classes, w.series_uid, w.items(), pred, self.args.aggregate,
-                             self.args.top_k, p.cams)
+                             self.args.top_k, p.cams, input_warnings=[x.to_json() for x in warnings],
+                             audit_id=audit_id)
         skipped = [{"path": w.rel[i], "frame": w.frames[i], "reason": r} for i, r in sorted(p.failed.items())]
         for s in skipped:
             self.progress.say(f"{PROG}: skipped {s['path']}: {item_reason(s['path'].rsplit('/', 1)[-1], s['reason'])}")
@@ -118,6 +133,41 @@ class _Run:
             self._write_dicom(w, p, entry, skipped)
         else:
             self._store(w, entry, skipped, p.devices)
+
+    def input_warnings(self, w: SeriesWork) -> list[Any]:
+        """The input check (engine.inputcheck) on the values the scan read; printed once."""
+        from medviewer.engine import inputcheck
+
+        warnings = inputcheck.check(self.model.card, **{k: list(v) for k, v in w.values})
+        if warnings:
+            self.progress.say(f"{PROG}: warning: series {w.series_uid}: {inputcheck.summary(warnings)}")
+        return warnings
+
+    def record_audit(self, w: SeriesWork, pred: Any, keep: list[int], warnings: list[Any],
+                     n_failed: int) -> str | None:
+        """The series' entry in the audit log (engine.audit), as the local engine writes it."""
+        from medviewer.engine import audit
+        from medviewer.engine.infer import aggregate, aggregation_name
+
+        agg = aggregate(pred.probs[keep], self.args.aggregate, self.args.top_k) if keep else None
+        ood = pred.ood_summary(keep) if pred is not None else None
+        uids = list(dict.fromkeys(w.sop_uids[i] for i in keep if i < len(w.sop_uids) and w.sop_uids[i]))
+        entry = audit.Analysis(
+            model_name=self.model.card.name, model_version=self.model.card.version, model_sha256=self.sha256,
+            device="; ".join(sorted(self.devices)) or "ray", study_uid=w.study_uid or None,
+            series_uid=w.series_uid, n_items=len(keep), n_failed=n_failed, sop_uids=uids,
+            result=audit.series_result(self.model.classes, agg, aggregation_name(self.args.aggregate,
+                                                                                  self.args.top_k)),
+            ood_checked=ood is not None, ood_flagged=ood["flagged"] if ood else None,
+            ood_fraction=ood["fraction_flagged"] if ood else None,
+            input_warnings=[x.text() for x in warnings], source="cli-ray",
+            status="complete" if keep else "failed")
+        try:
+            return self.audit_log.record_analysis(entry)
+        except audit.AuditError as exc:
+            self.progress.say(f"{PROG}: warning: {exc}")
+            self.audit_failed = True
+            return None
 
     def _store(self, w: SeriesWork, entry: dict[str, Any], skipped: list[dict[str, Any]], devices: set[str],
                dicom: list[str] | None = None) -> None:
@@ -158,7 +208,10 @@ class _Run:
         for v in self.writing.values():
             busy[id(v[4])] += 1
         writer = min(self.writers, key=lambda a: busy.get(id(a), 0))
-        ref = writer.write.remote(w.series_uid, list(w.paths), list(w.frames), p.probs, dict(p.failed))
+        ood = None if p.ood is None else (p.ood, float(self.model.ood.threshold))
+        trust = {"input_warnings": [str(x.get("message", "")) for x in entry.get("input_warnings", [])],
+                 "audit_id": entry.get("audit_id")}
+        ref = writer.write.remote(w.series_uid, list(w.paths), list(w.frames), p.probs, dict(p.failed), ood, trust)
         self.writing[ref] = (w, entry, skipped, set(p.devices), writer)
 
     def collect_dicom(self, block: bool = False) -> None:
@@ -190,6 +243,7 @@ class _Run:
         """Assemble rows into series; returns the series still incomplete when the stream ends."""
         pending: dict[int, _Pending] = {}
         n_classes = len(self.model.classes)
+        has_ood = getattr(self.model, "ood", None) is not None
         for batch in batches:
             for j in range(len(batch["key"])):
                 key = int(batch["key"][j])
@@ -197,7 +251,8 @@ class _Run:
                 if p is None:
                     w = todo[key]
                     p = pending[key] = _Pending(w, np.zeros((len(w), n_classes), np.float32),
-                                                np.zeros(len(w), dtype=bool))
+                                                np.zeros(len(w), dtype=bool),
+                                                np.full(len(w), np.nan, np.float32) if has_ood else None)
                 i = int(batch["index"][j])
                 if p.got[i]:
                     continue  # a retried task delivered this slice twice
@@ -209,6 +264,8 @@ class _Run:
                     p.failed[i] = reason
                 else:
                     p.probs[i] = batch["probs"][j]
+                    if p.ood is not None:
+                        p.ood[i] = batch["ood"][j]
                     cam = str(batch["cam"][j])
                     if cam:
                         p.cams[i] = cam
@@ -339,13 +396,11 @@ def predict_ray(args: argparse.Namespace, json_out: Path | None, cam_dir: Path |
     results = None
     if args.results:  # checked before the (long) scan: a folder of another model is refused at once
         results = ResultsDir(Path(args.results).expanduser().absolute(), {
-            "model": {**model_entry(model, ood_check=False), "sha256": sha256, "file": model_path.name},
+            "model": {**model_entry(model), "sha256": sha256, "file": model_path.name},
             "root": str(Path(args.path).expanduser().absolute()), "aggregate": args.aggregate,
             "top_k": args.top_k})
     started = time.perf_counter()
     print(f"{PROG}: scanning {args.path}", file=sys.stderr)
-    print(f"{PROG}: note: the Ray engine gives calibrated probabilities but no out-of-distribution scores, "
-          "no input check and no audit-log entries; run without --engine ray for them", file=sys.stderr)
     archive = scan_archive(args.path)
     archive.require_images(args.path)
     work = [replace(archive.pick(args.series), index=0)] if args.series else archive.series
@@ -430,7 +485,7 @@ def predict_ray(args: argparse.Namespace, json_out: Path | None, cam_dir: Path |
                 yield run.entries[w.index]
 
     devices = results.add_devices(run.devices) if results is not None else sorted(run.devices)
-    head = {"model": model_entry(model, ood_check=False), "device": "; ".join(devices)}
+    head = {"model": model_entry(model), "device": "; ".join(devices)}
     if args.json == "-":
         _write_json(sys.stdout, head, entries())
     elif json_out is not None:

@@ -231,6 +231,7 @@ class InferActor:
         reason = np.array([str(r) for r in batch["reason"]], dtype=object)
         fatal = np.asarray(batch["fatal"], dtype=bool).copy()
         probs = np.zeros((n, len(self.model.classes)), dtype=np.float32)
+        ood = np.full(n, np.nan, dtype=np.float32)  # NaN: no score (no OOD model, or not run)
         cams = np.array([""] * n, dtype=object)
         rows = np.flatnonzero(reason == "")
         error = ""
@@ -244,6 +245,8 @@ class InferActor:
                                         for f, v in zip(_GEOM_FIELDS, batch["geom"][r]))) for r in rows]
                 pred = self._infer(np.ascontiguousarray(batch["x"][rows]), geoms)
                 probs[rows] = pred.probs
+                if pred.ood is not None:
+                    ood[rows] = pred.ood
                 if self.cam_dir is not None and pred.cams is not None:
                     cams[rows] = self._write_cams(batch, rows, pred.cams)
                 error = ""
@@ -256,4 +259,4 @@ class InferActor:
             reason[rows] = error
             fatal[rows] = True
         return {"key": np.asarray(batch["key"]), "index": np.asarray(batch["index"]), "probs": probs,
-                "reason": reason, "fatal": fatal, "cam": cams, "device": np.array([self.device] * n, dtype=object)}
+                "ood": ood, "reason": reason, "fatal": fatal, "cam": cams, "device": np.array([self.device] * n, dtype=object)}

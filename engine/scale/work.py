@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +49,10 @@ class SeriesWork:
     paths: tuple[str, ...]           # absolute paths, display order
     frames: tuple[int | None, ...]
     rel: tuple[str, ...]             # the same paths relative to the root (JSON "path")
+    # what the input check and the audit log need, read from the scan's headers:
+    # modality / photometric / body part values (engine.inputcheck) and SOP Instance UIDs
+    values: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    sop_uids: tuple[str, ...] = field(default=(), compare=False)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -81,11 +85,23 @@ def work_list(result: "ScanResult", chosen: Sequence["Series"]) -> list[SeriesWo
     study_of = {id(se): st.study_uid for st in result.studies for se in st.series}
     out = []
     for index, series in enumerate(chosen):
-        refs = series.items
-        out.append(SeriesWork(index, series.series_uid, study_of.get(id(series), ""), series.number,
-                              tuple(str(r.path) for r in refs), tuple(r.frame for r in refs),
-                              tuple(relative(root, r.path) for r in refs)))
+        out.append(_lean(root, series, study_of.get(id(series), ""), index))
     return out
+
+
+def _checked_values(series: "Series") -> tuple[tuple[str, tuple[str, ...]], ...]:
+    from medviewer.engine.inputcheck import series_values
+
+    return tuple((k, tuple(v)) for k, v in series_values(series).items())
+
+
+def merged_values(a: SeriesWork, b: SeriesWork) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The input-check values of a series whose files came in two parts."""
+    both = {k: list(v) for k, v in a.values}
+    for k, v in b.values:
+        both.setdefault(k, [])
+        both[k] += [x for x in v if x not in both[k]]
+    return tuple((k, tuple(v)) for k, v in both.items())
 
 
 @dataclass
@@ -151,7 +167,8 @@ def scan_archive(path: str | Path, part_files: int = PART_FILES) -> Archive:
                     split.add(se.series_uid)
                     old = found[se.series_uid]
                     w = SeriesWork(0, w.series_uid, old.study_uid, old.number, old.paths + w.paths,
-                                   old.frames + w.frames, old.rel + w.rel)
+                                   old.frames + w.frames, old.rel + w.rel, merged_values(old, w),
+                                   old.sop_uids + w.sop_uids)
                 found[se.series_uid] = w
 
     for start in range(0, len(files), max(1, part_files)):
@@ -177,9 +194,12 @@ def scan_archive(path: str | Path, part_files: int = PART_FILES) -> Archive:
 
 
 def _lean(root: Path, series: "Series", study_uid: str, index: int = 0) -> SeriesWork:
+    from medviewer.engine.audit import sop_uid_per_item
+
     refs = series.items
     return SeriesWork(index, series.series_uid, study_uid, series.number, tuple(str(r.path) for r in refs),
-                      tuple(r.frame for r in refs), tuple(relative(root, r.path) for r in refs))
+                      tuple(r.frame for r in refs), tuple(relative(root, r.path) for r in refs),
+                      _checked_values(series), tuple(sop_uid_per_item(series, refs)))
 
 
 def chunk_rows(series: Sequence[SeriesWork], cams: bool, chunk: int = CHUNK) -> Iterator[dict[str, Any]]:
