@@ -96,21 +96,28 @@ def find_reports(result, study_uid: str) -> list[Path]:
     oldest first.  Only files the scan listed or medviewer's own folder are read."""
     found = [n.path for n in getattr(result, "non_image", [])
              if any(n.sop_class.startswith(c) for c in _SR_CLASSES)]
+    return of_study(found, study_uid, "*.dcm")
+
+
+def of_study(found: list[Path], study_uid: str, pattern: str) -> list[Path]:
+    """`found` plus the files matching `pattern` in `report_folder(study_uid)` (links not
+    followed) whose Study Instance UID is `study_uid`, each once, oldest first.  Documents
+    are read as regular files of at most MAX_DOCUMENT_BYTES; unreadable ones are passed over."""
+    import pydicom
+
     folder = report_folder(study_uid)
     if folder.is_dir():
-        found += sorted(p for p in folder.glob("*.dcm") if p.is_file() and not p.is_symlink())
+        found = found + sorted(p for p in folder.glob(pattern) if p.is_file() and not p.is_symlink())
     out = []
-    for path in found:
+    for path in dict.fromkeys(found):
         try:
-            import pydicom
-
             with open_regular(path, MAX_DOCUMENT_BYTES) as fp:
                 ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True, specific_tags=["StudyInstanceUID"])
         except Exception:
             continue
         if str(ds.get("StudyInstanceUID", "")) == study_uid:
             out.append(path)
-    return sorted(set(out), key=lambda p: (p.stat().st_mtime, str(p)))
+    return sorted(out, key=lambda p: (p.stat().st_mtime, str(p)))
 
 
 def _unit(units: str):

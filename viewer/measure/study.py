@@ -86,25 +86,10 @@ def _manufacturer(path: Path) -> str:
 def _kos_files(result: Any, study_uid: str) -> list[Path]:
     """Key Object Selection documents of the study: found by the scan, or in medviewer's
     folder for the study; of medviewer's own only the newest (oldest first)."""
-    import pydicom
-
-    from medviewer.viewer.io.safefile import MAX_DOCUMENT_BYTES, open_regular
-    from medviewer.viewer.measure.report import report_folder
+    from medviewer.viewer.measure.report import of_study
 
     found = [n.path for n in getattr(result, "non_image", []) if str(n.sop_class).startswith(KOS_CLASS)]
-    folder = report_folder(study_uid)
-    if folder.is_dir():
-        found += [p for p in folder.glob("*key-images*.dcm") if p.is_file() and not p.is_symlink()]
-    out = []
-    for path in dict.fromkeys(found):
-        try:
-            with open_regular(path, MAX_DOCUMENT_BYTES) as fp:
-                ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True, specific_tags=["StudyInstanceUID"])
-        except Exception:
-            continue
-        if str(ds.get("StudyInstanceUID", "")) == study_uid:
-            out.append(path)
-    out.sort(key=lambda p: (p.stat().st_mtime, str(p)))
+    out = of_study(found, study_uid, "*key-images*.dcm")
     own = [p for p in out if _manufacturer(p) == MANUFACTURER]
     return [p for p in out if p not in own] + own[-1:]
 
