@@ -180,13 +180,18 @@ def gradcam_images(model: "LoadedModel", images: Any, metas: Sequence[Any] | Non
                    batch_size: int = 16, progress: Callable[[int, int], None] | None = None,
                    should_stop: Callable[[], bool] | None = None,
                    on_batch: Callable[[int, list[np.ndarray], np.ndarray], None] | None = None,
+                   on_scores: Callable[[int, np.ndarray], None] | None = None,
                    ) -> list[np.ndarray]:
     """Maps float32 [0, 1] at each source image's rows x cols (S x S for a ready tensor).
 
-    `on_batch(start, maps, probs)` streams results (probs: softmax of the logits).
+    `on_batch(start, maps, probs)` streams results (probs: softmax of the logits divided
+    by the card's temperature, as `predict` gives); `on_scores(start, scores)` the
+    out-of-distribution scores of the same forward pass (models with an OOD model),
+    before `on_batch`.
     For an ensemble (a model with `members`) each map is the weighted mean of the
     members' maps, each computed on the member's own input grid and mapped back to
-    the source image, for the ensemble's top class (or `class_index`).
+    the source image, for the ensemble's top class (or `class_index`); probabilities
+    are the weighted mean of the members' calibrated ones; ensembles have no OOD model.
     """
     import torch
 
@@ -204,12 +209,16 @@ def gradcam_images(model: "LoadedModel", images: Any, metas: Sequence[Any] | Non
         progress(0, n)
     for a, b, x, geoms in iter_prepared(model, images, metas, batch_size, should_stop):
         ci = per_image[a:b] if per_image is not None else class_index
-        cams, logits = cam_batch(model.module, model.cam_layer, prepare_input(x, model.device), ci, method)
+        with model.feature_tap() as tap:
+            cams, logits = cam_batch(model.module, model.cam_layer, prepare_input(x, model.device), ci, method)
+            if on_scores is not None and model.ood is not None:
+                with torch.no_grad():
+                    on_scores(a, model.ood.score(tap.take()).float().cpu().numpy())
         batch_maps = [cams[i] if geoms is None else np.clip(geoms[i].to_source(cams[i]), 0.0, 1.0)
                       for i in range(b - a)]
         maps.extend(batch_maps)
         if on_batch:
-            on_batch(a, batch_maps, torch.softmax(torch.from_numpy(logits), 1).numpy())
+            on_batch(a, batch_maps, torch.softmax(torch.from_numpy(logits) / model.temperature, 1).numpy())
         if progress:
             progress(b, n)
     return maps

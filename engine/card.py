@@ -18,8 +18,9 @@ from typing import Any
 
 from medviewer.viewer.errors import ModelFileError
 
-FORMAT_VERSION = 2   # the newest card format this medviewer reads; 2 adds ensembles ("members")
-SINGLE_FORMAT = 1    # what single-model cards are written as, so older releases still read them
+FORMAT_VERSION = 2   # the newest card format this medviewer reads; 2 adds ensembles ("members") and
+#                      the trust fields (temperature, ood + medviewer.ood.* tensors, trained_on, operating_point)
+SINGLE_FORMAT = 1    # what single-model cards without trust fields are written as, so older releases read them
 ENSEMBLE = "ensemble"  # the architecture of a card whose weights are its members' (engine.ensemble)
 MAX_MEMBERS = 16
 METADATA_KEY = "medviewer.card"  # key of the card JSON in the safetensors metadata
@@ -59,13 +60,24 @@ class ModelCard:
     monochrome1: "invert" shows MONOCHROME1 with low values white, as on screen
     (PS3.3 C.7.6.3.1.2); "raw" keeps the stored polarity.
     head: {"hidden": [..], "dropout": p, "batchnorm": bool} (engine.registry).
+    temperature: logits are divided by it before the softmax (temperature scaling fitted
+    on the validation split, Guo et al. 2017); 1.0 = uncalibrated.
+    ood: the out-of-distribution model (engine.ood; its tensors are in the file); {} = none.
+    trained_on: what the training images were, for the input check (engine.inputcheck):
+    {"modality": [..], "photometric": [..], "body_part": [..]} (DICOM (0008,0060),
+    (0028,0004), (0018,0015) values); a missing or empty list means unknown.
+    operating_point: the decision rule and what it measured on the test split.
+    A card with any of these four is written as format 2 (`needed_format`): older
+    releases refuse it instead of silently ignoring the calibration or the OOD check.
     tta: how the card's metrics were measured: {} (plain) or {"hflip": bool,
     "shift": fraction} (engine.tta, test-time augmentation).
     members / member_weights: an ensemble (architecture "ensemble", format 2):
     one full card per member, whose tensors are stored under "members.<i>.";
-    probabilities are the weighted mean of the members'.  The preprocessing
-    fields of an ensemble card repeat its first member's and are informative
-    only: every member is fed by its own card.
+    probabilities are the weighted mean of the members' (each calibrated by its own
+    temperature).  Members carry no OOD model (their OOD tensors are not stored in
+    an ensemble file), so an ensemble has no out-of-distribution check.  The
+    preprocessing fields of an ensemble card repeat its first member's and are
+    informative only: every member is fed by its own card.
     """
 
     name: str
@@ -86,6 +98,10 @@ class ModelCard:
     description: str = ""
     training_data: dict[str, Any] = field(default_factory=dict)  # {"summary": str, "sha256": str, ...}
     metrics: dict[str, float] = field(default_factory=dict)
+    temperature: float = 1.0
+    ood: dict[str, Any] = field(default_factory=dict)
+    trained_on: dict[str, list[str]] = field(default_factory=dict)
+    operating_point: dict[str, Any] = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     medviewer_version: str = field(default_factory=_medviewer_version)
     tta: dict[str, Any] = field(default_factory=dict)
@@ -150,10 +166,44 @@ class ModelCard:
         for k, v in self.metrics.items():
             if not (v is None or isinstance(v, str) or _is_number(v)):
                 raise bad("metrics", f"value of {k!r} must be a finite number, got {_short(v)}")
+        self._validate_trust(bad)
         self._validate_tta(bad)
         if not self.cam_layer and not ensemble:
             self.cam_layer = default_cam_layer(self.architecture)
         return self
+
+    def _validate_trust(self, bad) -> None:
+        from medviewer.engine.ood import validate_entry
+
+        t = self.temperature
+        if not _is_number(t) or not 0.01 <= t <= 100:
+            raise bad("temperature", f"must be a number in 0.01..100, got {_short(t)}")
+        validate_entry(self.ood, bad)
+        if not isinstance(self.trained_on, dict):
+            raise bad("trained_on", "must be an object of lists of DICOM values")
+        for key, values in self.trained_on.items():
+            if key not in TRAINED_ON_KEYS:
+                raise bad("trained_on", f"has unknown key {_short(key)} (known: {', '.join(TRAINED_ON_KEYS)})")
+            if not isinstance(values, list) or len(values) > 64:
+                raise bad("trained_on", f"{key!r} must be a list of at most 64 values")
+            for v in values:
+                _text(v, "trained_on", bad, empty=False, limit=64)
+        if not isinstance(self.operating_point, dict):
+            raise bad("operating_point", "must be an object")
+        for k, v in self.operating_point.items():
+            vals = v.values() if isinstance(v, dict) else [v]
+            if not all(x is None or isinstance(x, str) or _is_number(x) for x in vals):
+                raise bad("operating_point", f"value of {k!r} must be a number, text or an object of numbers")
+
+    @property
+    def has_ood(self) -> bool:
+        return bool(self.ood)
+
+    def needed_format(self) -> int:
+        """The card format a file with this card must declare: 2 for ensembles and for
+        cards with trust fields, else SINGLE_FORMAT."""
+        trust = self.temperature != 1.0 or self.ood or self.trained_on or self.operating_point
+        return FORMAT_VERSION if (self.members or trust) else SINGLE_FORMAT
 
     @property
     def is_ensemble(self) -> bool:
@@ -191,6 +241,9 @@ class ModelCard:
             if sub.classes != self.classes:
                 raise bad("members", f"entry {i + 1} ({sub.name}) predicts {_short(sub.classes)}, "
                                      f"not the ensemble's classes {_short(self.classes)}")
+            if sub.ood:
+                raise bad("members", f"entry {i + 1} ({sub.name}) describes an OOD model; an ensemble "
+                                     f"file stores none (engine.ensemble drops it)")
             checked.append(sub.to_dict())
         self.members = checked
         w = self.member_weights
@@ -322,6 +375,8 @@ def read_card_file(path: str | Path) -> "ModelCard":
         raise ModelFileError(f"{path}: cannot read the card ({exc.strerror})") from None
     return ModelCard.from_dict(load_json(raw, path.name, "model card"), path.name)
 
+
+TRAINED_ON_KEYS = ("modality", "photometric", "body_part")
 
 REQUIRED_FIELDS = ("format_version", "name", "version", "architecture", "classes", "input_size",
                    "mean", "std", "window", "intended_use")

@@ -71,7 +71,14 @@ def build_ensemble(models: Sequence["LoadedModel"], weights: Sequence[float] | N
             raise ModelFileError(f"{where}: predicts {', '.join(card.classes)} ({how}); the ensemble's "
                                  f"members must all predict {', '.join(first.classes)}")
     uses = {card.intended_use for _, card, _, _ in parts}
-    members = [card.to_dict() for _, card, _, _ in parts]
+    # a member's OOD tensors are not stored in the ensemble file: its card drops the OOD entry
+    # (the ensemble has no out-of-distribution check); each member keeps its temperature
+    members = [{**card.to_dict(), "ood": {}} for _, card, _, _ in parts]
+    trained_on = {}
+    for key in ("modality", "photometric", "body_part"):   # what every member was trained on
+        values = [card.trained_on.get(key) for _, card, _, _ in parts]
+        if all(values):
+            trained_on[key] = sorted({v for vs in values for v in vs})
     names = ", ".join(f"{card.name} {card.version} ({card.architecture})" for _, card, _, _ in parts)
     card = ModelCard(
         name=name or f"ensemble-{len(parts)}x-{len(first.classes)}cls", architecture=ENSEMBLE,
@@ -81,9 +88,10 @@ def build_ensemble(models: Sequence["LoadedModel"], weights: Sequence[float] | N
         intended_use="demo" if "demo" in uses else "research",
         description=f"ensemble (weighted mean of probabilities) of {names}",
         training_data={"summary": f"{len(parts)} members; see each member's card"},
-        members=members, member_weights=[w for _, _, w, _ in parts])
+        members=members, member_weights=[w for _, _, w, _ in parts], trained_on=trained_on)
     card.validate("ensemble")
-    module = ensemble_module([mod.float().cpu() for mod, _, _, _ in parts], card.member_weights)
+    module = ensemble_module([mod.float().cpu() for mod, _, _, _ in parts], card.member_weights,
+                             [float(c.temperature) for _, c, _, _ in parts])
     return module.eval(), card
 
 

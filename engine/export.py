@@ -7,7 +7,14 @@ not in the graph: the card is embedded (ONNX ``metadata_props`` key
 ``medviewer.card``; TorchScript extra file ``medviewer_card.json``) so that a
 consumer can reproduce it.  An ensemble whose members share one preprocessing
 is exported as one graph whose output is the logarithm of the weighted mean
-probability (softmax of it gives the ensemble's probabilities).
+probability (softmax of it gives the ensemble's probabilities, each member
+calibrated by its temperature).
+
+Trust signals: a single model's graph returns its raw logits; the card's
+``temperature`` (in the embedded card) divides them before the softmax to give
+the calibrated probabilities medviewer shows.  The out-of-distribution check
+(engine.ood: feature hooks, stored Gaussians) and the input check are not part
+of the exported graph: a consumer of the ONNX or TorchScript file has neither.
 
 ONNX uses the TorchScript-based exporter (no onnxscript needed) at opset 17,
 which onnxruntime has run since 1.14; the file is checked with `onnx.checker`

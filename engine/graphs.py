@@ -37,7 +37,8 @@ def enabled() -> bool:
 
 
 class GraphedForward:
-    """Softmax probabilities of model.module for one fixed input shape, by graph replay.
+    """`model.outputs` (calibrated probabilities [+ OOD score]) of model.module for one
+    fixed input shape, by graph replay.
 
     `__call__(x)` copies `x` into the graph's static input and replays; the
     returned tensor is the graph's static output, valid until the next call
@@ -56,14 +57,17 @@ class GraphedForward:
         side.wait_stream(torch.cuda.current_stream(dev))
         with torch.no_grad(), torch.cuda.stream(side), _autocast():
             for _ in range(WARMUP):
-                model.module(self.static_in)
+                with model.feature_tap() as tap:
+                    model.outputs(model.module(self.static_in), tap)
         torch.cuda.current_stream(dev).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
         self.lock = threading.Lock()  # one copy-in / replay / copy-out at a time
-        # thread_local: a Grad-CAM job running eagerly in another thread is not disturbed
-        with torch.no_grad(), _autocast(), torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
+        # thread_local: a Grad-CAM job running eagerly in another thread is not disturbed.
+        # The OOD feature hooks run during the capture only: the graph records their kernels.
+        with torch.no_grad(), _autocast(), torch.cuda.graph(self.graph, capture_error_mode="thread_local"), \
+                model.feature_tap() as tap:
             logits = model.module(self.static_in)
-            self.static_out = torch.softmax(logits.float(), dim=1)
+            self.static_out = model.outputs(logits, tap)
 
     def __call__(self, x: "torch.Tensor") -> "torch.Tensor":
         self.static_in.copy_(x)  # also converts to channels-last

@@ -11,6 +11,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -131,12 +132,30 @@ def member_inputs(model: Any, images: Any, metas: Sequence[Any] | None, a: int, 
 
 
 def forward_probs(model: "LoadedModel", x: "torch.Tensor") -> np.ndarray:
-    """Softmax probabilities of one batch, as float32 numpy (B, C)."""
+    """Calibrated softmax probabilities of one batch, as float32 numpy (B, C)."""
     return _Pending(model, x).result()
 
 
+def tta_outputs(model: "LoadedModel", x: "torch.Tensor", out: "torch.Tensor", tta: "TTASpec") -> "torch.Tensor":
+    """`model.outputs` of the identity view `out` with the probability columns replaced by
+    the mean of every TTA view's calibrated softmax (engine.tta); the out-of-distribution
+    score stays the one of the image itself (the views are not what the OOD model saw)."""
+    import itertools
+
+    import torch
+
+    from medviewer.engine.tta import views
+
+    c = len(model.classes)
+    total = out[:, :c].float().clone()
+    for v in itertools.islice(views(x, tta), 1, None):
+        total += torch.softmax(model.module(v).float() / model.temperature, dim=1)
+    return torch.cat([total / tta.n_views(), out[:, c:]], dim=1)
+
+
 class _Pending:
-    """One batch's forward pass, launched; `result()` waits for its probabilities.
+    """One batch's forward pass, launched; `result()` waits for its probabilities
+    (and `scores()` for its out-of-distribution scores when the model has an OOD model).
 
     On CUDA the probabilities come back by a non-blocking copy into page-locked
     memory, so the caller can launch the next batch's forward before waiting
@@ -148,7 +167,6 @@ class _Pending:
         import torch
 
         from medviewer.engine.device import autocast, prepare_input
-        from medviewer.engine.tta import tta_probs
 
         graph = None
         if graphs and tta is None and getattr(model.device, "type", "cpu") == "cuda":
@@ -156,14 +174,20 @@ class _Pending:
 
             graph = graphed(model, tuple(x.shape))
         self._event = None
+        self._classes = len(model.classes)
         if graph is not None:
             x = prepare_input(x, model.device)
             with graph.lock:  # the static output is copied out before anyone replays again
                 self._fetch(graph(x))
             return
         with torch.inference_mode(), autocast(model.device):
-            probs = tta_probs(model.module, prepare_input(x, model.device), tta)
-        self._fetch(probs)
+            xin = prepare_input(x, model.device)
+            with model.feature_tap() as tap:
+                logits = model.module(xin)
+            out = model.outputs(logits, tap)   # temperature-scaled probabilities [+ OOD score]
+            if tta is not None and tta.enabled:
+                out = tta_outputs(model, xin, out, tta)
+        self._fetch(out)
 
     def _fetch(self, probs: "torch.Tensor") -> None:
         import torch
@@ -180,10 +204,34 @@ class _Pending:
     def asynchronous(self) -> bool:
         return self._event is not None
 
-    def result(self) -> np.ndarray:
+    def _all(self) -> np.ndarray:
         if self._event is not None:
             self._event.synchronize()
+            self._event = None
         return self._host.numpy()
+
+    def result(self) -> np.ndarray:
+        """(B, C) probabilities."""
+        return self._all()[:, :self._classes]
+
+    def scores(self) -> np.ndarray | None:
+        """(B,) out-of-distribution scores, or None when the model has no OOD model."""
+        out = self._all()
+        return out[:, self._classes] if out.shape[1] > self._classes else None
+
+
+@dataclass
+class Prediction:
+    """What a model says about N images: calibrated probabilities and OOD scores."""
+
+    probs: np.ndarray              # (N, C) float32, softmax of logits / card temperature
+    ood: np.ndarray | None = None  # (N,) float32 out-of-distribution scores; None: no OOD model
+    threshold: float | None = None  # scores above it are flagged
+
+    @property
+    def flags(self) -> np.ndarray | None:
+        """(N,) bool: the image is unlike the training images (None without an OOD model)."""
+        return None if self.ood is None or self.threshold is None else self.ood > self.threshold
 
 
 def predict(model: "LoadedModel", images: Any, metas: Sequence[Any] | None = None, batch_size: int = 16,
@@ -191,7 +239,19 @@ def predict(model: "LoadedModel", images: Any, metas: Sequence[Any] | None = Non
             should_stop: Callable[[], bool] | None = None,
             on_batch: Callable[[int, np.ndarray], None] | None = None,
             tta: "TTASpec | None" = None) -> np.ndarray:
-    """Class probabilities (N, C) float32; `on_batch(start, probs)` streams partial results.
+    """Class probabilities (N, C) float32 (temperature-scaled as the card says);
+    `on_batch(start, probs)` streams partial results.  See `predict_full` for the
+    out-of-distribution scores."""
+    return predict_full(model, images, metas, batch_size, progress, should_stop,
+                        on_batch=(lambda a, p, _s: on_batch(a, p)) if on_batch else None, tta=tta).probs
+
+
+def predict_full(model: "LoadedModel", images: Any, metas: Sequence[Any] | None = None, batch_size: int = 16,
+                 progress: Callable[[int, int], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None,
+                 on_batch: Callable[[int, np.ndarray, np.ndarray | None], None] | None = None,
+                 tta: "TTASpec | None" = None) -> Prediction:
+    """Probabilities and out-of-distribution scores; `on_batch(start, probs, scores|None)`.
 
     `tta`: test-time augmentation (engine.tta), the mean of the views' probabilities.
     An ensemble (a model with `members`, engine.modelfile.EnsembleModel) gives the
@@ -203,17 +263,22 @@ def predict(model: "LoadedModel", images: Any, metas: Sequence[Any] | None = Non
     returns or raises Cancelled.  Full batches of a long series replay a CUDA
     graph of the forward pass (engine.graphs).
     """
-    if getattr(model, "members", None):
-        return _predict_members(model, images, metas, batch_size, progress, should_stop, on_batch, tta)
+    if getattr(model, "members", None):   # no OOD model for ensembles (engine.ensemble)
+        return Prediction(_predict_members(model, images, metas, batch_size, progress, should_stop,
+                                           (lambda a, p: on_batch(a, p, None)) if on_batch else None, tta))
     n = len(images)
     out = np.zeros((n, len(model.classes)), dtype=np.float32)
+    ood = np.full(n, np.nan, dtype=np.float32) if model.ood is not None else None
     if progress:
         progress(0, n)
 
     def finish(a: int, b: int, pending: _Pending) -> None:
         out[a:b] = pending.result()
+        scores = pending.scores()
+        if ood is not None and scores is not None:
+            ood[a:b] = scores
         if on_batch:
-            on_batch(a, out[a:b])
+            on_batch(a, out[a:b], ood[a:b] if ood is not None else None)
         if progress:
             progress(b, n)
 
@@ -232,7 +297,7 @@ def predict(model: "LoadedModel", images: Any, metas: Sequence[Any] | None = Non
     finally:  # also on Cancelled: what was computed is delivered
         if in_flight is not None:
             finish(*in_flight)
-    return out
+    return Prediction(out, ood, model.ood.threshold if model.ood is not None else None)
 
 
 def _predict_members(model: Any, images: Any, metas: Sequence[Any] | None, batch_size: int,

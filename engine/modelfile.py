@@ -1,5 +1,7 @@
 """Model files: one `.safetensors` holding the weights and, in its metadata, the card.
 
+Tensors named `medviewer.*` are not weights: `medviewer.ood.*` hold the
+out-of-distribution model (engine.ood) that the card's `ood` entry describes.
 Loading never unpickles (torch.load on an untrusted file can run code):
 `.pt`/`.pth` files are refused with a pointer to `medviewer convert-model`.
 Every problem is one ModelFileError line naming the file and the reason.
@@ -7,6 +9,7 @@ Every problem is one ModelFileError line naming the file and the reason.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import struct
@@ -25,6 +28,7 @@ from medviewer.viewer.errors import ModelFileError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+EXTRA_PREFIX = "medviewer."   # tensors that are not the module's weights (engine.ood)
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".tar")
 _MAX_HEADER = 16 * 2**20   # the JSON header of the largest registry model is ~0.2 MB
 
@@ -84,17 +88,26 @@ def read_card(path: str | Path) -> ModelCard:
     return ModelCard.from_json(meta[METADATA_KEY], where=path.name)
 
 
-def save_model(path: str | Path, module: "torch.nn.Module", card: ModelCard) -> Path:
-    """Write `module`'s state dict and `card` to one `.safetensors` file (atomically)."""
+def save_model(path: str | Path, module: "torch.nn.Module", card: ModelCard,
+               ood: Any = None) -> Path:
+    """Write `module`'s state dict and `card` (and the engine.ood.OODModel `ood`, whose
+    entry goes into the card) to one `.safetensors` file (atomically)."""
     from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     path = Path(path)
     if path.suffix.lower() != ".safetensors":
         raise ModelFileError(f"{path.name}: model files must end in .safetensors")
+    if ood is not None:
+        card.ood = ood.card_entry()
+    card.format_version = max(int(card.format_version), card.needed_format())
     card.validate(path.name)
     check_fits(module.state_dict(), card, path.name)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+    if ood is not None:
+        tensors.update(ood.tensors())
+    elif card.ood:
+        raise ModelFileError(f"{path.name}: the card describes an OOD model but none was given to save")
     check_finite(tensors, path.name)
     if path.is_dir():
         raise ModelFileError(f"{path}: is a folder, not a model file name")
@@ -115,6 +128,7 @@ def check_fits(state: dict[str, Any], card: ModelCard, where: str) -> None:
 
     from medviewer.engine.registry import build_from_card
 
+    state = {k: v for k, v in state.items() if not k.startswith(EXTRA_PREFIX)}
     with torch.device("meta"):
         ref = build_from_card(card).state_dict()
     missing = [k for k in ref if k not in state]
@@ -138,10 +152,12 @@ class LoadedModel:
     """A model ready to run: module (eval), card, classes, Grad-CAM layer, device.
 
     Plain data plus its preprocessing; `medviewer.engine.predict` / `.gradcam` run it.
+    `temperature` divides the logits before the softmax (card, engine.train.calibrate);
+    `ood` is the engine.ood.OODModel on `device`, or None for models without one.
     """
 
     def __init__(self, module: "torch.nn.Module", card: ModelCard, device: "torch.device",
-                 path: Path | None = None) -> None:
+                 path: Path | None = None, ood: Any = None) -> None:
         self.module = module
         self.card = card
         self.classes: list[str] = list(card.classes)
@@ -149,6 +165,43 @@ class LoadedModel:
         self.device = device
         self.path = path
         self.spec = PreprocessSpec.from_card(card)
+        self.temperature = float(card.temperature)
+        self.ood = ood
+
+    @property
+    def sha256(self) -> str | None:
+        """Hex SHA-256 of the model file (None without a file); computed once."""
+        if self.path is None:
+            return None
+        if "_sha256" not in self.__dict__:
+            self._sha256 = file_sha256(self.path)
+        return self._sha256
+
+    def feature_tap(self) -> Any:
+        """Context manager collecting the OOD layers' features of this thread's forward passes
+        (a no-op when the model has no OOD model); pass its features to `outputs`."""
+        import contextlib
+
+        if self.ood is None:
+            return contextlib.nullcontext()
+        from medviewer.engine.ood import FeatureTap
+
+        return FeatureTap(self.module, self.ood.names)
+
+    def outputs(self, logits: "torch.Tensor", tap: Any = None) -> "torch.Tensor":
+        """(B, C) calibrated probabilities, with the OOD score as column C when the model
+        has an OOD model and `tap` collected its features: (B, C + 1)."""
+        import torch
+
+        probs = torch.softmax(logits.float() / self.temperature, dim=1)
+        if self.ood is None or tap is None:
+            return probs
+        return torch.cat([probs, self.ood.score(tap.take())[:, None]], dim=1)
+
+    def split_outputs(self, out: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(probabilities (B, C), OOD scores (B,) or None) from `outputs`' columns."""
+        c = len(self.classes)
+        return (out[:, :c], out[:, c]) if out.shape[1] > c else (out, None)
 
     def __repr__(self) -> str:
         return f"LoadedModel({self.card.summary()}, device={self.device})"
@@ -222,8 +275,17 @@ def load_model(path: str | Path, device: str | None = None, cache: bool = True) 
         state = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelFileError(f"{path.name}: cannot read tensors ({str(exc).splitlines()[0]})") from None
+    extra = {k: state.pop(k) for k in [k for k in state if k.startswith(EXTRA_PREFIX)]}
     check_fits(state, card, path.name)
     check_finite(state, path.name)
+    check_finite(extra, path.name)
+    ood = None
+    if card.ood:
+        from medviewer.engine.ood import OODModel
+
+        ood = OODModel.from_card(card.ood, extra, len(card.classes), path.name)
+    elif extra:
+        raise ModelFileError(f"{path.name}: tensor {sorted(extra)[0]!r} is not described by the card")
     module = build_from_card(card)
     module.load_state_dict(state, strict=True)
     parts = [(f"members.{i}.", m) for i, m in enumerate(card.member_cards())] if card.members else [("", card)]
@@ -234,11 +296,39 @@ def load_model(path: str | Path, device: str | None = None, cache: bool = True) 
             raise ModelFileError(f"{path.name}: Grad-CAM layer {c.cam_layer!r} does not exist in "
                                  f"{c.architecture}") from None
     module = prepare_module(module, dev)
-    loaded = EnsembleModel(module, card, dev, path) if card.members else LoadedModel(module, card, dev, path)
+    if ood is not None:
+        for name in ood.names:   # every OOD layer must exist in this architecture
+            try:
+                module.get_submodule(name.rpartition(":")[0])
+            except AttributeError:
+                raise ModelFileError(f"{path.name}: OOD layer {name!r} does not exist in "
+                                     f"{card.architecture}") from None
+        ood = ood.to(dev)
+    loaded = EnsembleModel(module, card, dev, path) if card.members else LoadedModel(module, card, dev, path, ood)
     if cache:
         with _cache_lock:
             _cache[key] = loaded
     return loaded
+
+
+_hash_cache: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file (the audit log's model identity), cached per (path, mtime, size)."""
+    path = Path(path)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    with _cache_lock:
+        if key in _hash_cache:
+            return _hash_cache[key]
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    with _cache_lock:
+        _hash_cache[key] = h.hexdigest()
+    return _hash_cache[key]
 
 
 def clear_cache() -> None:

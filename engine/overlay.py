@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
@@ -39,3 +41,13 @@ def blend(grey_or_rgb: np.ndarray, cam: np.ndarray, opacity: float = 0.4, name: 
     heat = colorize(cam, name)[..., :3].astype(np.float32)
     out = (1.0 - opacity) * base.astype(np.float32) + opacity * heat
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def save_cam(cam_dir: Path, rel: str, cam: np.ndarray, grey: np.ndarray) -> None:
+    """Write a Grad-CAM map as `cam_dir/rel` (.npy, float32 [0, 1]) and its overlay PNG beside it."""
+    from medviewer.viewer.clikit import write_png
+
+    npy = cam_dir / rel
+    npy.parent.mkdir(parents=True, exist_ok=True)
+    np.save(npy, cam.astype(np.float32, copy=False))
+    write_png(npy.with_suffix(".png"), blend(grey, cam))

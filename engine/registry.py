@@ -165,7 +165,9 @@ def build_model(arch: str, num_classes: int, weights: str | None = None, dropout
 def build_from_card(card: Any) -> "nn.Module":
     """Build the (random-initialised) module described by a ModelCard (an ensemble's too)."""
     if getattr(card, "members", None):
-        return ensemble_module([build_from_card(m) for m in card.member_cards()], card.member_weights)
+        members = card.member_cards()
+        return ensemble_module([build_from_card(m) for m in members], card.member_weights,
+                               [float(getattr(m, "temperature", 1.0)) for m in members])
     head = card.head or {}
     return build_model(card.architecture, len(card.classes), None,
                        dropout=float(head.get("dropout", 0.0)),
@@ -173,12 +175,14 @@ def build_from_card(card: Any) -> "nn.Module":
                        head_batchnorm=bool(head.get("batchnorm", False)))
 
 
-def ensemble_module(members: Sequence["nn.Module"], weights: Sequence[float]) -> "nn.Module":
+def ensemble_module(members: Sequence["nn.Module"], weights: Sequence[float],
+                    temperatures: Sequence[float] | None = None) -> "nn.Module":
     """An ensemble as one module: state-dict keys ``members.<i>.<member key>``.
 
     Its forward (for export, members fed the same tensor) returns the logarithm of
-    the weighted mean of the members' softmax probabilities: softmax of that is
-    the ensemble's probabilities, so it stands in for logits.
+    the weighted mean of the members' softmax probabilities, each member's logits
+    divided by its card's temperature (as engine.predict does): softmax of that is
+    the ensemble's calibrated probabilities, so it stands in for logits.
     """
     import torch
     import torch.nn as nn
@@ -189,9 +193,11 @@ def ensemble_module(members: Sequence["nn.Module"], weights: Sequence[float]) ->
             self.members = nn.ModuleList(members)
             w = torch.tensor([float(v) for v in weights], dtype=torch.float32)
             self.register_buffer("weights", w / w.sum(), persistent=False)
+            self.temperatures = [float(t) for t in (temperatures or [1.0] * len(members))]
 
         def forward(self, x: "torch.Tensor") -> "torch.Tensor":
-            p = sum(w * torch.softmax(m(x).float(), dim=1) for w, m in zip(self.weights, self.members))
+            p = sum(w * torch.softmax(m(x).float() / t, dim=1)
+                    for w, m, t in zip(self.weights, self.members, self.temperatures))
             return torch.log(p.clamp_min(1e-30))
 
     if len(members) != len(weights) or not members:

@@ -113,7 +113,9 @@ def ct_series(folder: Path, n: int = 8, *, rows: int = 16, cols: int = 16,
               reverse: bool = False, tilt_deg: float = 0.0, z0: float = -20.0,
               dz: float = 2.5, series_number: int = 1, study_uid: str | None = None,
               description: str = "Axial CT", prefix: str = "IM", suffix: str = ".dcm",
-              signed: bool = True, geometry: bool = True, seed: int = 0) -> tuple[list[Path], str]:
+              signed: bool = True, geometry: bool = True, seed: int = 0,
+              frame_of_reference: str | None = None, patient: tuple[str, str] | None = None,
+              study_date: str | None = None) -> tuple[list[Path], str]:
     """A CT series; returns (paths in expected display order, SeriesInstanceUID).
 
     Display order is the stack convention (viewer.io.sort): an axial stack runs
@@ -123,12 +125,15 @@ def ct_series(folder: Path, n: int = 8, *, rows: int = 16, cols: int = 16,
     `reverse` writes them against that order; `tilt_deg` tilts the gantry
     (orientation rotated about x, positions stepping along z as scanners do);
     `scramble_instances` gives random instance numbers; `shuffle_names` random
-    file names, so only geometry can give the right order.
+    file names, so only geometry can give the right order.  `frame_of_reference`
+    shares one patient coordinate system between series (default: a new one),
+    `patient` = (name, id) and `study_date` (DA) make other patients and priors.
     """
     rng = random.Random(seed)
     series_uid = generate_uid()
     study_uid = study_uid or generate_uid()
-    frame_of_reference = generate_uid()  # one patient coordinate system per series (PS3.3 C.7.4.1)
+    # one patient coordinate system per series unless shared (PS3.3 C.7.4.1)
+    frame_of_reference = frame_of_reference or generate_uid()
     t = math.radians(tilt_deg)
     orient = (1.0, 0.0, 0.0, 0.0, math.cos(t), math.sin(t))
     instances = list(range(1, n + 1))
@@ -142,8 +147,11 @@ def ct_series(folder: Path, n: int = 8, *, rows: int = 16, cols: int = 16,
     out: list[Path] = []
     dtype = np.int16 if signed else np.uint16
     for k in range(n):
+        who = {} if patient is None else {"patient": patient[0], "patient_id": patient[1]}
         ds = base_dataset(study_uid=study_uid, series_uid=series_uid, series_number=series_number,
-                          description=description)
+                          description=description, **who)
+        if study_date:
+            ds.StudyDate = study_date
         ds.InstanceNumber = instances[k]
         ds.FrameOfReferenceUID = frame_of_reference
         if geometry:

@@ -19,7 +19,7 @@ import pytest
 from scipy import ndimage
 
 from medviewer.viewer.display import mpr, slab, slab_layers
-from medviewer.viewer.io.volume import Volume, VolumeGeometry
+from medviewer.viewer.io.volume import Volume
 from test_display_mpr import GEOMETRIES, META, axial_stack, make_volume
 
 EDGE = 1e-5      # index units (the documented tolerance of slab samples)

@@ -51,12 +51,14 @@ def test_predict_json_schema_cams_and_consistency(tmp_path, capsys, model_path, 
     doc = json.loads(out_json.read_text())
     assert set(doc) == {"model", "device", "series"}
     assert doc["model"] == {"name": "tiny", "version": "1.0", "architecture": "resnet18",
-                            "classes": ["normal", "lesion", "other"]}
+                            "classes": ["normal", "lesion", "other"], "temperature": 1.0, "ood_check": False}
+    assert "has no out-of-distribution check" in err
     assert doc["device"].startswith("cpu")
     assert len(doc["series"]) == 2
     by_uid = {s["series_uid"]: s for s in doc["series"]}
     ct = by_uid[uid]
-    assert set(ct) == {"series_uid", "aggregate", "items"}
+    assert set(ct) == {"series_uid", "aggregate", "ood", "input_warnings", "audit_id", "items"}
+    assert ct["ood"] is None and ct["input_warnings"] == [] and ct["audit_id"]
     assert ct["aggregate"]["method"] == "mean" and set(ct["aggregate"]["probabilities"]) == {"normal", "lesion", "other"}
     assert [it["path"] for it in ct["items"]] == [p.relative_to(root).as_posix() for p in paths]
     loaded = load_model(model_path, device="cpu")
@@ -64,7 +66,8 @@ def test_predict_json_schema_cams_and_consistency(tmp_path, capsys, model_path, 
     from medviewer.viewer.display import meta_from_dataset
 
     for it, p in zip(ct["items"], paths):
-        assert set(it) == {"path", "frame", "probabilities", "top", "cam"} and it["frame"] is None
+        assert set(it) == {"path", "frame", "probabilities", "top", "cam", "ood"} and it["frame"] is None
+        assert it["ood"] is None
         probs = it["probabilities"]
         assert abs(sum(probs.values()) - 1) < 1e-5 and it["top"] == max(probs, key=probs.get)
         ds = pydicom.dcmread(p)
@@ -207,3 +210,52 @@ def test_convert_model_fails_cleanly_and_leaves_nothing_behind(tmp_path, capsys)
     assert list(out.parent.iterdir()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["ft.pth", "card.json", "latin.json", "out.safetensors", "nan.pth", "full"])
+
+
+def test_predict_with_an_ood_model_reports_scores_flags_and_input_warnings(tmp_path, capsys, monkeypatch):
+    """Item "ood" {"score", "flag"}, series "ood" summary, the input check on an MR file
+    for a model trained on CT, and both series in the audit log."""
+    import pydicom
+
+    from medviewer.engine.audit import AuditLog
+    from medviewer.viewer.display import meta_from_dataset
+    from test_engine_ood import make_ood_model_file
+
+    monkeypatch.setenv("MEDVIEWER_AUDIT_FILE", str(tmp_path / "audit.sqlite"))
+    root = tmp_path / "study"
+    paths, uid = dicomgen.ct_series(root / "ct", n=6, rows=24, cols=20)
+    shutil.copy(get_testdata_file("MR_small.dcm"), root / "mr.dcm")
+    rng = np.random.default_rng(0)
+    imgs, labels = [], []
+    for k in range(24):   # CT-like training images: the series' grey levels with noise
+        ds = pydicom.dcmread(paths[k % 6])
+        px = (ds.pixel_array + rng.normal(0, 3, ds.pixel_array.shape)).astype(np.int16)
+        imgs.append((px, meta_from_dataset(ds)))
+        labels.append(k % 2)
+    model = tmp_path / "ood.safetensors"
+    _, card, fitted = make_ood_model_file(model, imgs, labels, size=32, temperature=1.3,
+                                          trained_on={"modality": ["CT"], "photometric": ["MONOCHROME2"]},
+                                          window={"center": 40, "width": 400})
+    out_json = tmp_path / "p.json"
+    code, out, err = _run(capsys, ["predict", str(root), "--model", str(model), "--json", str(out_json)])
+    assert code == 0, err
+    doc = json.loads(out_json.read_text())
+    assert doc["model"]["ood_check"] is True and doc["model"]["temperature"] == 1.3
+    by_uid = {s["series_uid"]: s for s in doc["series"]}
+    ct = by_uid[uid]
+    mr = next(s for s in doc["series"] if s["series_uid"] != uid)
+    for s in (ct, mr):
+        for it in s["items"]:
+            assert set(it["ood"]) == {"score", "flag"} and it["ood"]["flag"] == (it["ood"]["score"] > fitted.threshold)
+        flags = [it["ood"]["flag"] for it in s["items"]]
+        assert s["ood"] == {"flagged": sum(flags), "checked": len(flags),
+                            "fraction_flagged": sum(flags) / len(flags), "threshold": fitted.threshold}
+    assert ct["input_warnings"] == []
+    assert [w["field"] for w in mr["input_warnings"]] == ["modality"]
+    assert mr["input_warnings"][0]["message"] == "modality MR; the model was trained on CT"
+    assert f"series {mr['series_uid']}: modality MR; the model was trained on CT" in err
+    assert mr["items"][0]["ood"]["flag"], "an MR image is unlike CT slices"
+    entries = {e["series_uid"]: e for e in AuditLog().analyses()}
+    assert entries[mr["series_uid"]]["input_warnings"] == ["modality MR; the model was trained on CT"]
+    assert entries[mr["series_uid"]]["ood_checked"] and entries[mr["series_uid"]]["ood_fraction"] == 1.0
+    assert entries[uid]["ood_fraction"] == ct["ood"]["fraction_flagged"]

@@ -80,7 +80,25 @@ def test_card_round_trip_and_default_cam_layer():
     assert card.cam_layer == "layer4"
     back = ModelCard.from_json(card.to_json())
     assert back == card
-    assert json.loads(card.to_json())["format_version"] == 1
+    assert json.loads(card.to_json())["format_version"] == 1   # older releases read it
+    assert card.needed_format() == 1
+
+
+def test_cards_with_trust_fields_are_written_as_format_2(tmp_path):
+    """A calibrated or OOD-checked model must not be read by a release that would ignore
+    its temperature: such cards are saved as format 2 (older releases refuse them)."""
+    from medviewer.engine.modelfile import read_card, save_model
+    from medviewer.engine.registry import build_from_card
+
+    for extra in ({"temperature": 1.3}, {"trained_on": {"modality": ["CT"]}},
+                  {"operating_point": {"accuracy": 0.9}}):
+        card = _card(architecture="mobilenet_v3_small", input_size=32, **extra)
+        assert card.needed_format() == 2
+        path = save_model(tmp_path / "m.safetensors", build_from_card(card), card)
+        assert read_card(path).format_version == 2
+    plain = _card(architecture="mobilenet_v3_small", input_size=32)
+    path = save_model(tmp_path / "p.safetensors", build_from_card(plain), plain)
+    assert read_card(path).format_version == 1
 
 
 @pytest.mark.parametrize("change, message", [
@@ -94,6 +112,17 @@ def test_card_round_trip_and_default_cam_layer():
     ({"std": [1, 0, 1]}, "std"),
     ({"mean": [0.5]}, "mean"),
     ({"format_version": 99}, "newer"),
+    ({"temperature": 0}, "temperature"),
+    ({"temperature": "1.5"}, "temperature"),
+    ({"ood": {"method": "energy", "threshold": 1.0, "layers": []}}, "ood.*unknown method"),
+    ({"ood": {"method": "mahalanobis-ensemble", "threshold": 1.0, "layers": [{"name": "fc"}]}}, "ood"),
+    ({"ood": {"method": "mahalanobis-ensemble", "threshold": 1.0,
+              "layers": [{"name": "fc:input", "dim": 4, "components": 8, "residual_variance": 1.0,
+                          "center": 0.0, "scale": 1.0}]}}, "components"),
+    ({"ood": [1]}, "ood"),
+    ({"trained_on": {"colour": ["RGB"]}}, "trained_on.*unknown key"),
+    ({"trained_on": {"modality": "CT"}}, "trained_on"),
+    ({"operating_point": {"accuracy": [1]}}, "operating_point"),
 ])
 def test_card_validation_errors(change, message):
     data = _card().to_dict()

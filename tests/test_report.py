@@ -187,3 +187,42 @@ def test_report_builder_extension_points_for_other_results(ours, tmp_path):
     assert "Reader verdict" in html and "Accepted" in html
     assert "Regulatory notice" not in html  # a validated model: no "not validated" statement
     assert any(v == "model file SHA-256: unknown (no model file)" for _k, v in series_group.algorithm)
+
+
+@pytest.mark.parametrize("reader", ["report", "measurements", "key_images", "send"])
+def test_documents_that_are_not_regular_files_are_refused_without_blocking(tmp_path, reader):
+    """An SR path that is a named pipe (or a device) is refused at once with one line:
+    opening a FIFO for reading would block until a writer appears."""
+    import os
+    import threading
+
+    from medviewer.viewer.measure.keyimages import read_key_images
+    from medviewer.viewer.measure.report import ReportError as MeasureReportError
+    from medviewer.viewer.measure.report import read_report as read_measurements
+    from medviewer.viewer.pacs.dimse import read_for_send
+
+    fifo = tmp_path / "report.dcm"
+    os.mkfifo(fifo)
+    outcome: list[str] = []
+
+    def run() -> None:
+        try:
+            if reader == "send":
+                ds, why = read_for_send(fifo)
+                outcome.append(f"refused: {why}" if ds is None else "read")
+            else:
+                func = {"report": read_report, "measurements": read_measurements, "key_images": read_key_images}
+                func[reader](fifo)
+                outcome.append("read")
+        except (ReportError, MeasureReportError) as exc:
+            outcome.append(f"refused: {exc}")
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(10)
+    if t.is_alive():  # unblock the reader so the test process can end
+        with open(fifo, "wb"):
+            pass
+        pytest.fail(f"{reader}: blocked on a FIFO")
+    assert len(outcome) == 1 and outcome[0].startswith("refused: "), outcome
+    assert "regular file" in outcome[0] and "\n" not in outcome[0]

@@ -69,6 +69,9 @@ def test_ece_is_read_when_present_and_unpaired_runs_say_why(runs, tmp_path, caps
     rep = json.loads((tmp_path / "sgd" / "report.json").read_text())
     rep["test"]["ece"] = 0.0421
     (tmp_path / "sgd" / "report.json").write_text(json.dumps(rep))
+    old = json.loads((tmp_path / "adamw" / "report.json").read_text())   # a run from before ECE was reported
+    del old["test"]["ece"]
+    (tmp_path / "adamw" / "report.json").write_text(json.dumps(old))
     lines = (tmp_path / "adamw" / "predictions.csv").read_text().splitlines()
     (tmp_path / "adamw" / "predictions.csv").write_text("\n".join(lines[:-1]) + "\n")   # one image fewer
     (tmp_path / "junk").mkdir()

@@ -58,7 +58,7 @@ def test_report_json_schema_is_exact(run):
                                                  "val_accuracy", "lr", "seconds"}] * 2
     assert set(rep["test"]) == {"accuracy", "balanced_accuracy", "macro_precision", "macro_recall", "macro_f1",
                                 "weighted_f1", "log_loss", "macro_roc_auc", "roc_auc", "confusion_matrix",
-                                "per_class", "ci95"}
+                                "per_class", "ece", "ece_uncalibrated", "ood_flagged", "ci95"}
     ci = rep["test"]["ci95"]
     assert set(ci) == {"accuracy", "balanced_accuracy", "macro_precision", "macro_recall", "macro_f1",
                        "macro_roc_auc", "roc_auc"} and set(ci["roc_auc"]) == {"cavity", "nodule", "normal"}
@@ -94,6 +94,49 @@ def test_metrics_equal_scikit_learn_on_predictions_csv(run):
     for i, c in enumerate(classes):
         assert t["roc_auc"][c] == pytest.approx(skm.roc_auc_score(y == i, p[:, i]))
     assert t["macro_roc_auc"] == pytest.approx(np.mean(list(t["roc_auc"].values())))
+    from medviewer.engine.train.calibrate import ece
+
+    assert t["ece"] == pytest.approx(ece(p, y))          # the CSV holds the calibrated probabilities
+
+
+def test_card_carries_temperature_ood_model_and_what_it_was_trained_on(run):
+    """The trainer fits the temperature and the OOD model after training; `predict` with
+    the saved file reproduces the calibrated test probabilities of predictions.csv."""
+    import cv2
+
+    from medviewer.engine.modelfile import load_model
+
+    data, out = run
+    m = load_model(out / "model.safetensors", device="cpu", cache=False)
+    card = m.card
+    assert card.format_version == 2 and 0.05 <= card.temperature <= 20
+    assert m.ood is not None and card.ood["method"] == "mahalanobis-ensemble"
+    fit = card.ood["fit"]
+    assert fit["train_images"] == 24 and fit["calibration_split"] == "val" and fit["test_images"] == 6
+    assert 0 <= fit["test_flagged"] <= 1 and fit["probe_images"] > 30 and 0 <= fit["probe_auroc"] <= 1
+    assert card.trained_on == {"photometric": ["MONOCHROME2"]}        # PNG files: no modality, no body part
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["test"]["ood_flagged"] == pytest.approx(fit["test_flagged"])
+    assert card.metrics["ece"] == pytest.approx(rep["test"]["ece"])
+    assert card.metrics["ece_uncalibrated"] == pytest.approx(rep["test"]["ece_uncalibrated"])
+    op = card.operating_point
+    assert op["images"] == 6 and set(op["sensitivity"]) == set(m.classes) and op["ood_threshold"] == m.ood.threshold
+    with (out / "predictions.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    imgs = [cv2.imread(r["path"], cv2.IMREAD_UNCHANGED) for r in rows]
+    served = engine.predict(m, imgs)
+    saved = np.array([[float(r[f"p_{c}"]) for c in m.classes] for r in rows])
+    np.testing.assert_allclose(served, saved, atol=0.02)
+    html = (out / "report.html").read_text()
+    assert "Calibration and out-of-distribution check" in html and "mahalanobis-ensemble" in html
+
+
+def test_declared_modality_and_body_part_are_recorded(tmp_path):
+    from medviewer.engine.train.trust import merge_declared
+
+    got = merge_declared({"photometric": ["MONOCHROME2"]}, "ct", "chest, abdomen")
+    assert got == {"photometric": ["MONOCHROME2"], "modality": ["CT"], "body_part": ["CHEST", "ABDOMEN"]}
+    assert merge_declared({"modality": ["MR"]}, "", "") == {"modality": ["MR"]}
 
 
 def test_test_only_reevaluates_saved_model(run):

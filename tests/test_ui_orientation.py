@@ -98,11 +98,15 @@ def test_edge_letters_follow_the_image_orientation(qtbot, window, tmp_path, monk
             assert left < 0 and top < 0 and anchors["left"][0] == 0 and anchors["top"][1] == 0
         for edge, (x, y) in anchors.items():
             assert 0 <= x <= c.width() and 0 <= y <= c.height()
+            # just inside the image edge, or just outside it where the view has room
             inside = {"left": (x + 14, y), "right": (x - 14, y), "top": (x, y + 16), "bottom": (x, y - 16)}[edge]
-            assert _changed_near(img, plain, *inside) > 3, (name, zoom, edge)
+            outside = {"left": (x - 14, y), "right": (x + 14, y), "top": (x, y - 16), "bottom": (x, y + 16)}[edge]
+            assert max(_changed_near(img, plain, *inside), _changed_near(img, plain, *outside)) > 3, \
+                (name, zoom, edge)
     # hidden with the corner text
     window.state.set_show_text(False)
-    assert _changed_near(c.grab_view(), _grab_without_markers(c, monkeypatch), *inside) == 0
+    hidden, plain = c.grab_view(), _grab_without_markers(c, monkeypatch)
+    assert _changed_near(hidden, plain, *inside) == 0 and _changed_near(hidden, plain, *outside) == 0
 
 
 def test_projection_image_letters_from_patient_orientation(qtbot, window, tmp_path):
@@ -171,3 +175,68 @@ def test_markers_leave_the_corner_text_font_alone(qtbot, window, tmp_path, monke
     monkeypatch.setattr(c, "edge_labels", lambda: None)
     c.grab_view()
     assert fonts[-1] == with_markers and not with_markers[0]
+
+
+def test_edge_letters_outside_the_image_and_clear_of_corner_texts_and_badges(qtbot):
+    """Letters sit outside the image where the view has room; in a narrow view the top /
+    bottom letters move below / above the corner lines they would cover, and past badges."""
+    from PySide6.QtCore import QRectF
+    from PySide6.QtGui import QImage, QPainter
+
+    from medviewer.viewer.ui.overlays import corner_text_boxes, edge_label_boxes
+
+    texts = {"tl": ["CHEST^PHANTOM, ANONYMOUS", "Series 3: CT THORAX WITH CONTRAST", "Im 12/40"],
+             "tr": ["Study 2026-11-30"], "bl": ["W 400 L 40 (CT lung window preset)", "Zoom 0.52", "Z -120.5 mm"],
+             "br": []}
+    letters = {"top": "A", "bottom": "P", "left": "R", "right": "L"}
+    img = QImage(240, 320, QImage.Format.Format_RGB32)
+    p = QPainter(img)
+    try:
+        # the image fills a narrow view: letters inside it, clear of the corner lines
+        geo = ViewGeometry(240, 320, 240, 320, 1.0)
+        corners = corner_text_boxes(p, texts, 240, 320)
+        assert len(corners) == 2          # the top-right line has no room beside the top-left ones
+        boxes = edge_label_boxes(p, geo.edge_anchors(), letters, 240, 320, corners)
+        view = QRectF(0, 0, 240, 320)
+        for edge, box in boxes.items():
+            assert view.contains(box) and not any(box.intersects(r) for r in corners), edge
+        assert boxes["top"].top() > corners[0].bottom() and boxes["bottom"].bottom() < corners[1].top()
+        assert abs(boxes["top"].center().x() - 120) < 1 and boxes["left"].left() == pytest.approx(6)
+        # a badge under the corner text: the top letter goes below it too
+        badge = QRectF(80, boxes["top"].top() - 2, 80, 20)
+        below = edge_label_boxes(p, geo.edge_anchors(), letters, 240, 320, corners + [badge])
+        assert below["top"].top() > badge.bottom()
+        # a small image in a wide view: every letter outside the image, next to its edge
+        small = ViewGeometry(1600, 900, 40, 30, 1.0, zoom=10.0)      # 400 x 300 in the middle
+        left, top, w, h = small.image_rect()
+        image = QRectF(left, top, w, h)
+        boxes = edge_label_boxes(p, small.edge_anchors(), letters, 1600, 900, [])
+        for edge, box in boxes.items():
+            assert not box.intersects(image), edge
+        assert boxes["top"].bottom() == pytest.approx(top - 6) and boxes["left"].right() == pytest.approx(left - 6)
+    finally:
+        p.end()
+
+
+def test_right_corner_lines_shortened_where_they_would_run_into_the_left_ones(qtbot):
+    from PySide6.QtGui import QFont, QFontMetricsF
+
+    from medviewer.viewer.ui.overlays import fit_corner_texts
+
+    font = QFont()
+    font.setPointSize(max(9, font.pointSize()))
+    fm = QFontMetricsF(font)
+    texts = {"tl": ["DEMO, PHANTOM", "ID: DEMO0001", "Born: 1970-01-01"],
+             "tr": ["2024-01-01", "Demo CT phantom (generated)"],
+             "bl": ["Im 15/48", "Loc: z 22.50 mm"], "br": ["W: 1500  L: -600  (Lung)", "Zoom: 107%"]}
+    wide = fit_corner_texts(fm, texts, 1200)
+    assert wide == texts
+    narrow = fit_corner_texts(fm, texts, 260)
+    assert narrow["tl"] == texts["tl"] and narrow["bl"] == texts["bl"]
+    assert narrow["tr"][0] == "2024-01-01"
+    short = narrow["tr"][1]
+    assert short != texts["tr"][1] and (short == "" or short.endswith("\u2026"))
+    for left, right in ((narrow["tl"][1], short), (narrow["bl"][-1], narrow["br"][-1])):
+        assert fm.horizontalAdvance(left) + fm.horizontalAdvance(right) + 12 <= 260 - 12 + 1e-6
+    # bottom rows pair from the bottom: "Zoom" with "Loc", the window line with "Im"
+    assert narrow["br"][1] == "Zoom: 107%"

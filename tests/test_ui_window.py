@@ -278,17 +278,20 @@ def test_ruler_measures_mm_from_pixel_spacing(qtbot, opened):
     w = opened
     c = w.canvas
     w.state.set_zoom(8.0)
-    w.state.set_ruler_mode(True)
+    w.actions_by_name["ruler"].trigger()          # R: the distance tool
     a, b = c.image_to_screen(2, 2), c.image_to_screen(12, 6)
     drag(c, Qt.MouseButton.LeftButton, a, b)
-    (pa, pb), = c.rulers()
-    length, unit = c.ruler_length(pa, pb)
+    session = w.reading.tools.session
+    study = w.state.study_uid_of(w.state.series)
+    sop = w.state.header().SOPInstanceUID
+    (ann,) = session.on_image(study, sop, None)
+    assert np.allclose(ann.shape.points(), [(2, 2), (12, 6)])
     # PixelSpacing = (row 0.5 mm, column 0.8 mm): dx = 10 cols, dy = 4 rows
-    assert unit == "mm"
-    assert length == pytest.approx(math.hypot(10 * 0.8, 4 * 0.5), rel=1e-6)
+    assert ann.numbers["unit"] == "mm"
+    assert ann.numbers["length"] == pytest.approx(math.hypot(10 * 0.8, 4 * 0.5), rel=1e-6)
     w.state.step(1)
     settle(qtbot, w)
-    assert c.rulers() == []  # rulers belong to their slice
+    assert session.on_image(study, w.state.header().SOPInstanceUID, None) == []  # it belongs to its slice
 
 
 def test_anisotropic_pixels_are_shown_with_their_true_shape(qtbot, opened):

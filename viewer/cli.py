@@ -6,6 +6,7 @@
     medviewer measure PATH --roi ...   ROI statistics         (viewer.measure.cli)
     medviewer predict PATH --model F   AI inference           (engine.cli)
     medviewer convert-model IN OUT     .pt -> .safetensors    (engine.cli)
+    medviewer audit [...]              AI audit log           (engine.audit_cli)
     medviewer pacs echo|find|get|send  PACS (DIMSE, DICOMweb) (viewer.pacs.cli)
     medviewer ensemble M... --out E    ensemble model file    (engine.cli_models)
     medviewer export-model M --onnx O  ONNX / TorchScript     (engine.cli_models)
@@ -40,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("medviewer.engine.cli", "main_predict"),
     "pacs": ("medviewer.viewer.pacs.cli", "main_pacs"),
     "convert-model": ("medviewer.engine.cli", "main_convert"),
+    "audit": ("medviewer.engine.audit_cli", "main_audit"),
     "ensemble": ("medviewer.engine.cli_models", "main_ensemble"),
     "export-model": ("medviewer.engine.cli_models", "main_export"),
     "compare": ("medviewer.engine.train.compare", "main_compare"),
@@ -58,8 +60,9 @@ SUMMARIES: dict[str, str] = {
     "demo-study": "write the generated demo CT study to a folder",
     "measure": "area, mean, SD, min and max of an ellipse or rectangle ROI on one image",
     "pacs": "talk to a PACS over DIMSE or DICOMweb: echo, find, get, send",
-    "predict": "run a model on a study or image files; probabilities as JSON, Grad-CAM maps",
+    "predict": "run a model on a study or image files; calibrated probabilities, OOD flags, Grad-CAM maps",
     "convert-model": "turn a PyTorch state dict (.pt) into a medviewer .safetensors model file",
+    "audit": "list the AI audit log (analyses, OOD fractions, readers' verdicts); --json/--csv, --verify",
     "ensemble": "combine models of the same classes into one ensemble model file",
     "export-model": "export a model to ONNX and/or TorchScript, checked against torch",
     "compare": "compare training runs: table with 95% intervals, curves, ROC, paired tests",

@@ -191,19 +191,23 @@ def main_export(argv: list[str]) -> int:
 
 
 def main_demo_study(argv: list[str]) -> int:
-    """`medviewer demo-study [OUT]`: write the generated demo CT phantom, print its folder."""
-    from medviewer.viewer.io.demo import make_demo_study
+    """`medviewer demo-study [OUT] [--prior]`: write the generated demo CT phantom (or its
+    prior study), print its folder."""
+    from medviewer.viewer.io.demo import make_demo_study, make_prior_study
 
     p = Parser(prog="medviewer demo-study",
                description="Write the generated 48-slice demo CT phantom (the study `--demo` opens) "
                            "and print its folder, e.g. for `medviewer predict $(medviewer demo-study) "
                            "--model demo`.")
     p.add_argument("out", nargs="?", help="parent folder (default: medviewer's cache folder)")
+    p.add_argument("--prior", action="store_true",
+                   help="write the prior study of the demo patient instead (a year earlier), for "
+                        "File > Open prior study and the compare layout")
     args = p.parse_args(argv)
     if args.out is not None and not Path(args.out).is_dir():
         raise UsageError(f"{args.out}: not a folder")
     try:
-        print(make_demo_study(args.out))
+        print(make_prior_study(args.out) if args.prior else make_demo_study(args.out))
     except OSError as exc:
         raise UsageError(f"{args.out or 'cache folder'}: cannot write the demo study ({exc.strerror})") from None
     return EXIT_OK

@@ -66,6 +66,13 @@ def relative(result: ScanResult, path: Path) -> str:
         return printable(path.as_posix())
 
 
+def item_reason(name: str, reason: str) -> str:
+    """A decode error's text without the file name it starts with (the line names the file)."""
+    prefix = f"{printable(name)}: "
+    reason = printable(reason)
+    return reason[len(prefix):] if reason.startswith(prefix) else reason
+
+
 def report_skipped(prog: str, result: ScanResult) -> None:
     """One stderr line per skipped file (the reason exit code 1 is given).
 

@@ -213,9 +213,11 @@ class SelfTest:
         if cam.shape != stored.shape[:2] or not np.all(np.isfinite(cam)):
             raise CheckFailed(f"Grad-CAM map {cam.shape} does not match the image {stored.shape[:2]}")
         top = int(np.argmax(probs[0]))
+        ood = "OOD check" if getattr(self.model, "ood", None) is not None else "no OOD check"
         return (f"{path.name}: {getattr(self.model.card, 'architecture', 'model')}, "
                 f"p({classes[top]})={probs[0, top]:.3f}, CAM {cam.shape[0]}x{cam.shape[1]} "
-                f"range {cam.min():.2f}..{cam.max():.2f}")
+                f"range {cam.min():.2f}..{cam.max():.2f}, {ood}, "
+                f"temperature {getattr(self.model, 'temperature', 1.0):.2f}")
 
     def inference_time(self) -> str:
         if self.model is None or self.image is None:

@@ -1,4 +1,4 @@
-"""The one per-user folder of medviewer: models, logs, settings (and later audit/annotations).
+"""The one per-user folder of medviewer: models, logs, settings, the AI audit log.
 
     Linux    $XDG_DATA_HOME/medviewer        (default ~/.local/share/medviewer)
     macOS    ~/Library/Application Support/medviewer
@@ -9,6 +9,7 @@
     models/          user models (``*.safetensors``), found by name as well as by path
     logs/            the rotating log (medviewer.log)
     settings.ini     viewer settings (window layout, recent folders, AI choices)
+    audit.sqlite     the append-only log of AI analyses and readers' verdicts (engine.audit)
 
 Older releases kept models under ``<AppData>/medviewer/medviewer/models`` and settings in
 Qt's native store; `legacy_models_dirs` lists the old model folder so models there still
@@ -53,6 +54,12 @@ def settings_file() -> Path:
     """Settings INI: <$MEDVIEWER_SETTINGS_DIR>/medviewer.ini, else <user data>/settings.ini."""
     env = os.environ.get("MEDVIEWER_SETTINGS_DIR")
     return Path(env).expanduser() / f"{APP}.ini" if env else user_data_dir() / "settings.ini"
+
+
+def audit_file() -> Path:
+    """The AI audit log: $MEDVIEWER_AUDIT_FILE, else <user data>/audit.sqlite."""
+    env = os.environ.get("MEDVIEWER_AUDIT_FILE")
+    return Path(env).expanduser() if env else user_data_dir() / "audit.sqlite"
 
 
 def legacy_models_dirs() -> list[Path]:

@@ -26,6 +26,7 @@ from medviewer.engine.dicomout.uids import derive_uid, instance_uid, series_uid
 from medviewer.viewer.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from medviewer.engine.dicomout.trust import TrustInfo
     from medviewer.engine.modelfile import LoadedModel
     from medviewer.engine.series import SeriesPrediction
     from medviewer.viewer.display import Window
@@ -141,7 +142,8 @@ def write_series_outputs(model: "LoadedModel", series: "Series", prediction: "Se
                          model_path: str | Path | None = None, aggregate: str = "mean", top_k: int = 3,
                          window: "Window | None" = None, batch_size: int = 16,
                          notify: Callable[[str], None] | None = None,
-                         should_stop: Callable[[], bool] | None = None) -> list[Path]:
+                         should_stop: Callable[[], bool] | None = None,
+                         trust: "TrustInfo | None" = None) -> list[Path]:
     """Write the SR, the Secondary Capture series and (with `maps`) the Parametric Map of one series.
 
     `prediction` is what `engine.series.predict_series` returned for `series.items`;
@@ -151,10 +153,13 @@ def write_series_outputs(model: "LoadedModel", series: "Series", prediction: "Se
     their paths.  A Parametric Map that cannot be made (no patient geometry) is
     reported through `notify(one line)` and left out; other problems raise
     DicomOutputError (one line naming the series).
+    `trust` (engine.dicomout.trust.TrustInfo): the OOD check, input warnings, audit
+    entry and reader's verdict for the SR; default: the OOD scores of `prediction`.
     """
     from medviewer import __version__
     from medviewer.engine.dicomout.sc import banner_lines, build_sc, compose
     from medviewer.engine.dicomout.sr import ReportBuilder
+    from medviewer.engine.dicomout.trust import TrustInfo, add_trust
     from medviewer.viewer.display import render
 
     slices = parse_slices(slices)
@@ -204,6 +209,7 @@ def write_series_outputs(model: "LoadedModel", series: "Series", prediction: "Se
         written.append(_write(sc, folder / f"{stem}-sc-{src.index + 1:04d}.dcm"))
 
     builder = ReportBuilder(info, result, software_version=software)
+    add_trust(builder, trust if trust is not None else TrustInfo.from_prediction(prediction))
     sr = builder.build(series_uid=uid_sr, sop_uid=instance_uid(uid_sr, "report"), series_number=numbers["sr"])
     written.insert(0, _write(sr, folder / f"{stem}-sr.dcm"))
 

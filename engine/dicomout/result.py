@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,30 +10,10 @@ import numpy as np
 
 from medviewer.engine.card import not_validated_notice
 from medviewer.engine.dicomout.source import SourceImage
+from medviewer.engine.modelfile import file_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
     from medviewer.engine.modelfile import LoadedModel
-
-_hash_cache: dict[tuple[str, int, int], str] = {}
-_hash_lock = threading.Lock()
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file, cached per (path, mtime, size)."""
-    path = Path(path)
-    st = path.stat()
-    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
-    with _hash_lock:
-        if key in _hash_cache:
-            return _hash_cache[key]
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    digest = h.hexdigest()
-    with _hash_lock:
-        _hash_cache[key] = digest
-    return digest
 
 
 @dataclass(frozen=True)

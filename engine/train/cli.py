@@ -112,6 +112,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     m.add_argument("--name", default="", help="model name in the card")
     m.add_argument("--intended-use", choices=("research", "demo", "validated"), default="research")
     m.add_argument("--half", action="store_true", help="store the weights as float16")
+    m.add_argument("--modality", default="", metavar="CODE[,CODE]",
+                   help="DICOM modality of training images that carry none (PNG/JPEG exports), e.g. CT; "
+                        "recorded in the card for the viewer's input check")
+    m.add_argument("--body-part", default="", metavar="TERM[,TERM]",
+                   help="Body Part Examined of training images that carry none, e.g. CHEST")
     o = p.add_argument_group("optimisation")
     o.add_argument("--optimizer", choices=("adam", "adamw", "sgd", "adamax"), default="adamw")
     o.add_argument("--lr", type=float, default=1e-3)

@@ -109,6 +109,8 @@ class ImageSet:
     sizes: list[tuple[int, int]]       # source (rows, cols)
     hashes: list[str]                  # sha256 of the file bytes
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    # (modality, photometric interpretation, body part) per image, "" when unknown
+    acquisition: list[tuple[str, str, str]] = field(default_factory=list)
 
     def split_indices(self, split: str) -> list[int]:
         return [i for i, s in enumerate(self.samples) if s.split == split]
@@ -122,10 +124,27 @@ def _load_one(sample: Sample, spec: PreprocessSpec):
             raise ValueError("empty image")
         tensor, _ = preprocess(stored, meta, spec)
         digest = hashlib.sha256(data).hexdigest()
-        return tensor.to(torch.float16), (int(stored.shape[0]), int(stored.shape[1])), digest
+        return (tensor.to(torch.float16), (int(stored.shape[0]), int(stored.shape[1])), digest,
+                acquisition(sample.path, stored, meta))
     except Exception as exc:   # any decoder failure: listed and skipped, never fatal
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return f"{type(exc).__name__}: {msg}"[:200]
+
+
+def acquisition(path: Path, stored: np.ndarray, meta: Any) -> tuple[str, str, str]:
+    """(Modality, Photometric Interpretation, Body Part Examined) of one training image
+    (PS3.3 C.7.3.1, C.7.6.3); plain images: ("", "MONOCHROME2" or "RGB", "")."""
+    if meta is None:
+        return "", "RGB" if stored.ndim == 3 else "MONOCHROME2", ""
+    body = ""
+    try:
+        import pydicom
+
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=["BodyPartExamined"])
+        body = str(ds.get("BodyPartExamined", "") or "").strip()
+    except Exception:   # the pixels were readable; a missing body part is just unknown
+        pass
+    return meta.modality or "", meta.photometric or "", body
 
 
 def load_images(samples: Sequence[Sample], classes: Sequence[str], spec: PreprocessSpec,
@@ -136,6 +155,7 @@ def load_images(samples: Sequence[Sample], classes: Sequence[str], spec: Preproc
     xs: list[torch.Tensor] = []
     sizes: list[tuple[int, int]] = []
     hashes: list[str] = []
+    acq: list[tuple[str, str, str]] = []
     skipped: list[tuple[Path, str]] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for k, (s, res) in enumerate(zip(samples, pool.map(lambda s: _load_one(s, spec), samples))):
@@ -146,12 +166,13 @@ def load_images(samples: Sequence[Sample], classes: Sequence[str], spec: Preproc
                 xs.append(res[0])
                 sizes.append(res[1])
                 hashes.append(res[2])
+                acq.append(res[3])
             if progress:
                 progress(k + 1, len(samples))
     size = spec.input_size
     x = torch.stack(xs) if xs else torch.zeros((0, 3, size, size), dtype=torch.float16)
     y = torch.tensor([index[s.label] for s in kept], dtype=torch.long)
-    return ImageSet(kept, x, y, sizes, hashes, skipped)
+    return ImageSet(kept, x, y, sizes, hashes, skipped, acq)
 
 
 def duplicates_across_splits(images: ImageSet) -> list[dict[str, Any]]:

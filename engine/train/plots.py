@@ -84,19 +84,30 @@ def roc_pr(y: np.ndarray, probs: np.ndarray, classes: Sequence[str], out: Path) 
     return names
 
 
-def reliability(y: np.ndarray, probs: np.ndarray, path: Path, bins: int = 10) -> str:
-    conf, pred = probs.max(1), probs.argmax(1)
+def reliability(y: np.ndarray, probs: np.ndarray, path: Path, probs_uncalibrated: np.ndarray | None = None,
+                bins: int | None = None) -> str:
+    """Reliability diagram of the top-class confidence (15 equal-width bins, the bins of
+    the report's ECE): accuracy per bin after calibration and, when given, before."""
+    from medviewer.engine.train.calibrate import ECE_BINS, ece
+    from medviewer.engine.train.calibrate import reliability as table
+
+    bins = bins or ECE_BINS
+    fig, ax = plt.subplots(figsize=(5, 4.2))
     edges = np.linspace(0, 1, bins + 1)
-    idx = np.clip(np.digitize(conf, edges) - 1, 0, bins - 1)
-    acc = [np.mean(pred[idx == b] == y[idx == b]) if np.any(idx == b) else np.nan for b in range(bins)]
-    mid = (edges[:-1] + edges[1:]) / 2
-    ece = sum(np.sum(idx == b) * abs(acc[b] - np.mean(conf[idx == b]))
-              for b in range(bins) if np.any(idx == b)) / max(len(y), 1)
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    ax.bar(mid, np.nan_to_num(acc), width=1 / bins, edgecolor="k", alpha=.7, label="accuracy")
+    mid, width = (edges[:-1] + edges[1:]) / 2, 1 / bins
+    series = [("calibrated", probs, "#0a6ebd")]
+    if probs_uncalibrated is not None:
+        series.insert(0, ("uncalibrated", probs_uncalibrated, "#d9822b"))
+    shift = width / (2 * len(series))
+    for k, (label, p, colour) in enumerate(series):
+        t = table(p, y, bins)
+        x = mid + (k - (len(series) - 1) / 2) * 2 * shift
+        ax.bar(x, np.nan_to_num(t["accuracy"]), width=2 * shift, color=colour, edgecolor="k", alpha=.75,
+               label=f"{label} (ECE {ece(p, y):.3f})")
     ax.plot([0, 1], [0, 1], "k:", label="perfect calibration")
-    ax.set(xlabel="confidence (top class)", ylabel="accuracy", title=f"reliability (ECE {ece:.3f})")
-    ax.legend()
+    ax.set(xlabel="confidence (top class)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1.02),
+           title=f"reliability, {bins} bins")
+    ax.legend(fontsize=8, loc="upper left")
     return _save(fig, path)
 
 
@@ -149,7 +160,7 @@ def gallery(images: Any, test_idx: Sequence[int], probs: np.ndarray, classes: Se
 
 def write_html(out: Path, rep: dict, summ: dict, images: Any, test_idx: Sequence[int],
                probs: np.ndarray | None, classes: Sequence[str], card: Any, model: Any,
-               cls_text: str, n_gallery: int = 12) -> Path:
+               cls_text: str, n_gallery: int = 12, probs_uncalibrated: np.ndarray | None = None) -> Path:
 
     pdir = out / "plots"
     pdir.mkdir(exist_ok=True)
@@ -164,14 +175,15 @@ def write_html(out: Path, rep: dict, summ: dict, images: Any, test_idx: Sequence
         figs.append(("Confusion matrix", confusion(t["confusion_matrix"], classes, pdir / "confusion.png")))
         roc, pr = roc_pr(y, probs, classes, pdir)
         figs += [("ROC", roc), ("Precision-recall", pr)]
-        figs.append(("Reliability", reliability(y, probs, pdir / "reliability.png")))
+        figs.append(("Reliability (calibration)", reliability(y, probs, pdir / "reliability.png",
+                                                              probs_uncalibrated)))
         g = gallery(images, test_idx, probs, classes, card, model, pdir / "misclassified.png", n_gallery)
         if g:
             figs.append(("Misclassified test images with Grad-CAM", g))
     ci = t.get("ci95") or {}
-    rows = [[k, t[k], _ci(ci.get(k))] for k in ("accuracy", "balanced_accuracy", "macro_precision",
-                                                "macro_recall", "macro_f1", "weighted_f1", "log_loss",
-                                                "macro_roc_auc")]
+    rows = [[k, t.get(k), _ci(ci.get(k))] for k in ("accuracy", "balanced_accuracy", "macro_precision",
+                                                    "macro_recall", "macro_f1", "weighted_f1", "log_loss",
+                                                    "macro_roc_auc", "ece", "ece_uncalibrated", "ood_flagged")]
     per = [[c, v["precision"], v["recall"], v["f1"], v["support"], t["roc_auc"].get(c),
             _ci((ci.get("roc_auc") or {}).get(c))] for c, v in t["per_class"].items()]
     n_boot = rep["hyperparameters"].get("bootstrap")
@@ -193,6 +205,7 @@ def write_html(out: Path, rep: dict, summ: dict, images: Any, test_idx: Sequence
              "<h2>Test metrics</h2>", html_table(rows, ["metric", "value", "95% CI"]),
              html_table(per, ["class", "precision", "recall", "F1", "support", "ROC AUC", "95% CI"]), ci_note,
              f"<pre>{html.escape(cls_text)}</pre>",
+             *_trust_html(card),
              "<h2>Data</h2>", html_table([[s] + [rep["splits"][s][c] for c in classes]
                                           for s in ("train", "val", "test")], ["split", *classes])]
     if rep["class_map"]:
@@ -219,6 +232,25 @@ def write_html(out: Path, rep: dict, summ: dict, images: Any, test_idx: Sequence
     path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>medviewer report</title>"
                     f"<style>{style}</style></head><body>{''.join(parts)}</body></html>", encoding="utf-8")
     return path
+
+
+def _trust_html(card: Any) -> list[str]:
+    """Calibration, the OOD check and what the model was trained on (from the card)."""
+    rows: list[list[Any]] = [["temperature (fitted on the validation split)", card.temperature]]
+    fit = (card.ood or {}).get("fit", {})
+    if card.ood:
+        rows.append(["OOD method", card.ood["method"] + " over " +
+                     ", ".join(layer["name"] for layer in card.ood["layers"])])
+        rows.append(["OOD threshold (quantile of validation scores)",
+                     f"{card.ood['threshold']:.4g} ({card.ood['quantile']:.0%})"])
+        for key in ("val_flagged", "test_flagged", "probe_auroc", "probe_flagged", "probe_images"):
+            if key in fit:
+                rows.append([f"OOD {key.replace('_', ' ')}", fit[key]])
+    else:
+        rows.append(["OOD check", "none"])
+    for key, values in (card.trained_on or {}).items():
+        rows.append([f"trained on: {key.replace('_', ' ')}", ", ".join(values)])
+    return ["<h2>Calibration and out-of-distribution check</h2>", html_table(rows, ["", "value"])]
 
 
 def html_table(rows: list[list[Any]], header: list[str]) -> str:

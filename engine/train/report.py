@@ -1,7 +1,10 @@
 """Training outputs: report.json (exact schema of issue 4), predictions.csv, report.html.
 
 ``report.json`` holds exactly the keys classes, class_map, splits,
-hyperparameters, history, test, search.  The dataset summary (image sizes,
+hyperparameters, history, test, search.  Probabilities in ``test`` and in
+``predictions.csv`` are calibrated (the card's temperature); ``test`` also holds
+``ece`` (after calibration), ``ece_uncalibrated`` (15 equal-width bins, top label)
+and ``ood_flagged`` (fraction of test images the OOD check flags).  The dataset summary (image sizes,
 skipped files, duplicates across splits) goes to ``dataset.json`` and the
 HTML report, never patient data: only file paths chosen by the user.
 """
@@ -98,7 +101,8 @@ def write_text(path: Path, text: str) -> None:
 def write_all(out: Path, *, args: Any, index: Any, images: Any, summ: dict, history: list[dict],
               test_idx: Sequence[int], probs: np.ndarray | None, metrics: dict, search: dict | None,
               card: Any, model: Any, log: Callable[[str], None] = print, cv: dict | None = None,
-              training: dict | None = None, warnings: Sequence[str] = ()) -> dict:
+              training: dict | None = None, warnings: Sequence[str] = (),
+              probs_uncalibrated: np.ndarray | None = None) -> dict:
     from medviewer.engine.train.runlog import write_history_csv
 
     classes = index.classes
@@ -118,7 +122,7 @@ def write_all(out: Path, *, args: Any, index: Any, images: Any, summ: dict, hist
 
             write_html(out, rep, summ, images, test_idx, probs, classes, card, model,
                        classification_text(y_test, probs, classes) if probs is not None else "",
-                       n_gallery=getattr(args, "gallery", 12))
+                       n_gallery=getattr(args, "gallery", 12), probs_uncalibrated=probs_uncalibrated)
             log(f"wrote {out / 'report.html'}")
         except Exception as exc:  # plots are a convenience: never lose the model over them
             log(f"warning: report.html not written ({type(exc).__name__}: {exc})")

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from medviewer.engine import registry
@@ -24,7 +25,9 @@ from medviewer.engine.preprocess import PreprocessSpec
 from medviewer.engine.train import ddp
 from medviewer.engine.train.data import counts_table, discover
 from medviewer.engine.train.images import ImageSet, load_images, summary
+from medviewer.engine.train import calibrate
 from medviewer.engine.train.loop import FitResult, evaluate, fit
+from medviewer.engine.train.trust import TrustResult, fit_trust, merge_declared, operating_point, score_images
 from medviewer.viewer.errors import DatasetError, UsageError
 
 MODEL_FILE = "model.safetensors"
@@ -107,6 +110,33 @@ def prepare(args: Any, log: Callable[[str], None],
     return index, images, card, summ
 
 
+def _trust(args: Any, loaded: Any, model: torch.nn.Module, card: ModelCard, images: ImageSet, tr: list[int],
+           va: list[int], te: list[int], device: torch.device, log: Callable[[str], None]) -> TrustResult:
+    """Fit the temperature and the OOD model (or, with --test-only, use the saved ones)."""
+    if loaded is not None:
+        scores = (score_images(loaded.module, loaded.ood, images.x, te, args.batch_size, device)
+                  if loaded.ood is not None and len(te) else None)
+        return TrustResult(loaded.temperature, loaded.ood, scores, dict(card.trained_on))
+    trust = fit_trust(model, args.arch, images, tr, va, te, len(card.classes), args.batch_size, device,
+                      PreprocessSpec.from_card(card), log)
+    trust.trained_on = merge_declared(trust.trained_on, getattr(args, "modality", ""),
+                                      getattr(args, "body_part", ""))
+    log("trained on: " + (", ".join(f"{k} {'/'.join(v)}" for k, v in trust.trained_on.items()) or "unknown"))
+    return trust
+
+
+class _Scaled(torch.nn.Module):
+    """`model`'s logits divided by a temperature (for TTA's mean of calibrated softmaxes)."""
+
+    def __init__(self, model: torch.nn.Module, temperature: float) -> None:
+        super().__init__()
+        self.model = model
+        self.temperature = float(temperature)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x) / self.temperature
+
+
 def data_digest(images: ImageSet) -> str:
     h = hashlib.sha256()
     for digest, s in sorted(zip(images.hashes, (s.label + s.split for s in images.samples))):
@@ -144,6 +174,7 @@ def _main(args: Any, dist: ddp.DistInfo, log: Callable[[str], None],
     classes = index.classes
     tr, va, te = (images.split_indices(s) for s in ("train", "val", "test"))
     search_block = cv_block = None
+    loaded = None
     if getattr(args, "lr_find", False):
         if dist.world > 1:
             raise UsageError("--lr-find runs in one process; start it without torchrun")
@@ -204,6 +235,12 @@ def _main(args: Any, dist: ddp.DistInfo, log: Callable[[str], None],
         return 0
     device = torch.device(args.device)
     model = result.model.to(device)
+    if args.half and not args.test_only:
+        # the file keeps float16 weights: measure (test metrics, temperature, OOD model) what it holds
+        with torch.no_grad():
+            for t in list(model.parameters()) + list(model.buffers()):
+                if t.is_floating_point():
+                    t.copy_(t.half().float())
     training = _training_block(args, result, log)
     if cv_block:      # the final model trained on train+val: validation images are not held out
         verdict = sanity.judge([], [], images.y[tr].tolist(), classes, split="held-out validation")
@@ -227,21 +264,43 @@ def _main(args: Any, dist: ddp.DistInfo, log: Callable[[str], None],
     else:
         test_loss, test_acc, probs = evaluate(model, images.x[te], images.y[te], args.batch_size, device)
     y_test = images.y[te].tolist()
-    metrics = report.test_metrics(y_test, probs.numpy() if len(te) else None, classes)
+    probs_raw = probs.numpy() if len(te) else None
+    trust = _trust(args, loaded if args.test_only else None, model, card, images, tr, va, te, device, log)
+    probs_cal = None
+    if probs_raw is not None and tta is not None:
+        # as predict does with TTA: the mean over the views of each view's calibrated softmax
+        probs_cal = evaluate_tta(_Scaled(model, trust.temperature), images.x[te], images.y[te],
+                                 args.batch_size, device, tta)[2].numpy()
+    elif probs_raw is not None:
+        probs_cal = calibrate.rescale(probs_raw, trust.temperature)
+    metrics = report.test_metrics(y_test, probs_cal, classes)
+    metrics["ece"] = calibrate.ece(probs_cal, np.asarray(y_test)) if probs_cal is not None else None
+    metrics["ece_uncalibrated"] = calibrate.ece(probs_raw, np.asarray(y_test)) if probs_raw is not None else None
+    metrics["ood_flagged"] = (float(np.mean(trust.test_scores > trust.ood.threshold))
+                              if trust.ood is not None and trust.test_scores is not None and len(te) else None)
     if len(te) and getattr(args, "bootstrap", 0) > 0:
         from medviewer.engine.train.bootstrap import bootstrap_ci
 
-        metrics["ci95"] = bootstrap_ci(y_test, probs.numpy(), classes, args.bootstrap, args.seed)
+        metrics["ci95"] = bootstrap_ci(y_test, probs_cal, classes, args.bootstrap, args.seed)
     if len(te):
         ci = metrics.get("ci95", {}).get("macro_f1")
         log(f"test: accuracy {metrics['accuracy']:.3f}  macro F1 {metrics['macro_f1']:.3f}"
             + (f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
             + f"  loss {test_loss:.4f} ({len(te)} images" + (f", TTA {tta.describe()})" if tta else ")"))
+        log(f"calibration (test): ECE {metrics['ece_uncalibrated']:.4f} before, {metrics['ece']:.4f} after "
+            f"temperature {trust.temperature:.3f}"
+            + (f"; {metrics['ood_flagged']:.1%} of test images flagged out-of-distribution"
+               if metrics["ood_flagged"] is not None else ""))
     else:
         log("no test images: test metrics are empty")
     if not args.test_only:
         card.metrics = {k: float(v) for k, v in metrics.items()
                         if isinstance(v, float) and not math.isnan(v)}
+        card.temperature = trust.temperature
+        card.trained_on = trust.trained_on
+        card.operating_point = operating_point(y_test, probs_cal, classes, probs_raw, trust.ood, trust.test_scores)
+        for note in trust.notes:
+            log(f"note: {note}")
         card.tta = tta.to_card() if tta is not None else {}
         card.training_data = {
             "summary": f"{len(images.samples)} images, {len(classes)} classes "
@@ -262,13 +321,13 @@ def _main(args: Any, dist: ddp.DistInfo, log: Callable[[str], None],
             import copy
 
             to_save = copy.deepcopy(result.model).half()
-        save_model(out / MODEL_FILE, to_save.cpu(), card)
+        save_model(out / MODEL_FILE, to_save.cpu(), card, ood=trust.ood.to("cpu") if trust.ood else None)
         result.model.to(device)
         log(f"wrote {out / MODEL_FILE}")
     report.write_all(out, args=args, index=index, images=images, summ=summ, history=result.history,
-                     test_idx=te, probs=probs.numpy() if len(te) else None, metrics=metrics,
+                     test_idx=te, probs=probs_cal, metrics=metrics,
                      search=search_block, card=card, model=model, log=log, cv=cv_block,
-                     training=training, warnings=warn.items)
+                     probs_uncalibrated=probs_raw, training=training, warnings=warn.items)
     if epoch_log is not None:
         epoch_log.finish(metrics, classes, len(result.history))
     return 1 if images.skipped else 0

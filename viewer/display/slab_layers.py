@@ -18,7 +18,6 @@ dominant): exact and simple, but one plane per sample.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 
 import cv2
 import numpy as np

@@ -7,6 +7,9 @@ geometry (PS3.3 C.7.6.2: Image Position / Orientation, Pixel Spacing, Slice
 Thickness), CT Image module values (C.8.2.1: Rescale Intercept -1024, Slope 1,
 int16) and a 40/400 window.  UIDs are derived from fixed text, so the study is
 the same on every machine.  `demo_root()` is what `medviewer --demo` opens.
+`make_prior_study()` writes a prior of the same patient (a year earlier, its own
+study, series and frame of reference UIDs, the table 5 mm further in, new noise)
+to try File > Open prior and the compare layout.
 """
 
 from __future__ import annotations
@@ -81,17 +84,26 @@ def phantom_slice(z: float, size: int = SIZE, seed: int = 0) -> np.ndarray:
     return hu
 
 
-def _slice_dataset(k: int, z: float) -> FileDataset:
-    """Header and phantom pixels of slice k at table position z."""
-    ds = slice_header(k, z)
-    stored = np.clip(np.rint(phantom_slice(z, seed=k) + 1024), -32768, 32767).astype(np.int16)
+PRIOR_DATE = "20230105"
+PRIOR_SHIFT_MM = 5.0
+
+
+def _slice_dataset(k: int, z: float, prior: bool = False) -> FileDataset:
+    """Header and phantom pixels of slice k at table position z (of the prior: the
+    anatomy at z - PRIOR_SHIFT_MM, other noise)."""
+    ds = slice_header(k, z, prior=prior)
+    anatomy_z = z - PRIOR_SHIFT_MM if prior else z
+    hu = phantom_slice(anatomy_z, seed=k + (1000 if prior else 0))
+    stored = np.clip(np.rint(hu + 1024), -32768, 32767).astype(np.int16)
     ds.PixelData = stored.tobytes()
     return ds
 
 
-def slice_header(k: int, z: float) -> FileDataset:
-    """The CT header of slice k (no Pixel Data); also used by bench/bench_scan.py."""
-    sop = _uid("image", k)
+def slice_header(k: int, z: float, prior: bool = False) -> FileDataset:
+    """The CT header of slice k (no Pixel Data); also used by bench/bench_scan.py.
+    `prior`: the header of the prior study (its own UIDs and dates)."""
+    tag = "prior-" if prior else ""
+    sop = _uid(f"{tag}image", k)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
     meta.MediaStorageSOPInstanceUID = sop
@@ -102,12 +114,12 @@ def slice_header(k: int, z: float) -> FileDataset:
     ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
     ds.PatientName, ds.PatientID = PATIENT_NAME, "DEMO0001"
     ds.PatientBirthDate, ds.PatientSex = "19700101", "O"
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = _uid("study"), _uid("series")
-    ds.FrameOfReferenceUID = _uid("frame-of-reference")
-    ds.StudyDate = ds.SeriesDate = ds.ContentDate = "20240101"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = _uid(f"{tag}study"), _uid(f"{tag}series")
+    ds.FrameOfReferenceUID = _uid(f"{tag}frame-of-reference")
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = PRIOR_DATE if prior else "20240101"
     ds.StudyTime = ds.SeriesTime = ds.ContentTime = "120000"
-    ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = "1", "DEMO", ""
-    ds.StudyDescription = "Demo CT phantom (generated)"
+    ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = "1", "DEMO-PRIOR" if prior else "DEMO", ""
+    ds.StudyDescription = "Demo CT phantom, prior (generated)" if prior else "Demo CT phantom (generated)"
     ds.SeriesDescription = "Thorax/abdomen phantom 2.5 mm"
     ds.Modality, ds.Manufacturer, ds.BodyPartExamined = "CT", "medviewer", "CHEST"
     ds.SeriesNumber, ds.InstanceNumber = 2, SLICES - k  # head-first: #1 is the top slice
@@ -145,6 +157,31 @@ def make_demo_study(folder: str | Path | None = None) -> Path:
         try:
             staging.rename(target)
         except OSError:  # another process finished first
+            if not marker.exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def make_prior_study(folder: str | Path | None = None) -> Path:
+    """Write the prior study of the demo patient once into `folder` (default: the cache)."""
+    base = Path(folder) if folder is not None else cache_dir()
+    target = base / f"demo-ct-prior-v{DEMO_VERSION}"
+    marker = target / ".complete"
+    if marker.exists():
+        return target
+    base.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".demo-prior-", dir=base))
+    try:
+        for k in range(SLICES):
+            z = -60.0 + PRIOR_SHIFT_MM + k * DZ_MM
+            _slice_dataset(k, z, prior=True).save_as(staging / f"CT{SLICES - k:03d}.dcm",
+                                                     enforce_file_format=True)
+        (staging / ".complete").write_text(f"{SLICES}\n")
+        try:
+            staging.rename(target)
+        except OSError:
             if not marker.exists():
                 raise
     finally:

@@ -30,8 +30,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["FileTooLargeError", "NotRegularFileError", "atomic_output", "check_regular", "file_kind",
-           "inside", "open_regular", "read_head", "read_regular"]
+__all__ = ["MAX_DOCUMENT_BYTES", "FileTooLargeError", "NotRegularFileError", "atomic_output", "check_regular",
+           "file_kind", "inside", "open_regular", "read_head", "read_regular"]
+
+# Structured Reports, Key Object Selections and other documents without pixel data:
+# the largest real ones hold a few thousand content items (a few MB)
+MAX_DOCUMENT_BYTES = 64 * 2 ** 20
 
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)

@@ -37,7 +37,8 @@ from medviewer.viewer.io.pixels import IMAGE_SUFFIXES, is_plain_image
 from medviewer.viewer.io.safefile import NotRegularFileError, check_regular, file_kind, inside, open_regular
 from medviewer.viewer.io.sort import natural_key
 
-__all__ = ["HEAD_CHUNK", "SNAPSHOT_INTERVAL", "open_path", "read_header", "scan", "sop_class_name"]
+__all__ = ["HEAD_CHUNK", "SNAPSHOT_INTERVAL", "files_to_scan", "listed_files", "open_path", "read_header",
+           "scan", "scan_paths", "sop_class_name"]
 
 _IGNORED = {"thumbs.db", "desktop.ini"}
 SNAPSHOT_INTERVAL = 0.25  # seconds between partial snapshots
@@ -272,6 +273,57 @@ def scan(root: str | Path, progress: Progress | None = None, should_stop: StopFl
     if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
         raise NothingToShowError(f"{printable(root)}: {NotRegularFileError(root, file_kind(st.st_mode))}")
     files, missing = _candidates(root)
+    return _collect(root, files, missing, progress, should_stop, on_snapshot)
+
+
+def scan_paths(paths: Sequence[str | Path], root: str | Path, progress: Progress | None = None,
+               should_stop: StopFlag | None = None) -> ScanResult:
+    """Scan a list of files and folders as one collection (e.g. the rows of a CSV).
+
+    Folders are walked as `scan` walks them; every file is then grouped with all
+    the others, so a series listed file by file is one series.  Relative paths
+    are taken from `root`'s folder (`root` may be the list file itself), and
+    paths that do not exist are reported as skipped.
+    """
+    root = Path(root).expanduser().absolute()
+    files, missing = listed_files(paths, root)
+    return _collect(root, files, missing, progress, should_stop, None)
+
+
+def files_to_scan(root: str | Path) -> tuple[list[Path], list[Skipped]]:
+    """The files `scan(root)` reads, in its order (DICOMDIR references first), and the
+    DICOMDIR entries that are missing; paths only, nothing is read but directories."""
+    return _candidates(Path(root).expanduser().absolute())
+
+
+def listed_files(paths: Sequence[str | Path], root: str | Path) -> tuple[list[Path], list[Skipped]]:
+    """The files `scan_paths(paths, root)` reads, in its order, and what is missing."""
+    root = Path(root).expanduser().absolute()
+    base = root if root.is_dir() else root.parent
+    ordered: dict[Path, None] = {}
+    missing: list[Skipped] = []
+    for entry in paths:
+        path = Path(entry).expanduser()
+        path = (path if path.is_absolute() else base / path).absolute()
+        if path.is_dir():
+            files, miss = _candidates(path)
+            ordered.update(dict.fromkeys(files))
+            missing.extend(miss)
+        elif path.is_file():
+            if path.name.upper() == "DICOMDIR":
+                files, miss = dicomdir_files(path)
+                ordered.update(dict.fromkeys(files))
+                missing.extend(miss)
+            else:
+                ordered.setdefault(path, None)
+        else:
+            missing.append(Skipped(path, "listed but not found"))
+    return list(ordered), missing
+
+
+def _collect(root: Path, files: list[Path], missing: list[Skipped], progress: Progress | None,
+             should_stop: StopFlag | None, on_snapshot: Snapshot | None) -> ScanResult:
+    """Read, classify and group `files` (the loop shared by `scan` and `scan_paths`)."""
     total = len(files)
     col = Collector(root)
     col.skipped.extend(missing)

@@ -77,9 +77,14 @@ def read_key_images(path: str | Path) -> list[tuple[str, int | None]]:
     """(SOP Instance UID, 0-based frame or None) of each image a KOS document selects."""
     import pydicom
 
+    from medviewer.viewer.io.safefile import MAX_DOCUMENT_BYTES, open_regular
+
     path = Path(path)
     try:
-        ds = pydicom.dcmread(path, force=True)
+        with open_regular(path, MAX_DOCUMENT_BYTES) as fp:  # no FIFO, device or huge file
+            ds = pydicom.dcmread(fp, force=True)
+    except OSError as exc:
+        raise ReportError(f"{path.name}: not readable ({exc.strerror or exc})") from None
     except Exception as exc:
         raise ReportError(f"{path.name}: not a readable DICOM file ({type(exc).__name__})") from None
     if str(ds.get("SOPClassUID", "")) != "1.2.840.10008.5.1.4.1.1.88.59":

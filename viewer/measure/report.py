@@ -38,6 +38,7 @@ from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
 from medviewer.viewer.errors import MedviewerError
+from medviewer.viewer.io.safefile import MAX_DOCUMENT_BYTES, open_regular
 from medviewer.viewer.measure.geometry import (Angle, Arrow, CobbAngle, Distance, Ellipse, Freehand,
                                                PointProbe, Rectangle, Shape)
 from medviewer.viewer.measure.tools import Annotation
@@ -95,21 +96,28 @@ def find_reports(result, study_uid: str) -> list[Path]:
     oldest first.  Only files the scan listed or medviewer's own folder are read."""
     found = [n.path for n in getattr(result, "non_image", [])
              if any(n.sop_class.startswith(c) for c in _SR_CLASSES)]
+    return of_study(found, study_uid, "*.dcm")
+
+
+def of_study(found: list[Path], study_uid: str, pattern: str) -> list[Path]:
+    """`found` plus the files matching `pattern` in `report_folder(study_uid)` (links not
+    followed) whose Study Instance UID is `study_uid`, each once, oldest first.  Documents
+    are read as regular files of at most MAX_DOCUMENT_BYTES; unreadable ones are passed over."""
+    import pydicom
+
     folder = report_folder(study_uid)
     if folder.is_dir():
-        found += sorted(p for p in folder.glob("*.dcm") if p.is_file() and not p.is_symlink())
+        found = found + sorted(p for p in folder.glob(pattern) if p.is_file() and not p.is_symlink())
     out = []
-    for path in found:
+    for path in dict.fromkeys(found):
         try:
-            import pydicom
-
-            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True,
-                                 specific_tags=["StudyInstanceUID"])
+            with open_regular(path, MAX_DOCUMENT_BYTES) as fp:
+                ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True, specific_tags=["StudyInstanceUID"])
         except Exception:
             continue
         if str(ds.get("StudyInstanceUID", "")) == study_uid:
             out.append(path)
-    return sorted(set(out), key=lambda p: (p.stat().st_mtime, str(p)))
+    return sorted(out, key=lambda p: (p.stat().st_mtime, str(p)))
 
 
 def _unit(units: str):
@@ -377,7 +385,10 @@ def read_report(path: str | Path) -> list[Annotation]:
 
     path = Path(path)
     try:
-        ds = pydicom.dcmread(path, force=True)
+        with open_regular(path, MAX_DOCUMENT_BYTES) as fp:  # no FIFO, device or huge file
+            ds = pydicom.dcmread(fp, force=True)
+    except OSError as exc:
+        raise ReportError(f"{path.name}: not readable ({exc.strerror or exc})") from None
     except Exception as exc:
         raise ReportError(f"{path.name}: not a readable DICOM file ({type(exc).__name__})") from None
     template = ""

@@ -7,6 +7,7 @@ viewer.measure.geometry: pixel (i, j) covers [i, i+1) x [j, j+1)), into a shape:
     tool.press(p); tool.move(p); ...   # the canvas forwards mouse events
     shape = tool.release(p)            # a finished Shape, or None (keep drawing / nothing)
     tool.paint(painter)                # the shape being drawn, through a Painter
+    tool.in_progress()                 # True while a shape is half drawn (more clicks due)
 
 The canvas implements `Painter` with QPainter (image -> screen transform applied
 by the painter), and keeps the annotations of each image in an `AnnotationStore`
@@ -50,6 +51,7 @@ class Tool(Protocol):
     def release(self, p: Point) -> Shape | None: ...
     def paint(self, painter: Painter) -> None: ...
     def cancel(self) -> None: ...
+    def in_progress(self) -> bool: ...   # a shape is half drawn
 
 
 TOOLS: dict[str, Callable[[], Tool]] = {}
@@ -95,6 +97,9 @@ class _DragTool:
         if self._start is None or self._end is None:
             return None
         return self.make(self._start, self._end)
+
+    def in_progress(self) -> bool:
+        return self._start is not None
 
     def paint(self, painter: Painter) -> None:
         shape = self.current()
@@ -161,6 +166,9 @@ class PointTool:
     def cancel(self) -> None:
         pass
 
+    def in_progress(self) -> bool:
+        return False
+
 
 class _ClickTool:
     """Click the control points one after the other (angle: 3, Cobb angle: 4)."""
@@ -203,6 +211,9 @@ class _ClickTool:
     def cancel(self) -> None:
         self._points, self._hover = [], None
 
+    def in_progress(self) -> bool:
+        return bool(self._points)
+
 
 @register_tool
 class AngleTool(_ClickTool):
@@ -225,7 +236,7 @@ class FreehandTool:
     """Press, draw the outline, release: a closed polygon (points closer than
     `min_step` pixels are dropped)."""
 
-    name, title, shortcut = "freehand", "Freehand ROI", "F"
+    name, title, shortcut = "freehand", "Freehand ROI", "H"
     min_step = 0.75
 
     def __init__(self) -> None:
@@ -251,6 +262,9 @@ class FreehandTool:
 
     def cancel(self) -> None:
         self._points = []
+
+    def in_progress(self) -> bool:
+        return bool(self._points)
 
 
 def label_text(shape: Shape, numbers: dict) -> str:

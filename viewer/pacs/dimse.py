@@ -526,8 +526,13 @@ def read_for_send(path: Path, pixels: bool = False) -> tuple[Dataset | None, str
     """(dataset, "") or (None, reason): the header (or, with `pixels`, the whole file) to send."""
     import pydicom
 
+    from medviewer.viewer.io.safefile import open_regular
+
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=not pixels)
+        with open_regular(path) as fp:  # a regular file: never block on a FIFO or read a device
+            ds = pydicom.dcmread(fp, stop_before_pixels=not pixels)
+    except OSError as exc:
+        return None, f"not readable ({exc.strerror or exc})"
     except Exception as exc:
         return None, f"not a DICOM file ({(str(exc).splitlines() or [type(exc).__name__])[0][:80]})"
     for key in ("SOPClassUID", "SOPInstanceUID"):

@@ -20,6 +20,7 @@ from pathlib import Path
 import pydicom
 from pydicom import Dataset
 
+from medviewer.viewer.io.safefile import open_regular
 from medviewer.viewer.pacs.nodes import PacsError
 
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -169,8 +170,8 @@ def _instances_under(root: Path) -> set[str]:
                 found.add(stem)
                 continue
             try:
-                ds = pydicom.dcmread(Path(folder) / name, stop_before_pixels=True,
-                                     specific_tags=["SOPInstanceUID"])
+                with open_regular(Path(folder) / name) as fp:
+                    ds = pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
                 uid = str(ds.get("SOPInstanceUID", "") or "")
             except Exception:
                 continue

@@ -220,7 +220,9 @@ def _incomplete(path: Path, ds: Dataset) -> str | None:
     meta = getattr(ds, "file_meta", None)
     if meta is None or meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
         return None
-    data = path.read_bytes()
+    from medviewer.viewer.io.safefile import MAX_DOCUMENT_BYTES, read_regular
+
+    data = read_regular(path, MAX_DOCUMENT_BYTES)
     start = 132 if data[128:132] == b"DICM" else 0
     if start:  # the File Meta group (explicit VR little endian) comes first: its length says where it ends
         group_length = meta.get("FileMetaInformationGroupLength")
@@ -243,9 +245,12 @@ def _when(date: str, time: str) -> str:
 
 def read_report(path: str | Path) -> ReportDocument:
     """Read an SR document; ReportError for files that are not one or cannot be parsed."""
+    from medviewer.viewer.io.safefile import MAX_DOCUMENT_BYTES, open_regular
+
     path = Path(path)
     try:
-        ds = pydicom.dcmread(path, force=False)
+        with open_regular(path, MAX_DOCUMENT_BYTES) as fp:  # no FIFO, device or huge file
+            ds = pydicom.dcmread(fp, force=False)
     except Exception as exc:  # pydicom raises many types on corrupt input
         text = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise ReportError(f"{path.name}: not readable as DICOM ({text})") from None

@@ -30,10 +30,20 @@ class SeriesResults:
     """Per-slice class probabilities (N slices x C classes) of one series for one model;
     rows of NaN are slices not analysed (yet)."""
 
-    def __init__(self, key: ResultKey, n_slices: int, classes: Sequence[str]) -> None:
+    def __init__(self, key: ResultKey, n_slices: int, classes: Sequence[str],
+                 ood_threshold: float | None = None) -> None:
         self.key = key
         self.classes = list(classes)
         self.probs = np.full((int(n_slices), len(self.classes)), np.nan, np.float32)
+        # trust signals (engine.ood, engine.inputcheck, engine.audit): OOD scores per slice (NaN: not
+        # yet; None: the model has no OOD check), the input check's warnings, the audit entry
+        # of the last finished analysis and the reader's last recorded verdict on it
+        self.ood_threshold = ood_threshold
+        self.ood: np.ndarray | None = (np.full(int(n_slices), np.nan, np.float32)
+                                       if ood_threshold is not None else None)
+        self.input_warnings: list[str] = []
+        self.analysis_id: str | None = None
+        self.verdict: tuple[str, str, str, str] | None = None   # (verdict, comment, OS user, UTC time)
 
     def __len__(self) -> int:
         return len(self.probs)
@@ -45,6 +55,34 @@ class SeriesResults:
         if start < stop:
             self.probs[start:stop] = probs[: stop - start]
         return start, max(start, stop)
+
+    def store_ood(self, start: int, scores: np.ndarray) -> None:
+        """OOD scores of a batch of slices from `start` (ignored without an OOD check)."""
+        if self.ood is None:
+            return
+        scores = np.asarray(scores, np.float32)
+        stop = min(len(self.ood), start + len(scores))
+        if start < stop:
+            self.ood[start:stop] = scores[: stop - start]
+
+    def flags(self) -> np.ndarray | None:
+        """(N,) bool: slice scored above the model's threshold (None without an OOD check)."""
+        if self.ood is None or self.ood_threshold is None:
+            return None
+        with np.errstate(invalid="ignore"):
+            return self.ood > self.ood_threshold
+
+    def ood_counts(self) -> tuple[int, int] | None:
+        """(slices flagged, slices scored), None without an OOD check."""
+        flags = self.flags()
+        if flags is None:
+            return None
+        return int(np.count_nonzero(flags)), int(np.count_nonzero(~np.isnan(self.ood)))
+
+    def ood_at(self, index: int) -> float | None:
+        if self.ood is None or not 0 <= index < len(self.ood) or np.isnan(self.ood[index]):
+            return None
+        return float(self.ood[index])
 
     def done(self) -> np.ndarray:
         """Mask of the analysed slices."""
@@ -69,6 +107,7 @@ class StripView:
     values: np.ndarray
     top: bool          # chosen as the series' top class ("Top class" in the panel)
     aggregation: str   # how the series' top class was found
+    flags: np.ndarray | None = None   # slices flagged out-of-distribution (None: no OOD check)
 
     def label(self) -> str:
         how = f"series top class, {self.aggregation}" if self.top else "chosen class"
@@ -80,7 +119,9 @@ class StripView:
         v = self.values[index]
         if np.isnan(v):
             return f"slice {index + 1}: not analysed"
-        return f"slice {index + 1}: {self.class_name} {float(v):.3f}"
+        unusual = (" (unlike the images the model was trained on)"
+                   if self.flags is not None and index < len(self.flags) and self.flags[index] else "")
+        return f"slice {index + 1}: {self.class_name} {float(v):.3f}{unusual}"
 
 
 class CamCache:
@@ -149,20 +190,25 @@ class AIResults:
             return None
         return res
 
-    def ensure(self, key: ResultKey, n_slices: int, classes: Sequence[str]) -> SeriesResults:
-        """The results of `key`, new (all NaN) when there are none for this many slices."""
+    def ensure(self, key: ResultKey, n_slices: int, classes: Sequence[str],
+               ood_threshold: float | None = None) -> SeriesResults:
+        """The results of `key`, new (all NaN) when there are none for this many slices;
+        `ood_threshold`: the model's OOD threshold (None: it has no OOD check)."""
         res = self.results_for(key, n_slices)
-        if res is None or res.classes != list(classes):
-            res = self._series[key] = SeriesResults(key, n_slices, classes)
+        if res is None or res.classes != list(classes) or res.ood_threshold != ood_threshold:
+            res = self._series[key] = SeriesResults(key, n_slices, classes, ood_threshold)
         self._series.move_to_end(key)
         while len(self._series) > self.max_series:
             self._series.popitem(last=False)
         return res
 
-    def store(self, key: ResultKey, start: int, probs: np.ndarray) -> tuple[int, int] | None:
+    def store(self, key: ResultKey, start: int, probs: np.ndarray,
+              ood: np.ndarray | None = None) -> tuple[int, int] | None:
         res = self._series.get(key)
         if res is None:
             return None
+        if ood is not None:
+            res.store_ood(start, ood)
         span = res.store(start, probs)
         self.changed.emit(key)
         return span
@@ -197,7 +243,9 @@ class AIResults:
         if res is None or chosen is None:
             return None
         ci, top = chosen
-        return StripView(ci, res.classes[ci], res.probs[:, ci].copy(), top, self.aggregation)
+        flags = res.flags()
+        return StripView(ci, res.classes[ci], res.probs[:, ci].copy(), top, self.aggregation,
+                         None if flags is None else flags.copy())
 
     def set_class_choice(self, class_index: int | None) -> None:
         if class_index != self.class_choice:

@@ -1,8 +1,8 @@
 """Qt-free view state (STYLE.md pattern 3): what each viewport shows, and the session holding them.
 
 `ViewportState` is one viewport's series, slice, VOI window (PS3.3 C.11.2), zoom/pan and
-overlay flags; `ViewSession` holds the open study, the viewports (one today; several once
-layouts exist) and what they share: the pixel store and the automatic series windows.
+overlay flags; `ViewSession` holds the open study (and its priors), the viewports of the
+layout and what they share: the pixel store and the automatic series windows.
 `ViewGeometry` maps image pixels to screen pixels for a viewport of a given size.
 Every change is announced through an `Event` (viewer.state.events); the Qt adapter
 (viewer.ui.state.ViewState) relays them as signals, and the canvas only renders state.
@@ -16,6 +16,7 @@ from typing import Any
 
 from medviewer.viewer.display.meta import Window
 from medviewer.viewer.state.events import Event
+from medviewer.viewer.state.layout import DEFAULT_LAYOUT, LayoutSpec, fill_series, layout_spec
 
 MIN_ZOOM = 0.05
 MAX_ZOOM = 32.0
@@ -112,7 +113,7 @@ class OverlayFlags:
 
 class ViewportEvents:
     """series_changed(series), slice_changed(index), window_changed(window),
-    view_changed() (zoom / pan), overlays_changed() (text, ruler tool, layers)."""
+    view_changed() (zoom / pan), overlays_changed() (corner text, layers)."""
 
     def __init__(self) -> None:
         self.series_changed = Event("series_changed")
@@ -133,7 +134,6 @@ class ViewportState:
         self.zoom: float | None = None   # screen px per image column; None = fit
         self.pan: tuple[float, float] = (0.0, 0.0)
         self.show_text: bool = True
-        self.ruler_mode: bool = False
         self.overlays: dict[str, OverlayFlags] = {}
         self.default_overlay_opacity = DEFAULT_OVERLAY_OPACITY
         self.events = ViewportEvents()
@@ -240,10 +240,6 @@ class ViewportState:
         self.show_text = bool(on)
         self.events.overlays_changed.emit()
 
-    def set_ruler_mode(self, on: bool) -> None:
-        self.ruler_mode = bool(on)
-        self.events.overlays_changed.emit()
-
     # -- plug-in layers ----------------------------------------------------------
     def overlay(self, name: str) -> OverlayFlags:
         """The flags of layer `name` (created visible at the default opacity)."""
@@ -263,23 +259,28 @@ class ViewportState:
 
 class SessionEvents:
     """scan_updated(result) for every snapshot, scan_finished(result) once, active_changed(viewport),
-    auto_window_changed() (per-image / per-series choice, or a series window computed)."""
+    auto_window_changed() (per-image / per-series choice, or a series window computed),
+    layout_changed(LayoutSpec), priors_changed() (a prior study opened, grown or closed)."""
 
     def __init__(self) -> None:
         self.scan_updated = Event("scan_updated")
         self.scan_finished = Event("scan_finished")
         self.active_changed = Event("active_changed")
         self.auto_window_changed = Event("auto_window_changed")
+        self.layout_changed = Event("layout_changed")
+        self.priors_changed = Event("priors_changed")
 
 
 @dataclass
 class ViewSession:
     """The open study and the viewports showing it.
 
-    One viewport today; a layout adds more (`add_viewport`), each with its own state, and
-    exactly one is active (toolbar actions, keys and the AI panels act on it).  Automatic
-    windows of series without window tags are computed once per series and shared by all
-    viewports (`series_window`), unless the user asks for a window per image.
+    A layout (viewer.state.layout) shows one or more viewports, each with its own
+    state, and exactly one is active (toolbar actions, keys and the AI panels act on
+    it).  Prior studies of the patient (`priors`) are scan results opened beside the
+    current one.  Automatic windows of series without window tags are computed once
+    per series and shared by all viewports (`series_window`), unless the user asks
+    for a window per image.
     """
 
     pixels: Any = None                       # viewer.io.pixels.PixelStore
@@ -290,6 +291,8 @@ class ViewSession:
     # series UID -> (automatic window or None when no slice was usable, slices it was computed from)
     series_windows: dict[str, tuple[Window | None, int]] = field(default_factory=dict)
     events: SessionEvents = field(default_factory=SessionEvents)
+    layout: str = DEFAULT_LAYOUT
+    priors: list[Any] = field(default_factory=list)   # ScanResults of prior studies
 
     @property
     def active(self) -> ViewportState:
@@ -306,22 +309,81 @@ class ViewSession:
             self.active_index = i
             self.events.active_changed.emit(self.active)
 
+    # -- layout -------------------------------------------------------------------------
+    def set_layout(self, name: str) -> LayoutSpec:
+        """Switch to layout `name` (unknown names: the default); adds the viewports it
+        needs, and makes the first one active when the active one is hidden."""
+        spec = layout_spec(name)
+        while len(self.viewports) < spec.cells:
+            self.add_viewport()
+        if spec.cells and self.active_index >= spec.cells:
+            self.set_active(0)
+        if spec.name != self.layout:
+            self.layout = spec.name
+            self.events.layout_changed.emit(spec)
+        return spec
+
+    def show_series(self, all_series: list[Any]) -> None:
+        """A scan (snapshot) listed `all_series`: series that grew replace their snapshot
+        in every viewport; empty visible viewports get the next series not shown yet
+        (viewer.state.layout.fill_series), so a 2 x 2 layout opens on four series."""
+        by_uid = {s.series_uid: s for s in all_series}
+        for vp in self.viewports:
+            same = by_uid.get(vp.series.series_uid) if vp.series is not None else None
+            if same is not None and same is not vp.series:
+                vp.update_series(same)
+        for vp in self.visible_viewports():
+            if vp.series is None:
+                nxt = fill_series(all_series, [v.series for v in self.viewports])
+                if nxt is None:
+                    break
+                vp.set_series(nxt)
+
+    def visible_viewports(self) -> list[ViewportState]:
+        """The stack viewports the layout shows (the MPR layout: the active one, whose
+        series the reformats show)."""
+        spec = layout_spec(self.layout)
+        return self.viewports[:spec.cells] if spec.cells else [self.active]
+
     # -- the study ------------------------------------------------------------------
     def set_scan_result(self, result: Any) -> None:
-        """A new (or grown) scan result; None clears the study and its series windows."""
+        """A new (or grown) scan result; None clears the study, its priors and the series
+        windows (a new folder is a new reading: the priors of another patient go)."""
         if result is None or (self.scan_result is not None
                               and getattr(result, "root", None) != getattr(self.scan_result, "root", None)):
             self.series_windows.clear()
+            if self.priors:
+                self.priors = []
+                self.events.priors_changed.emit()
         self.scan_result = result
 
+    def set_prior(self, result: Any) -> None:
+        """Add a prior study's scan result, or replace the one of the same folder (a
+        snapshot that grew)."""
+        root = getattr(result, "root", None)
+        self.priors = [p for p in self.priors if getattr(p, "root", None) != root] + [result]
+        self.events.priors_changed.emit()
+
+    def results(self) -> list[Any]:
+        """The current study's scan result, then the priors'."""
+        return [r for r in (self.scan_result, *self.priors) if r is not None]
+
+    def is_prior(self, series: Any) -> bool:
+        study = self.study_of(series)
+        return study is not None and any(study in r.studies for r in self.priors)
+
     def study_of(self, series: Any) -> Any:
-        res = self.scan_result
-        if res is None or series is None:
+        if series is None:
             return None
-        for study in res.studies:
-            if any(s is series or s.series_uid == series.series_uid for s in study.series):
-                return study
+        for res in self.results():
+            for study in res.studies:
+                if any(s is series or s.series_uid == series.series_uid for s in study.series):
+                    return study
         return None
+
+    def result_of(self, study: Any) -> Any:
+        """The scan result (current or prior) holding `study`."""
+        return next((r for r in self.results() if study in r.studies), None)
 
     def study_uid_of(self, series: Any) -> str:
         study = self.study_of(series)

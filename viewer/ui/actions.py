@@ -15,7 +15,9 @@ from PySide6.QtWidgets import QLabel, QMenu, QSpinBox, QToolBar
 MOUSE_ROWS = [
     ("Wheel", "Next / previous slice"),
     ("Ctrl+Wheel", "Zoom around the cursor"),
-    ("Left or middle drag", "Pan (left drag measures when the ruler tool is on)"),
+    ("Left drag", "Pan; with a measurement tool selected, draw (drag an annotation to move it, "
+                  "a handle to edit it)"),
+    ("Middle drag", "Pan"),
     ("Right drag", "Window / level: horizontal = width, vertical = centre"),
     ("Double click", "Fit to window"),
 ]
@@ -76,8 +78,6 @@ def build_actions(w: Any) -> dict[str, QAction]:
     acts["zoom_out"] = _act(w, "Zoom out", lambda: w.canvas.zoom_by(0.8), ["-", "Ctrl+-"])
     acts["fit"] = _act(w, "Fit to window", lambda: st.set_zoom(None), "F")
     acts["one"] = _act(w, "Actual pixels (1:1)", lambda: st.set_zoom(1.0), "Ctrl+1")
-    acts["ruler"] = _act(w, "Ruler tool", st.set_ruler_mode, "R", checkable=True)
-    acts["clear_rulers"] = _act(w, "Clear rulers", w.canvas.clear_rulers, "Shift+R")
     acts["text"] = _act(w, "Corner text", st.set_show_text, "T", checkable=True)
     acts["text"].setChecked(True)
     acts["auto_window_per_image"] = _act(w, "Automatic window per image", w.set_auto_window_per_image,
@@ -95,7 +95,7 @@ def build_actions(w: Any) -> dict[str, QAction]:
     for key in ("zoom_in", "zoom_out", "fit", "one"):
         v.addAction(acts[key])
     v.addSeparator()
-    for key in ("ruler", "clear_rulers", "text", "auto_window_per_image", "cine", "faster", "slower"):
+    for key in ("text", "auto_window_per_image", "cine", "faster", "slower"):
         v.addAction(acts[key])
     v.addSeparator()
     v.addAction(w.browser_dock.toggleViewAction())
@@ -137,7 +137,7 @@ def build_actions(w: Any) -> dict[str, QAction]:
 
     tb = QToolBar("Main toolbar", w)
     tb.setObjectName("main_toolbar")
-    for key in ("open", "demo", "fit", "one", "ruler", "cine"):
+    for key in ("open", "demo", "fit", "one", "cine"):
         tb.addAction(acts[key])
     tb.addWidget(QLabel(" fps "))
     w.fps_spin = QSpinBox()

@@ -1,7 +1,9 @@
 """Series browser: one entry per series with thumbnail, description, modality, count.
 
 It is filled incrementally from scan snapshots (the scan keeps running in its
-worker) and thumbnails arrive later by signal from the thread pool.
+worker) and thumbnails arrive later by signal from the thread pool.  Entries can be
+dragged onto a viewport (viewer.ui.viewport.SERIES_MIME); series of a prior study
+are labelled with its date.
 """
 
 from __future__ import annotations
@@ -9,11 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QMimeData, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPixmap
 from PySide6.QtWidgets import QListWidget, QListWidgetItem, QWidget
 
 from medviewer.viewer.ui.qimage import array_to_qimage
+from medviewer.viewer.ui.viewport import SERIES_MIME
 from medviewer.viewer.ui.workers import THUMB_SIZE
 
 UID_ROLE = Qt.ItemDataRole.UserRole
@@ -49,6 +52,8 @@ class SeriesBrowser(QListWidget):
         self.setWordWrap(True)
         self.setSpacing(2)
         self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        self.setDragEnabled(True)
+        self.setDragDropMode(QListWidget.DragDropMode.DragOnly)
         self._series: dict[str, Any] = {}
         self._items: dict[str, QListWidgetItem] = {}
         blank = QPixmap(THUMB_SIZE, THUMB_SIZE)
@@ -68,25 +73,37 @@ class SeriesBrowser(QListWidget):
     def series(self, uid: str) -> Any:
         return self._series.get(uid)
 
-    def update_series(self, all_series: list[Any]) -> list[Any]:
-        """Add or refresh entries; return the series that are new."""
+    def update_series(self, all_series: list[Any], group: str = "") -> list[Any]:
+        """Add or refresh entries; return the series that are new.  `group` (e.g.
+        'Prior 2023-03-01') heads the label of each entry of these series."""
         new = []
         for s in all_series:
             uid = s.series_uid
             self._series[uid] = s
             item = self._items.get(uid)
+            label = f"{group}\n{series_label(s)}" if group else series_label(s)
             if item is None:
-                item = QListWidgetItem(self._blank, series_label(s))
+                item = QListWidgetItem(self._blank, label)
                 item.setData(UID_ROLE, uid)
-                item.setToolTip(f"{s.modality} {s.columns}x{s.rows}  ({s.kind})")
+                item.setToolTip(f"{group + ': ' if group else ''}{s.modality} {s.columns}x{s.rows}  ({s.kind})"
+                                "\nDrag onto a viewport, or double-click to open in the active one")
                 self.addItem(item)
                 self._items[uid] = item
                 new.append(s)
-            else:
-                label = series_label(s)
-                if item.text() != label:
-                    item.setText(label)
+            elif item.text() != label:
+                item.setText(label)
         return new
+
+    def mimeData(self, items: list[QListWidgetItem]) -> QMimeData:  # noqa: N802 - Qt override
+        """A drag carries the Series Instance UID (dropped on a viewport: shown there)."""
+        mime = QMimeData()
+        if items:
+            mime.setData(SERIES_MIME, str(items[0].data(UID_ROLE)).encode("ascii", "replace"))
+            mime.setText(items[0].text())
+        return mime
+
+    def mimeTypes(self) -> list[str]:  # noqa: N802 - Qt override
+        return [SERIES_MIME]
 
     def set_thumbnail(self, uid: str, grey: np.ndarray | None) -> None:
         item = self._items.get(uid)

@@ -1,10 +1,12 @@
-"""The image canvas: paints the rendered slice, plug-in overlays, rulers and text.
+"""The image canvas: paints the rendered slice, plug-in overlays, layers and text.
 
 It renders the view state (STYLE.md pattern 3; geometry from the Qt-free
 viewer.state.ViewGeometry) through viewer.display and maps mouse gestures to
 state changes: wheel = slice, Ctrl+wheel = zoom, left or middle drag = pan, right
-drag = window/level (PS3.3 C.11.2.1.2), ruler tool = distance in mm from Pixel
-Spacing (PS3.3 10.7.1.3: row spacing, column spacing).  Decoding and the
+drag = window/level (PS3.3 C.11.2.1.2).  Layers (`add_layer`: the measurement
+tools, viewport badges) paint over the image in image coordinates and may take a
+left-button gesture first.  Orientation letters, a scale bar in mm (Pixel Spacing,
+PS3.3 10.7.1.3) and the corner text are drawn on top.  Decoding and the
 automatic window of a series run on a worker (viewer.ui.workers); the previous
 image stays up until the new one can be shown with its final window.
 """
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,10 +26,11 @@ from medviewer.viewer.display import Renderer, default_window, has_own_window
 from medviewer.viewer.state.view import ViewGeometry, pixel_aspect
 from medviewer.viewer.ui.imagesource import ImageSource
 from medviewer.viewer.display.orientation import EdgeLabels
-from medviewer.viewer.ui.overlays import (CursorValue, corner_texts, orientation_labels, paint_corner_texts,
-                                          paint_edge_labels, pixel_value_text)
-from medviewer.viewer.ui.qimage import array_to_qimage
-from medviewer.viewer.ui.rulers import Rulers, paint_rulers, ruler_length
+from medviewer.viewer.ui.canvaslayers import PluginOverlays
+from medviewer.viewer.ui.overlays import (CursorValue, corner_text_boxes, corner_texts, orientation_labels,
+                                          paint_corner_texts, paint_edge_labels, pixel_value_text)
+from medviewer.viewer.ui.qimage import array_to_qimage, screen_image
+from medviewer.viewer.ui.scalebar import paint_scale_bar
 from medviewer.viewer.ui.state import ViewState, dragged_window
 from medviewer.viewer.ui.workers import error_line
 
@@ -37,16 +39,7 @@ log = logging.getLogger("medviewer.ui")
 ZOOM_STEP = 1.25
 
 
-@dataclass
-class _Layer:
-    """A plug-in overlay: RGBA on the pixel grid of the image `ref`."""
-
-    rgba: np.ndarray
-    image: QImage
-    ref: Any
-
-
-class ImageCanvas(QWidget):
+class ImageCanvas(PluginOverlays, QWidget):
     """Displays `state`'s current image; see ARCHITECTURE.md 'UI extension points'."""
 
     sig_cursor = Signal(object)  # CursorValue | None
@@ -71,11 +64,12 @@ class ImageCanvas(QWidget):
         self.cursor_value: CursorValue | None = None
         self._last_pos: QPointF | None = None
         self._qimage: QImage | None = None
-        self._scaled: QImage | None = None  # smooth-downscaled copy for zoom < 1
+        self._scaled: tuple | None = None   # (x, y, QImage): the visible part, scaled
         self._scaled_key: tuple | None = None
         self._image_windows: dict[Any, Any] = {}
-        self._layers: dict[str, _Layer] = {}
-        self._rulers = Rulers()
+        self._layers: dict[str, Any] = {}      # plug-in overlays (PluginOverlays)
+        self.layers: list[Any] = []   # see add_layer
+        self._deferred = False        # a refresh waits until the canvas is shown
         self._edge_labels: tuple[Any, EdgeLabels | None] = (None, None)
         self._drag: dict[str, Any] | None = None
         self.source = ImageSource(state, self)
@@ -87,14 +81,6 @@ class ImageCanvas(QWidget):
         state.sig_scan_finished.connect(lambda _r: self._on_auto_window_changed())
         state.sig_view_changed.connect(self.update)
         state.sig_overlays_changed.connect(self.update)
-
-    @property
-    def default_overlay_opacity(self) -> float:
-        return self.state.viewport.default_overlay_opacity
-
-    @default_overlay_opacity.setter
-    def default_overlay_opacity(self, value: float) -> None:
-        self.state.viewport.default_overlay_opacity = float(min(1.0, max(0.0, value)))
 
     # -- windows ---------------------------------------------------------------
     def default_window(self) -> Any:
@@ -140,6 +126,10 @@ class ImageCanvas(QWidget):
         """Show the current slice: at once when it is ready, else when `source` has
         made it ready (the previous image stays up meanwhile)."""
         ref = self.state.ref()
+        if ref is not None and not self.isVisible() and self.window().isVisible():
+            self._deferred = True      # hidden by the layout (e.g. MPR): rendered when shown
+            return
+        self._deferred = False
         if ref is None or self.state.pixels is None:
             self.ref = self.stored = self.meta = self.rendered = self._qimage = None
             self.error = None
@@ -221,51 +211,6 @@ class ImageCanvas(QWidget):
             offset = (anchor.x() - self.width() / 2, anchor.y() - self.height() / 2)
         self.state.zoom_by(factor, self.scale(), offset)
 
-    # -- overlays (extension point) ------------------------------------------
-    def set_overlay(self, name: str, rgba: np.ndarray | None, opacity: float | None = None,
-                    ref: Any = None) -> None:
-        """Register an RGBA image on the pixel grid of `ref` (default: current).
-
-        `opacity` None uses `default_overlay_opacity` (the saved setting); an explicit
-        opacity becomes the new default.  Visibility and opacity live in the view state."""
-        if rgba is None:
-            self._layers.pop(name, None)
-            self.update()
-            return
-        rgba = np.asarray(rgba)
-        cols, rows = self.image_size()
-        if rgba.ndim != 3 or rgba.shape[2] != 4:
-            raise ValueError(f"overlay {name!r}: expected (rows, cols, 4) RGBA, got {rgba.shape}")
-        target = ref if ref is not None else self.ref
-        if target == self.ref and (rgba.shape[0], rgba.shape[1]) != (rows, cols):
-            raise ValueError(
-                f"overlay {name!r}: shape {rgba.shape[:2]} does not match image {(rows, cols)}")
-        if rgba.dtype != np.uint8:
-            rgba = np.clip(rgba, 0, 255).astype(np.uint8)
-        if opacity is None:
-            opacity = self.default_overlay_opacity
-        elif opacity != self.default_overlay_opacity:
-            self.default_overlay_opacity = opacity
-            self.sig_overlay_opacity.emit(self.default_overlay_opacity)
-        self._layers[name] = _Layer(rgba, array_to_qimage(rgba), target)
-        self.state.viewport.set_overlay(name, opacity=opacity)
-
-    def clear_overlays(self) -> None:
-        self._layers.clear()
-        self.update()
-
-    def overlay_names(self) -> list[str]:
-        return list(self._layers)
-
-    def overlay_opacity(self, name: str) -> float:
-        return self.state.viewport.overlay(name).opacity
-
-    def set_overlay_visible(self, name: str, visible: bool) -> None:
-        self.state.viewport.set_overlay(name, visible=visible)
-
-    def set_overlay_opacity(self, name: str, opacity: float) -> None:
-        self.state.viewport.set_overlay(name, opacity=opacity)
-
     def grab_view(self) -> QImage:
         """The view as the user sees it, overlays and text included."""
         return self.grab().toImage()
@@ -299,17 +244,23 @@ class ImageCanvas(QWidget):
             self._edge_labels = (self.ref, orientation_labels(self.state.series, self.ref))
         return self._edge_labels[1]
 
-    # -- rulers ------------------------------------------------------------------
-    def rulers(self) -> list[tuple[QPointF, QPointF]]:
-        return self._rulers.of(self.ref)
-
-    def ruler_length(self, a: QPointF, b: QPointF) -> tuple[float, str]:
-        """Length between image points; mm when Pixel Spacing is known, else px."""
-        return ruler_length(self.meta, a, b)
-
-    def clear_rulers(self) -> None:
-        self._rulers.clear()
+    # -- layers ------------------------------------------------------------------
+    def add_layer(self, layer: Any) -> None:
+        """Paint `layer` over the image and offer it mouse gestures.  A layer has
+        ``paint(painter, geo, canvas)`` and may have ``press(event, geo) -> bool`` (True:
+        it takes this left-button gesture: its ``move(event, geo)`` and
+        ``release(event, geo)`` follow), ``hover(event, geo)`` and
+        ``double_click(event, geo) -> bool``."""
+        self.layers.append(layer)
         self.update()
+
+    def mm_per_px(self, geo: ViewGeometry | None = None) -> float | None:
+        """Millimetres per screen pixel down the view (row spacing over the displayed
+        row height; None without Pixel Spacing)."""
+        spacing = getattr(self.meta, "pixel_spacing", None) if self.meta is not None else None
+        if not spacing or self.rendered is None:
+            return None
+        return float(spacing[0]) / (geo or self.view_geometry()).scales()[1]
 
     # -- cursor value -------------------------------------------------------------
     def _update_cursor_value(self, pos: QPointF | None = None) -> None:
@@ -338,19 +289,13 @@ class ImageCanvas(QWidget):
         p.fillRect(QRectF(0, 0, geo.width, geo.height), Qt.GlobalColor.black)
         if self._qimage is not None:
             rect = QRectF(*geo.image_rect())
-            shrink = min(geo.scales()) < 1.0
-            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, shrink)
-            if shrink:  # smooth downscale once per image/size, not per repaint
-                size = (max(1, round(rect.width())), max(1, round(rect.height())))
-                key = (self._qimage.cacheKey(), size)
-                if self._scaled_key != key:
-                    self._scaled = self._qimage.scaled(
-                        size[0], size[1], Qt.AspectRatioMode.IgnoreAspectRatio,
-                        Qt.TransformationMode.SmoothTransformation)
-                    self._scaled_key = key
-                p.drawImage(QRectF(rect.topLeft(), self._scaled.size().toSizeF()), self._scaled)
-            else:
-                p.drawImage(rect, self._qimage)
+            # the visible part scaled once per image and view geometry (viewer.ui.qimage):
+            # a repaint (every mouse move) is then a plain copy
+            key = (self._qimage.cacheKey(), geo.width, geo.height, geo.image_rect())
+            if self._scaled_key != key:
+                self._scaled, self._scaled_key = screen_image(self.rendered, geo), key
+            if self._scaled is not None:
+                p.drawImage(QPointF(self._scaled[0], self._scaled[1]), self._scaled[2])
             for name, layer in self._layers.items():
                 flags = self.state.viewport.overlay(name)
                 if flags.visible and layer.ref == self.ref \
@@ -359,25 +304,41 @@ class ImageCanvas(QWidget):
                     p.setOpacity(flags.opacity)
                     p.drawImage(rect, layer.image)
             p.setOpacity(1.0)
-            lines = list(self.rulers())
-            d = self._drag
-            if d and d.get("mode") == "ruler" and d.get("b") is not None:
-                lines.append((d["a"], d["b"]))
-            paint_rulers(p, geo, lines, self.meta)
+            for layer in self.layers:
+                p.save()
+                layer.paint(p, geo, self)
+                p.restore()
         elif self.error and self.ref == self.state.ref():
             p.setPen(QColor(255, 120, 120))
             p.drawText(QRectF(0, 0, geo.width, geo.height),
                        Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
                        f"Cannot display this image:\n{self.error}")
-        if text and self.state.show_text and self._qimage is not None:
-            labels = self.edge_labels()
-            if labels is not None:
-                paint_edge_labels(p, geo.edge_anchors(), labels.as_dict(), self.text_opacity)
+        texts: dict[str, list[str]] = {}
         if text and self.state.show_text and self.state.series is not None:
             texts = corner_texts(self.state, self.state.header(), self.effective_window(),
                                  geo.scale(), None if anonymize else self.cursor_value,
                                  meta=self.meta, anonymize=anonymize)
+        if text and self.state.show_text and self._qimage is not None:
+            labels = self.edge_labels()
+            if labels is not None:
+                paint_edge_labels(p, geo.edge_anchors(), labels.as_dict(), self.text_opacity,
+                                  width=geo.width, height=geo.height, avoid=self.occupied(p, geo, texts))
+            paint_scale_bar(p, geo.width, geo.height, self.mm_per_px(geo), self.text_opacity)
+        if texts:
             paint_corner_texts(p, int(geo.width), int(geo.height), texts, self.text_opacity)
+
+    def occupied(self, p: QPainter, geo: ViewGeometry, texts: dict[str, list[str]]) -> list[QRectF]:
+        """Screen areas the orientation letters keep clear of: the corner text and what
+        layers report (`layer.occupied(p, geo, canvas)`, e.g. the badges)."""
+        boxes = corner_text_boxes(p, texts, geo.width, geo.height)
+        for layer in self.layers:
+            occupied = getattr(layer, "occupied", None)
+            if occupied is not None:
+                try:
+                    boxes += occupied(p, geo, self)
+                except Exception:   # a layer must never break painting
+                    continue
+        return boxes
 
     # -- mouse -------------------------------------------------------------------
     def wheelEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
@@ -400,9 +361,9 @@ class ImageCanvas(QWidget):
             if win is None:
                 return
             self._drag = {"mode": "window", "start": pos, "win": win}
-        elif btn == Qt.MouseButton.LeftButton and self.state.ruler_mode and self.rendered is not None:
-            x, y = self.screen_to_image(pos)
-            self._drag = {"mode": "ruler", "a": QPointF(x, y), "b": None}
+        elif btn == Qt.MouseButton.LeftButton and self.rendered is not None and (
+                layer := self._layer_taking(event)) is not None:
+            self._drag = {"mode": "layer", "layer": layer}
         elif btn in (Qt.MouseButton.LeftButton, Qt.MouseButton.MiddleButton):
             if self.state.zoom is None:
                 self.state.set_zoom(self.fit_scale())
@@ -415,6 +376,9 @@ class ImageCanvas(QWidget):
         d = self._drag
         if d is None:
             self._update_cursor_value(pos)
+            for layer in self.layers:
+                if hasattr(layer, "hover"):
+                    layer.hover(event, self.view_geometry())
             self.update()
             return
         if d["mode"] == "window":
@@ -423,21 +387,40 @@ class ImageCanvas(QWidget):
         elif d["mode"] == "pan":
             px, py = d["pan"]
             self.state.set_pan(px + pos.x() - d["start"].x(), py + pos.y() - d["start"].y())
-        elif d["mode"] == "ruler":
-            x, y = self.screen_to_image(pos)
-            d["b"] = QPointF(x, y)
+        elif d["mode"] == "layer":
+            d["layer"].move(event, self.view_geometry())
             self.update()
 
     def mouseReleaseEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
         d, self._drag = self._drag, None
-        if d and d["mode"] == "ruler" and d.get("b") is not None:
-            self._rulers.add(self.ref, d["a"], d["b"])
+        if d and d["mode"] == "layer":
+            d["layer"].release(event, self.view_geometry())
         self.update()
         event.accept()
 
     def mouseDoubleClickEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
-        if event.button() == Qt.MouseButton.LeftButton and not self.state.ruler_mode:
-            self.state.set_zoom(None)
+        if event.button() != Qt.MouseButton.LeftButton:
+            return
+        geo = self.view_geometry()
+        if any(hasattr(layer, "double_click") and layer.double_click(event, geo) for layer in self.layers):
+            return
+        self.state.set_zoom(None)
+
+    def _layer_taking(self, event: Any) -> Any:
+        geo = self.view_geometry()
+        return next((layer for layer in reversed(self.layers)
+                     if hasattr(layer, "press") and layer.press(event, geo)), None)
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        if self._deferred:
+            self.refresh()
+
+    def keyPressEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        if any(hasattr(layer, "key") and layer.key(event) for layer in self.layers):
+            event.accept()
+            return
+        super().keyPressEvent(event)
 
     def leaveEvent(self, _event: Any) -> None:  # noqa: N802 - Qt override
         self._last_pos = None

@@ -59,7 +59,6 @@ class ViewState(QObject):
     zoom = _delegate("zoom")
     pan = _delegate("pan")
     show_text = _delegate("show_text")
-    ruler_mode = _delegate("ruler_mode")
 
     def __init__(self, pixels: Any = None, parent: QObject | None = None,
                  session: ViewSession | None = None, viewport: ViewportState | None = None) -> None:
@@ -68,16 +67,41 @@ class ViewState(QObject):
         if pixels is not None:
             self.session.pixels = pixels
         self.viewport = viewport if viewport is not None else self.session.active
-        ev = self.viewport.events
-        ev.series_changed.connect(self.sig_series_changed.emit)
-        ev.slice_changed.connect(self.sig_slice_changed.emit)
-        ev.window_changed.connect(self.sig_window_changed.emit)
-        ev.view_changed.connect(self.sig_view_changed.emit)
-        ev.overlays_changed.connect(self.sig_overlays_changed.emit)
+        self._relays: list[tuple[Any, Any]] = []
+        self._connect_viewport()
         sev = self.session.events
         sev.scan_updated.connect(self.sig_scan_updated.emit)
         sev.scan_finished.connect(self.sig_scan_finished.emit)
         sev.auto_window_changed.connect(self.sig_auto_window_changed.emit)
+
+    def _connect_viewport(self) -> None:
+        ev = self.viewport.events
+        self._relays = [(ev.series_changed, self.sig_series_changed.emit),
+                        (ev.slice_changed, self.sig_slice_changed.emit),
+                        (ev.window_changed, self.sig_window_changed.emit),
+                        (ev.view_changed, self.sig_view_changed.emit),
+                        (ev.overlays_changed, self.sig_overlays_changed.emit)]
+        for event, relay in self._relays:
+            event.connect(relay)
+
+    def rebind(self, viewport: ViewportState) -> None:
+        """Relay `viewport` from now on, and announce what it shows (series, slice,
+        window, view, overlays) as if it had just changed."""
+        if viewport is self.viewport:
+            return
+        for event, relay in self._relays:
+            event.disconnect(relay)
+        self.viewport = viewport
+        self._connect_viewport()
+        self.sig_series_changed.emit(viewport.series)
+        self.sig_slice_changed.emit(viewport.index)
+        self.sig_window_changed.emit(viewport.window)
+        self.sig_view_changed.emit()
+        self.sig_overlays_changed.emit()
+
+    def follow_active(self) -> None:
+        """Stay bound to the session's active viewport (the window's state)."""
+        self.session.events.active_changed.connect(self.rebind)
 
     # -- the session ------------------------------------------------------------------
     @property
@@ -134,9 +158,6 @@ class ViewState(QObject):
 
     def set_show_text(self, on: bool) -> None:
         self.viewport.set_show_text(on)
-
-    def set_ruler_mode(self, on: bool) -> None:
-        self.viewport.set_ruler_mode(on)
 
     # -- plug-in view ---------------------------------------------------------------------
     def current(self) -> CurrentImage | None:

@@ -1,9 +1,12 @@
-"""The main window: welcome screen, canvas, series browser, tag browser, status bar.
+"""The main window: welcome screen, viewports, series browser, tag browser, status bar.
 
 Widgets bind to the view state (a Qt-free `ViewSession` with one `ViewportState` per
-viewport, relayed by `ViewState`); scanning and thumbnails run off the GUI thread and
-arrive by signal, tagged with a scan generation so stale results are dropped
-(STYLE.md patterns 3-5).  Extension points are documented in ARCHITECTURE.md.
+viewport, relayed by `ViewState`); the viewports of the layout are a `ViewportGrid`
+and `state`, `viewport` and `canvas` are the active viewport's.  Scanning and
+thumbnails run off the GUI thread and arrive by signal, tagged with a scan generation
+so stale results are dropped (STYLE.md patterns 3-5).  The reading features
+(layouts, MPR, synchronisation, priors, measurement tools: viewer.ui.reading) are
+installed with the window.  Extension points are documented in ARCHITECTURE.md.
 """
 
 from __future__ import annotations
@@ -14,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QMainWindow, QMenu, QScrollArea,
-                               QStackedWidget, QWidget)
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMenu, QStackedWidget, QWidget
 
 from medviewer.viewer import logs
 from medviewer.viewer.display import PRESETS
@@ -28,14 +30,16 @@ from medviewer.viewer.ui.browser import SeriesBrowser
 from medviewer.viewer.ui.cine import Cine
 from medviewer.viewer.io.model import printable
 from medviewer.viewer.ui.dialogs import shortcuts_dialog, skipped_dialog
-from medviewer.viewer.ui.focus import ReturnFocus, WheelScrolls, guard_wheel
+from medviewer.viewer.ui.focus import ReturnFocus, WheelScrolls
 from medviewer.viewer.ui.loader import StudyLoader
 from medviewer.viewer.ui.settings import Settings
 from medviewer.viewer.ui.state import ViewState
 from medviewer.viewer.ui.statusbar import ScanStatus
 from medviewer.viewer.ui.tags import TagBrowser
+from medviewer.viewer.ui.viewgrid import ViewportGrid
 from medviewer.viewer.ui.viewport import Viewport
 from medviewer.viewer.ui.welcome import WelcomeWidget
+from medviewer.viewer.ui.windowdocks import DockHost
 from medviewer.viewer.ui.workers import warm_up
 
 log = logging.getLogger("medviewer.ui")
@@ -52,7 +56,7 @@ def _remember_identifiers(series: Any) -> None:
             log.debug("remember_identifiers failed", exc_info=True)
 
 
-class MainWindow(QMainWindow):
+class MainWindow(DockHost, QMainWindow):
     """The medviewer window.  See ARCHITECTURE.md 'UI extension points'."""
 
     def __init__(self, settings: Settings | None = None, pixels: Any = None) -> None:
@@ -66,6 +70,7 @@ class MainWindow(QMainWindow):
         self.session = ViewSession(pixels=self.pixels,
                                    auto_window_per_image=self.settings.auto_window_per_image())
         self.state = ViewState(parent=self, session=self.session)
+        self.state.follow_active()       # toolbar, keys and plug-ins act on the active viewport
         self.scan_result: Any = None
         self.loader = StudyLoader(self.pixels, self)
         self._welcome_hidden: list[QDockWidget] = []
@@ -89,23 +94,55 @@ class MainWindow(QMainWindow):
         self.ai_menu = self.menu("AI")
         self.menu("Help")
         self._connect()
+        from medviewer.viewer.ui.reading import install as install_reading
+
+        self.reading = install_reading(self)
         self.welcome.set_recent(self.settings.recent_folders())
         self.resize(1280, 820)
 
     # -- construction ---------------------------------------------------------------
     def _build_pages(self) -> None:
-        """Central widget: the welcome page, or the viewport (canvas, scroller, strip)."""
+        """Central widget: the welcome page, or the viewports of the layout."""
         self.stack = QStackedWidget(self)
         self.welcome = WelcomeWidget()
-        self.viewport = Viewport(self.state)
-        self.canvas = self.viewport.canvas
-        self.canvas.default_overlay_opacity = self.settings.overlay_opacity()
-        self.slider = self.viewport.slider
-        self.slice_label = self.viewport.slice_label
-        self.viewer_page = self.viewport
+        self.grid = ViewportGrid(self.session)
+        self.viewer_page = self.grid
         self.stack.addWidget(self.welcome)
-        self.stack.addWidget(self.viewport)
+        self.stack.addWidget(self.grid)
         self.setCentralWidget(self.stack)
+
+    # -- the active viewport -----------------------------------------------------------
+    @property
+    def viewport(self) -> Viewport:
+        """The active viewport (canvas, scroller, strip)."""
+        return self.grid.active_viewport()
+
+    @property
+    def canvas(self) -> Any:
+        return self.viewport.canvas
+
+    @property
+    def slider(self) -> Any:
+        return self.viewport.slider
+
+    @property
+    def slice_label(self) -> Any:
+        return self.viewport.slice_label
+
+    def canvases(self) -> list[Any]:
+        return [vp.canvas for vp in self.grid.viewports]
+
+    def _wire_viewport(self, vp: Viewport) -> None:
+        """Signals of a viewport's canvas (every viewport, as the layout creates them)."""
+        c = vp.canvas
+        c.default_overlay_opacity = self.settings.overlay_opacity()
+        c.sig_overlay_opacity.connect(self.settings.set_overlay_opacity)
+        c.sig_cursor.connect(lambda value, c=c: c is self.canvas and self.status.set_cursor(value))
+        c.sig_rendered.connect(lambda c=c: c is self.canvas and refresh_window_menu(self))
+
+    def _on_active_changed(self) -> None:
+        self._return_focus.target = self.canvas
+        refresh_window_menu(self)
 
     def _build_docks(self) -> None:
         self.browser = SeriesBrowser()
@@ -125,7 +162,10 @@ class MainWindow(QMainWindow):
         self.skipped_button = self.status.skipped_button
 
     def _connect(self) -> None:
-        self.canvas.sig_overlay_opacity.connect(self.settings.set_overlay_opacity)
+        for vp in self.grid.viewports:
+            self._wire_viewport(vp)
+        self.grid.sig_viewport_added.connect(self._wire_viewport)
+        self.session.events.active_changed.connect(lambda _vp: self._on_active_changed())
         self.status.sig_cancel.connect(self.cancel_scan)
         self.status.sig_show_skipped.connect(self.show_skipped)
         self.welcome.sig_open_folder.connect(lambda: self.choose_folder())
@@ -138,8 +178,6 @@ class MainWindow(QMainWindow):
         self.loader.sig_thumbnail.connect(self.browser.set_thumbnail)
         self.state.sig_series_changed.connect(self._on_series_changed)
         self.state.sig_slice_changed.connect(lambda _i: self._tags_timer.start())
-        self.canvas.sig_cursor.connect(self.status.set_cursor)
-        self.canvas.sig_rendered.connect(lambda: refresh_window_menu(self))
         self.cine.sig_playing.connect(self._on_cine_playing)
         self._tags_timer.timeout.connect(self._update_tags)
         self.tags_dock.visibilityChanged.connect(lambda _v: self._tags_timer.start())
@@ -148,75 +186,12 @@ class MainWindow(QMainWindow):
         self._return_focus.watch(self.tags.filter)
         self._return_focus.watch(self.fps_spin)
 
-    def restore_layout(self) -> None:
-        """Restore the saved geometry and dock layout (call after plug-ins added
-        their docks, so theirs are restored too); on a first start, give the
-        right-hand area to plug-in panels with the tag browser as a tab."""
-        geo, st = self.settings.geometry(), self.settings.window_state()
-        if geo is not None:
-            self.restoreGeometry(geo)
-        else:
-            self._fit_to_screen()
-        if st is not None and self.restoreState(st):
-            return
-        right = [d for d in self.findChildren(QDockWidget)
-                 if d is not self.tags_dock
-                 and self.dockWidgetArea(d) == Qt.DockWidgetArea.RightDockWidgetArea]
-        if right:
-            self.tabifyDockWidget(right[0], self.tags_dock)
-            right[0].raise_()
-        # needs the shown layout
-        QTimer.singleShot(0, lambda: self.resizeDocks(
-            [self.browser_dock, self.tags_dock], [270, 440], Qt.Orientation.Horizontal))
-
-    def _fit_to_screen(self) -> None:
-        """First start: 1280x820, or less on a smaller screen (docks scroll, nothing is cut)."""
-        screen = self.screen()
-        if screen is not None:
-            avail = screen.availableGeometry()
-            self.resize(min(self.width(), avail.width()), min(self.height(), avail.height()))
-
     # -- extension points ---------------------------------------------------------
-    def add_dock(self, widget: QWidget, area: Any = Qt.DockWidgetArea.RightDockWidgetArea,
-                 title: str | None = None, scrollable: bool = False) -> QDockWidget:
-        """Wrap `widget` in a dock (saved with the window layout) and add it.
-        `scrollable` puts it in a scroll area, so a small window never cuts it off."""
-        dock = QDockWidget(title or widget.windowTitle() or widget.objectName(), self)
-        name = widget.objectName() or (title or "dock").lower().replace(" ", "_")
-        dock.setObjectName(f"dock_{name}")
-        if scrollable:
-            scroll = QScrollArea()
-            scroll.setObjectName(f"scroll_{name}")
-            scroll.setWidgetResizable(True)
-            scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-            scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
-            scroll.setWidget(widget)
-            guard_wheel(widget, self._wheel_guard)
-            dock.setWidget(scroll)
-        else:
-            dock.setWidget(widget)
-        self.addDockWidget(area, dock)
-        view = self._menus.get("View")
-        if view is not None:
-            view.addAction(dock.toggleViewAction())
-        return dock
-
-    def menu(self, title: str) -> QMenu:
-        """The top-level menu `title`, created (before Help) when missing."""
-        if title in self._menus:
-            return self._menus[title]
-        m = QMenu(title, self)
-        help_menu = self._menus.get("Help")
-        if help_menu is not None:
-            self.menuBar().insertMenu(help_menu.menuAction(), m)
-        else:
-            self.menuBar().addMenu(m)
-        self._menus[title] = m
-        return m
-
     def set_slice_strip(self, widget: QWidget | None) -> None:
-        """Place a per-slice widget under the slice scroller (None removes it)."""
-        self.viewport.set_slice_strip(widget)
+        """Place a per-slice widget (e.g. the AI strip) under the slice scroller of the
+        active viewport (it moves with the active viewport; in the MPR layout under the
+        view of the acquisition plane); None removes it."""
+        self.grid.set_slice_strip(widget)
 
     def add_drop_handler(self, accepts: Callable[[Path], bool], handle: Callable[[Path], Any]) -> None:
         """Dropped files for which `accepts(path)` is true go to `handle(path)` instead of
@@ -283,37 +258,14 @@ class MainWindow(QMainWindow):
         self.scan_result = None
         self.state.scan_result = None
         self.browser.clear_all()
-        self.canvas.clear_overlays()
-        self.canvas.clear_rulers()
-        self.state.set_series(None)
+        for canvas in self.canvases():
+            canvas.clear_overlays()
+        for vstate in self.session.viewports:
+            vstate.set_series(None)
         self._show_viewer_page()
         self.setWindowTitle(f"medviewer - {label}")
         self.status.started(label)
         self.loader.start(path)
-
-    def _show_viewer_page(self) -> None:
-        """Leave the welcome page: bring back the docks it hid."""
-        if self.stack.currentWidget() is not self.viewer_page:
-            self.stack.setCurrentWidget(self.viewer_page)
-            for d in self._welcome_hidden:
-                d.show()
-            self._welcome_hidden = []
-
-    def _welcome_hide_docks(self) -> None:
-        """The welcome page uses the whole window (docks come back with a study)."""
-        if self.stack.currentWidget() is self.welcome:
-            self._welcome_hidden = [d for d in self.findChildren(QDockWidget) if d.isVisible()]
-            for d in self._welcome_hidden:
-                d.hide()
-                # a dock the user toggles meanwhile is theirs again
-                d.toggleViewAction().triggered.connect(
-                    lambda _c=False, d=d: d in self._welcome_hidden and self._welcome_hidden.remove(d))
-
-    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
-        super().showEvent(event)
-        if not self._shown_once:
-            self._shown_once = True
-            self._welcome_hide_docks()
 
     def cancel_scan(self) -> None:
         self.loader.cancel()
@@ -335,15 +287,7 @@ class MainWindow(QMainWindow):
         all_series = result.all_series()
         for s in self.browser.update_series(all_series):
             _remember_identifiers(s)
-        cur = self.state.series
-        if cur is None:
-            first = next((s for s in all_series if s.items), None)
-            if first is not None:
-                self.state.set_series(first)
-        else:
-            same = next((s for s in all_series if s.series_uid == cur.series_uid), None)
-            if same is not None and same is not cur:
-                self.state.update_series(same)
+        self.session.show_series(all_series)
         self.session.events.scan_updated.emit(result)
 
     # -- state -> widgets -----------------------------------------------------------
@@ -410,6 +354,12 @@ class MainWindow(QMainWindow):
         if not paths:
             return
         event.acceptProposedAction()
+        rest = self.handle_dropped(paths)
+        if rest:
+            self.open_path(rest[0])
+
+    def handle_dropped(self, paths: list[Path]) -> list[Path]:
+        """Give dropped files to the drop handlers that accept them; return the rest."""
         rest = []
         for path in paths:
             handler = next((h for accepts, h in self._drop_handlers if accepts(path)), None)
@@ -417,8 +367,7 @@ class MainWindow(QMainWindow):
                 handler(path)
             else:
                 rest.append(path)
-        if rest:
-            self.open_path(rest[0])
+        return rest
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
         self.shutdown()
@@ -436,7 +385,9 @@ class MainWindow(QMainWindow):
             log.exception("saving settings")
         self.cine.set_playing(False)
         self.loader.shutdown()
-        self.canvas.shutdown()
+        self.reading.shutdown()
+        for canvas in self.canvases():
+            canvas.shutdown()
         try:
             self.pixels.close()
         except Exception:

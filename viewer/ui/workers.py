@@ -252,7 +252,8 @@ def warm_up() -> None:
     pydicom's pixel back-ends).  Otherwise the GUI thread can block on the
     import lock while a worker imports them.  The GIL switch interval is also
     shortened to 1 ms so Python work in workers cannot hold the GUI thread
-    for long between two Qt calls (each one releases and re-takes the GIL)."""
+    for long between two Qt calls (each one releases and re-takes the GIL), and
+    None's reference count is protected from the Qt bindings' leak (viewer.ui.qtcompat)."""
     import importlib
     import sys
 
@@ -265,6 +266,9 @@ def warm_up() -> None:
             log.debug("warm-up import %s failed", name)
     if sys.getswitchinterval() > 0.001:
         sys.setswitchinterval(0.001)
+    from medviewer.viewer.ui.qtcompat import protect_none
+
+    protect_none()        # shiboken6 6.12 on Python 3.11: void Qt calls drop references to None
     from medviewer.viewer.ui.gcpolicy import freeze_long_lived
 
     freeze_long_lived()   # modules are forever: keep them out of full collections

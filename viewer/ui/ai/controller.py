@@ -5,6 +5,10 @@ series, the class the strip shows, the CAM cache); view state lives in the windo
 ViewState.  Engine work runs as tasks (viewer.ui.ai.worker) on `TaskRunner`s; every
 result passes the ResultRouter (tagged study/series/slice/model/generation) before
 anything is stored or painted, so stale results are dropped (STYLE.md pattern 5).
+Out-of-distribution scores and the input check's warnings travel the same way and
+are stored with the probabilities; every finished analysis is appended to the audit
+log, and the reader's verdict on it too (engine.audit, written by `audit_task` on a
+one-thread runner off the GUI thread).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from medviewer.viewer.state.ai import AIResults, ResultKey
 from medviewer.viewer.ui.ai.camlayer import OVERLAY, CamLayer
 from medviewer.viewer.ui.ai.strip import SliceStrip
 from medviewer.viewer.ui.ai.widgets import CamControls, ModelPicker, ProbabilityPanel
-from medviewer.viewer.ui.ai.worker import load_task, series_task
+from medviewer.viewer.ui.ai.worker import audit_task, load_task, series_task
 from medviewer.viewer.ui.workers import CANCELLED, TaskRunner, TaskState
 
 log = logging.getLogger("medviewer.ai")
@@ -51,6 +55,10 @@ class AIController(QObject):
         self._job_count = 0
         self._per_image: float | None = None
         self._job_view: tuple[str, str] | None = None   # (study, series) of the last analysis
+        self._job_key: ResultKey | None = None          # results key of the running analysis
+        self._job_gen = 0                                # the newest classification job started here
+        self.audit_path: Any = None                      # None: the user data folder's audit log
+        self._pending_analysis: tuple[ResultKey, str] | None = None
         self._build_widgets()
         self._build_runners()
         self._build_actions()
@@ -86,6 +94,8 @@ class AIController(QObject):
         self.pool.setMaxThreadCount(1)
         self.loads = TaskRunner(self, name="model load", pool=self.pool)
         self.jobs = TaskRunner(self, name="AI analysis", pool=self.pool)
+        # audit-log writes: one thread of their own, never cancelled (entries in order, none lost)
+        self.audits = TaskRunner(self, name="audit log")
 
     def _build_actions(self) -> None:
         menu = self.window.ai_menu
@@ -116,6 +126,8 @@ class AIController(QObject):
         self.jobs.sig_partial.connect(self.on_batch)
         self.jobs.sig_progress.connect(self.on_progress)
         self.jobs.sig_finished.connect(self.on_finished)
+        self.audits.sig_finished.connect(self.on_audit)
+        self.panel.verdict.sig_verdict.connect(self.record_verdict)
         self.window.add_drop_handler(lambda p: p.suffix.lower() == MODEL_SUFFIX and p.is_file(),
                                      self.load_model_file)
 
@@ -160,6 +172,23 @@ class AIController(QObject):
         """(N, C) probabilities of the series in view; NaN rows = not analysed."""
         res = self._view_results()
         return None if res is None else res.probs
+
+    @property
+    def ood(self) -> np.ndarray | None:
+        """(N,) OOD scores of the series in view (NaN: not yet); None without an OOD check."""
+        res = self._view_results()
+        return None if res is None else res.ood
+
+    @property
+    def input_warnings(self) -> list[str]:
+        res = self._view_results()
+        return [] if res is None else list(res.input_warnings)
+
+    @property
+    def analysis_id(self) -> str | None:
+        """The audit-log entry of the result in view (verdicts name it)."""
+        res = self._view_results()
+        return None if res is None else res.analysis_id
 
     @property
     def cams(self) -> Any:
@@ -260,7 +289,10 @@ class AIController(QObject):
         gen = self.router.start_job(key[0], key[1], self.model.model_id)
         self.router.set_view(key[0], key[1])
         self._job_view = (key[0], key[1])
-        self.results.ensure(key, len(series.items), self.model.classes)
+        threshold = self.model.ood.threshold if self.model.ood is not None else None
+        res = self.results.ensure(key, len(series.items), self.model.classes, threshold)
+        res.analysis_id, res.verdict = None, None          # a new analysis: the old verdict was on another
+        self._job_key, self._job_gen, self._pending_analysis = key, gen, None
         self._job_started = time.perf_counter()
         self._job_count = len(refs)
         self._per_image = None
@@ -270,7 +302,7 @@ class AIController(QObject):
         self.panel.cancel_button.setVisible(True)
         self._show_results()
         self.jobs.start(series_task, self.model, self.window.pixels, refs,
-                        (max(1, series.rows), max(1, series.columns)), first_index,
+                        (max(1, series.rows), max(1, series.columns)), first_index, series=series,
                         key=(gen, key), is_current=lambda: self.router.is_current(gen))
         return gen
 
@@ -292,10 +324,18 @@ class AIController(QObject):
         if self.router.is_current(state.key[0]):
             self.panel.progress.setValue(done)
 
-    def on_batch(self, state: TaskState, batch: tuple[int, np.ndarray]) -> None:
+    def on_batch(self, state: TaskState, batch: tuple) -> None:
+        """A partial result: ("inputcheck", warnings) or ("batch", start, probs, OOD scores|None)."""
         gen, key = state.key
-        start, probs = batch
-        if not self.router.accept(self.router.tag(gen, start)) or self.results.store(key, start, probs) is None:
+        if batch[0] == "inputcheck":
+            res = self.results.get(key)
+            if res is not None and self.router.is_current(gen):
+                res.input_warnings = list(batch[1])
+                self._show_results()
+            return
+        _, start, probs, scores = batch
+        if not self.router.accept(self.router.tag(gen, start)) \
+                or self.results.store(key, start, probs, scores) is None:
             self.dropped += 1
             return
         self._show_results()
@@ -318,6 +358,8 @@ class AIController(QObject):
             self.panel.status.setText(f"Analyzed {n} image(s) in {state.seconds:.2f} s "
                                       f"({self._per_image * 1000:.0f} ms per image)")
         self._show_results()
+        if (error is None or error == CANCELLED) and gen == self._job_gen:   # not a superseded job
+            self._record_analysis(state.key[1], "complete" if error is None and current else "cancelled")
 
     def _show_results(self) -> None:
         """Panel bars, series result and strip, all from the stored results of the view."""
@@ -342,16 +384,20 @@ class AIController(QObject):
         probs = None if res is None else res.at(i)
         if probs is None:
             self.panel.set_probabilities(None)
+            self.panel.trust.set_slice(None, None)
             return
         per = self._per_image
         if per is None:  # job still running: elapsed time over results so far
             per = (time.perf_counter() - self._job_started) / max(1, res.filled())
         self.panel.set_probabilities(probs, where=f"slice {i + 1}", seconds=per)
+        self.panel.trust.set_slice(res.ood_at(i), res.ood_threshold,
+                                   f"slice {i + 1}" if len(res) > 1 else "this image")
 
     def _show_series_result(self) -> None:
         key = self._result_key()
         res = self.results.results_for(key, self.state.count())
         agg = self.results.series_probs(key)
+        self._show_trust(res)
         if agg is None or res is None:
             self.panel.set_series_result("")
             return
@@ -360,6 +406,101 @@ class AIController(QObject):
         self.panel.set_series_result(
             f"Series ({aggregation_name(self.results.aggregation, self.results.k)} over {used}/{len(res)} "
             f"slices): <b>{res.classes[top]}</b> {probs[top]:.3f}")
+
+    # -- trust: OOD, input check, audit log and the reader's verdict ------------------------
+    def _show_trust(self, res: Any) -> None:
+        """The series' input warnings, OOD count and verdict bar, from the stored results."""
+        trust, bar = self.panel.trust, self.panel.verdict
+        if res is None:
+            trust.clear()
+            bar.set_analysis(None)
+            return
+        trust.set_input_warnings(res.input_warnings)
+        counts = res.ood_counts()
+        if counts is None:
+            trust.set_series(0, 0, len(res))
+        else:
+            trust.set_series(counts[0], counts[1], len(res))
+        pending = self._pending_analysis is not None and self._pending_analysis[0] == res.key
+        if res.analysis_id is not None:
+            if bar.analysis_id != res.analysis_id:
+                bar.set_analysis(res.analysis_id, "Result recorded in the audit log; your verdict:")
+                if res.verdict is not None:
+                    verdict, comment, user, when = res.verdict
+                    bar.show_recorded(verdict, user, when[11:19] + " UTC", comment)
+        elif pending:
+            bar.set_analysis(None, "Recording the result in the audit log...")
+        else:
+            bar.set_analysis(None)
+
+    def _record_analysis(self, key: ResultKey, status: str) -> None:
+        """Append the result of `key` (the analysis just finished) to the audit log."""
+        from medviewer.engine import audit
+        from medviewer.engine.device import describe
+
+        res = self.results.get(key)
+        series = self.state.series
+        if res is None or self.model is None or key[2] != self.model.model_id:
+            return
+        done = res.done()
+        if not done.any():
+            return
+        view = self._view_key()
+        refs = ([series.items[i] for i in np.flatnonzero(done)]
+                if series is not None and view == key[:2] and len(series.items) == len(res) else [])
+        agg = aggregate(res.probs[done], self.results.aggregation, k=self.results.k)
+        counts = res.ood_counts()
+        entry = audit.Analysis(
+            model_name=self.model.card.name, model_version=self.model.card.version,
+            model_sha256=self.model.sha256, device=describe(self.model.device),
+            study_uid=key[0], series_uid=key[1], n_items=int(done.sum()),
+            sop_uids=audit.sop_uids(series, refs) if refs else [],
+            result=audit.series_result(res.classes, agg, aggregation_name(self.results.aggregation, self.results.k)),
+            status=status, ood_checked=counts is not None,
+            ood_flagged=counts[0] if counts else None,
+            ood_fraction=(counts[0] / counts[1] if counts and counts[1] else None),
+            input_warnings=list(res.input_warnings), source="viewer")
+        self._pending_analysis = (key, entry.id)
+        self.audits.start(audit_task, entry, self.audit_path, key=("analysis", key), replace=False)
+        self._show_results()
+
+    def record_verdict(self, verdict: str, comment: str) -> None:
+        """The reader's verdict on the result in view: a new audit-log row naming it."""
+        from medviewer.engine.audit import Verdict
+
+        res = self._view_results()
+        if res is None or res.analysis_id is None:
+            return
+        self.panel.verdict.status.setText("Recording your verdict...")
+        self.audits.start(audit_task, Verdict(res.analysis_id, verdict, comment, source="viewer"),
+                          self.audit_path, key=("verdict", res.key), replace=False)
+
+    def on_audit(self, state: TaskState, entry: Any, error: str | None) -> None:
+        kind, key = state.key
+        res = self.results.get(key)
+        bar = self.panel.verdict
+        in_view = res is not None and res is self._view_results()
+        if error:
+            log.warning("audit log: %s", error)
+            self.window.show_message(f"AI: audit log not written: {error}", 10000)
+            if kind == "analysis" and self._pending_analysis and self._pending_analysis[0] == key:
+                self._pending_analysis = None
+                if in_view:
+                    bar.set_analysis(None, f"<span style='color:#c33'>Not recorded in the audit log: "
+                                           f"{error}</span>")
+            elif kind == "verdict" and in_view:
+                bar.status.setText(f"<span style='color:#c33'>Verdict not recorded: {error}</span>")
+            return
+        if kind == "analysis":
+            if self._pending_analysis == (key, entry.id) and res is not None:
+                self._pending_analysis = None
+                res.analysis_id = entry.id
+                if in_view:
+                    self._show_trust(res)
+        elif res is not None and entry.analysis_id == res.analysis_id:
+            res.verdict = (entry.verdict, entry.comment, entry.os_user, entry.time)
+            if in_view:
+                bar.show_recorded(entry.verdict, entry.os_user, entry.time[11:19] + " UTC", entry.comment)
 
     # -- view changes -------------------------------------------------------------------
     def on_series_changed(self, _series: Any) -> None:
@@ -403,3 +544,4 @@ class AIController(QObject):
         self.loads.shutdown(5000)
         self.jobs.shutdown(5000)
         self.cam_layer.shutdown(5000)
+        self.audits.wait(10000)   # never cancelled: every audit entry is written before closing

@@ -24,21 +24,28 @@ KEY_OUT = "ai/dicom_out"
 
 def dicom_save_task(state: TaskState, model: Any, store: Any, series: Any, probs: np.ndarray | None,
                     out: Path, *, slices: str, maps: bool, cam_method: str, aggregate: str,
-                    window: Any) -> tuple[list[Path], list[str]]:
+                    window: Any, ood: np.ndarray | None = None, trust: dict[str, Any] | None = None
+                    ) -> tuple[list[Path], list[str]]:
     """Analyse the series unless `probs` are given, then write its DICOM results:
-    (paths written, notices)."""
+    (paths written, notices).  `ood`: the stored OOD scores with `probs`; `trust`: the
+    input warnings, audit entry and reader's verdict of the result in view
+    (engine.dicomout.trust.TrustInfo fields), written into the SR."""
     from medviewer.engine.dicomout import write_series_outputs
+    from medviewer.engine.dicomout.trust import TrustInfo
     from medviewer.engine.series import SeriesPrediction, predict_series
 
+    threshold = model.ood.threshold if getattr(model, "ood", None) is not None else None
     if probs is None:
         pred = predict_series(model, store, series.items, (max(1, series.rows), max(1, series.columns)),
                               progress=state.progress, should_stop=state.should_stop)
+        trust = {k: v for k, v in (trust or {}).items() if k == "input_warnings"}  # a new analysis
     else:
-        pred = SeriesPrediction(probs, None, {})
+        pred = SeriesPrediction(probs, None, {}, ood if threshold is not None else None, threshold)
     notes: list[str] = []
     paths = write_series_outputs(model, series, pred, store, out, slices=slices, maps=maps,
                                  cam_method=cam_method, aggregate=aggregate, window=window,
-                                 notify=notes.append, should_stop=state.should_stop)
+                                 notify=notes.append, should_stop=state.should_stop,
+                                 trust=TrustInfo.from_prediction(pred, **(trust or {})))
     return list(paths), notes
 
 
@@ -134,6 +141,18 @@ class DicomSaver(QObject):
             return None
         return res.probs.copy()
 
+    def _trust(self) -> tuple[np.ndarray | None, dict[str, Any]]:
+        """(stored OOD scores, TrustInfo fields) of the result in view: input warnings,
+        audit entry and the reader's last verdict (IHE AIRAI), for the SR."""
+        res = self.ai._view_results()
+        if res is None:
+            return None, {}
+        fields: dict[str, Any] = {"input_warnings": list(res.input_warnings), "audit_id": res.analysis_id}
+        if res.verdict is not None:
+            verdict, comment, user, when = res.verdict
+            fields.update(verdict=verdict, verdict_comment=comment, verdict_user=user, verdict_time=when)
+        return (None if res.ood is None else res.ood.copy()), fields
+
     def save(self, out: Path, slices: str = "top3", maps: bool = False) -> TaskState | None:
         """Start writing the DICOM results of the series in view into `out`."""
         ai, s = self.ai, self.window.state.series
@@ -147,9 +166,11 @@ class DicomSaver(QObject):
             self.window.settings.set_value(KEY_OUT, str(out))
         except Exception:
             pass
+        ood, trust = self._trust()
         task = self.jobs.start(dicom_save_task, ai.model, self.window.pixels, s, self._reusable_probs(), out,
                                slices=slices, maps=maps, cam_method=ai.cam.cam_method(),
-                               aggregate=ai.results.aggregation, window=self.window.state.window)
+                               aggregate=ai.results.aggregation, window=self.window.state.window,
+                               ood=ood, trust=trust)
         self.busy = True
         self.window.show_message("Writing the AI results as DICOM...", 0)
         return task

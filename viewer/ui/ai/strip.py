@@ -3,20 +3,23 @@
 It shows one class, says which (a caption over the cells, and a tooltip per cell with
 that slice's probability), and is filled from the stored per-slice probabilities
 (viewer.state.ai.StripView), so it follows the panel's Class selector at once.
+Slices the out-of-distribution check flagged are hatched and carry a red bar on top,
+whatever their probability colour, so a run of unusual slices is seen at a glance.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QEvent, QPoint, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QHelpEvent, QMouseEvent, QPainter, QPaintEvent, QPen
+from PySide6.QtGui import QBrush, QColor, QFont, QHelpEvent, QMouseEvent, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
 
 from medviewer.engine.overlay import colormap_lut
 from medviewer.viewer.state.ai import StripView
 
 CELL_HEIGHT = 14
-HELP = "AI: per-slice probability (click a cell to jump to that slice)"
+HELP = ("AI: per-slice probability (click a cell to jump to that slice); "
+        "hatched red = unlike the images the model was trained on")
 
 
 class SliceStrip(QWidget):
@@ -40,6 +43,7 @@ class SliceStrip(QWidget):
         self.setToolTip(HELP)
         self.align_to = align_to
         self.values = np.full(0, np.nan, dtype=np.float32)
+        self.flags = np.zeros(0, dtype=bool)    # slices flagged out-of-distribution
         self.view: StripView | None = None
         self.current = -1
         self._lut = colormap_lut("inferno")
@@ -52,6 +56,7 @@ class SliceStrip(QWidget):
 
     def reset(self, n: int) -> None:
         self.values = np.full(int(n), np.nan, dtype=np.float32)
+        self.flags = np.zeros(int(n), dtype=bool)
         self.view = None
         self.update()
 
@@ -60,7 +65,13 @@ class SliceStrip(QWidget):
         self.view = view
         self.values = (np.asarray(view.values, np.float32).copy() if view is not None
                        else np.full(int(n), np.nan, np.float32))
+        flags = view.flags if view is not None else None
+        self.flags = (np.asarray(flags, bool).copy() if flags is not None and len(flags) == len(self.values)
+                      else np.zeros(len(self.values), bool))
         self.update()
+
+    def flagged(self) -> int:
+        return int(np.count_nonzero(self.flags))
 
     def set_current(self, index: int) -> None:
         if index != self.current:
@@ -115,6 +126,12 @@ class SliceStrip(QWidget):
                     r, g, b = self._lut[int(round(float(np.clip(v, 0, 1)) * 255))]
                     colour = QColor(int(r), int(g), int(b))
                 p.fillRect(self.cell_rect(i), colour)
+            if self.flags.any():
+                hatch = QBrush(QColor(255, 255, 255, 170), Qt.BrushStyle.BDiagPattern)
+                for i in np.flatnonzero(self.flags[:n]):
+                    r = self.cell_rect(int(i))
+                    p.fillRect(r, hatch)
+                    p.fillRect(QRectF(r.left(), r.top(), r.width(), max(3.0, r.height() / 4)), QColor(230, 30, 20))
             if 0 <= self.current < n:
                 p.setPen(QPen(QColor(0, 200, 255), 2))
                 p.drawRect(self.cell_rect(self.current).adjusted(0, 0, -1, -1))

@@ -20,6 +20,7 @@ from medviewer.engine.cam import CAM_METHODS
 from medviewer.engine.card import NOT_VALIDATED
 from medviewer.engine.catalog import ModelEntry, list_models, model_folders
 from medviewer.engine.overlay import COLORMAPS, colormap_lut
+from medviewer.viewer.ui.ai.trust import TrustPanel, VerdictBar, calibration_text
 
 
 def card_html(card: Any) -> str:
@@ -41,7 +42,8 @@ def card_html(card: Any) -> str:
     return (f"<b>{html.escape(card.name)}</b> {html.escape(card.version)}<br>{what}"
             f"<br>classes: {html.escape(', '.join(card.classes))}<br>intended use: <b>{card.intended_use}</b>"
             f"<br>metrics: {html.escape(metrics)}" + (" (with test-time augmentation)" if tta else "")
-            + (f"<br>training data: {html.escape(data)}" if data else ""))
+            + (f"<br>training data: {html.escape(data)}" if data else "")
+            + f"<br>{calibration_text(card)}")
 
 
 def _window_text(window: Any) -> str:
@@ -178,6 +180,8 @@ class ProbabilityPanel(QWidget):
         self.notice.setWordWrap(True)
         self.notice.setStyleSheet("background:#fff3b0; color:#5a4500; padding:4px; border:1px solid #d8b400;")
         self.notice.setVisible(False)
+        self.trust = TrustPanel()
+        self.verdict = VerdictBar()
         self.grid = QGridLayout()
         self.timing = QLabel("")
         self.timing.setObjectName("ai_timing")
@@ -200,6 +204,7 @@ class ProbabilityPanel(QWidget):
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(self.header)
         lay.addWidget(self.notice)
+        lay.addWidget(self.trust)
         lay.addLayout(self.grid)
         lay.addWidget(self.timing)
         agg_row = QHBoxLayout()
@@ -207,6 +212,7 @@ class ProbabilityPanel(QWidget):
         agg_row.addWidget(self.aggregation, 1)
         lay.addLayout(agg_row)
         lay.addWidget(self.series_label)
+        lay.addWidget(self.verdict)
         row = QHBoxLayout()
         row.addWidget(self.progress, 1)
         row.addWidget(self.cancel_button)
@@ -227,6 +233,8 @@ class ProbabilityPanel(QWidget):
         validated = card.intended_use == "validated"
         self.notice.setText("" if validated else NOT_VALIDATED.format(use=card.intended_use))
         self.notice.setVisible(not validated)
+        self.trust.set_model(card)
+        self.verdict.set_analysis(None)
         while self.bars:
             for w in self.bars.pop():
                 self.grid.removeWidget(w)

@@ -25,22 +25,50 @@ def load_task(state: TaskState, path: str, device: str | None, threads: int | No
 
     apply_thread_policy(count=threads)  # passive OpenMP waits beside the decode threads
     model = load_model(path, device=device)
+    _ = model.sha256   # hashed here, once, for the audit log (never on the GUI thread)
     freeze_long_lived()   # torch's modules, imported just now, live as long as the app
     return model
 
 
 def series_task(state: TaskState, model: Any, store: Any, refs: Sequence[Any],
-                shape: tuple[int, int], first_index: int = 0, batch_size: int = 16) -> int:
-    """Classify `refs` (one slice for 'analyze image', all for 'analyze series'); each
-    batch goes out as partial (index of its first slice in the series, (B, C) probs)."""
+                shape: tuple[int, int], first_index: int = 0, batch_size: int = 16,
+                series: Any = None) -> int:
+    """Classify `refs` (one slice for 'analyze image', all for 'analyze series').
+
+    Partial results: first ("inputcheck", [warning lines]) when `series` is given (the input
+    check of engine.inputcheck, before the model runs), then per batch ("batch", index of
+    its first slice in the series, (B, C) calibrated probs, (B,) OOD scores or None)."""
     from medviewer.engine.series import predict_series
 
+    if series is not None:
+        from medviewer.engine.inputcheck import check_series
+
+        state.partial(("inputcheck", [w.text() for w in check_series(model.card, series, store)]))
+    scores: dict[int, np.ndarray] = {}
+
+    def on_ood(start: int, s: Any) -> None:   # arrives just before the same batch's probabilities
+        scores[start] = np.array(s, copy=True)
+
     def on_batch(start: int, probs: Any, _cams: Any) -> None:
-        state.partial((first_index + start, np.array(probs, copy=True)))
+        state.partial(("batch", first_index + start, np.array(probs, copy=True), scores.pop(start, None)))
 
     predict_series(model, store, list(refs), shape, cam_method=None, batch_size=batch_size,
-                   progress=state.progress, should_stop=state.should_stop, on_batch=on_batch)
+                   progress=state.progress, should_stop=state.should_stop, on_batch=on_batch, on_ood=on_ood)
     return len(refs)
+
+
+def audit_task(_state: TaskState, entry: Any, path: Any = None) -> Any:
+    """Append one entry (engine.audit.Analysis or Verdict) to the audit log; returns it.
+    Run on a one-thread runner that is never cancelled, so entries are written in
+    order and a verdict never before the analysis it names."""
+    from medviewer.engine.audit import Analysis, AuditLog
+
+    log_ = AuditLog(path)
+    if isinstance(entry, Analysis):
+        log_.record_analysis(entry)
+    else:
+        log_.record_verdict(entry)
+    return entry
 
 
 def cam_task(state: TaskState, model: Any, store: Any, ref: Any, class_index: int | None,
