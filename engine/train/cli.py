@@ -252,9 +252,18 @@ def check_research_args(args: argparse.Namespace) -> None:
 
 def main_train(argv: list[str]) -> int:
     """``medviewer --train ...``: returns 0 ok, 1 ok with skipped images, 130 interrupted."""
+    import os
+
+    from medviewer.engine.threads import apply as apply_thread_policy
     from medviewer.engine.train.run import main
 
-    return main(parse(argv))
+    args = parse(argv)
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        # every CPU this process may use, whatever earlier work in the process set (the
+        # viewer keeps one for its GUI thread); float summation order, and with it the
+        # trained weights, depends on the thread count.  torchrun's ranks keep its setting.
+        apply_thread_policy()
+    return main(args)
 
 
 def main_make_dataset(argv: list[str]) -> int:
