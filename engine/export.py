@@ -83,14 +83,18 @@ def export_onnx(model: "LoadedModel", out: str | Path, opset: int = OPSET) -> Pa
         onnx.checker.check_model(proto)
         onnx.save(proto, str(tmp))
         os.replace(tmp, out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise ModelFileError(f"{out}: cannot write ({exc.strerror or exc})") from None
     except Exception as exc:
-        tmp.unlink(missing_ok=True)
-        raise ModelFileError(f"{out}: ONNX export failed ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0][:160] if str(exc) else ''})") from None
+        raise _failed(out, tmp, "ONNX export", exc) from None
     return out
+
+
+def _failed(out: Path, tmp: Path, what: str, exc: Exception) -> ModelFileError:
+    """Remove the partial output; the one-line error for `exc` (a write error or the exporter's)."""
+    tmp.unlink(missing_ok=True)
+    if isinstance(exc, OSError):
+        return ModelFileError(f"{out}: cannot write ({exc.strerror or exc})")
+    text = str(exc).splitlines()[0][:160] if str(exc) else ""
+    return ModelFileError(f"{out}: {what} failed ({type(exc).__name__}: {text})")
 
 
 def export_torchscript(model: "LoadedModel", out: str | Path) -> Path:
@@ -106,13 +110,8 @@ def export_torchscript(model: "LoadedModel", out: str | Path) -> Path:
             traced = torch.jit.trace(module, torch.zeros(2, 3, size, size))
             torch.jit.save(traced, str(tmp), _extra_files={CARD_EXTRA_FILE: model.card.to_json()})
         os.replace(tmp, out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise ModelFileError(f"{out}: cannot write ({exc.strerror or exc})") from None
     except Exception as exc:
-        tmp.unlink(missing_ok=True)
-        raise ModelFileError(f"{out}: TorchScript export failed ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0][:160] if str(exc) else ''})") from None
+        raise _failed(out, tmp, "TorchScript export", exc) from None
     return out
 
 

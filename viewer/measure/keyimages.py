@@ -18,7 +18,7 @@ from pydicom import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
-from medviewer.viewer.measure.report import MANUFACTURER, ReportError, evidence_header
+from medviewer.viewer.measure.report import MANUFACTURER, ReportError, evidence_header, save_document
 
 __all__ = ["read_key_images", "write_key_images"]
 
@@ -62,15 +62,7 @@ def write_key_images(images: Iterable[tuple[Dataset, int | None]], path: str | P
             numbers = frames.get(str(ref.ReferencedSOPInstanceUID))
             if numbers:
                 ref.ReferencedFrameNumber = numbers if len(numbers) > 1 else numbers[0]
-    tmp = out.with_name(out.name + ".tmp")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        doc.save_as(tmp, enforce_file_format=True)
-        tmp.replace(out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise ReportError(f"{out}: cannot write ({exc.strerror or type(exc).__name__})") from None
-    return out
+    return save_document(doc, out)
 
 
 def read_key_images(path: str | Path) -> list[tuple[str, int | None]]:

@@ -38,7 +38,7 @@ from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
 from medviewer.viewer.errors import MedviewerError
-from medviewer.viewer.io.safefile import MAX_DOCUMENT_BYTES, open_regular
+from medviewer.viewer.io.safefile import MAX_DOCUMENT_BYTES, atomic_output, open_regular
 from medviewer.viewer.measure.geometry import (Angle, Arrow, CobbAngle, Distance, Ellipse, Freehand,
                                                PointProbe, Rectangle, Shape)
 from medviewer.viewer.measure.tools import Annotation
@@ -251,14 +251,18 @@ def write_report(annotations: Iterable[Annotation], sources: Mapping[str, Datase
         manufacturer=MANUFACTURER, series_description=description)
     now = datetime.now()
     sr.ContentDate, sr.ContentTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+    return save_document(sr, path)
+
+
+def save_document(doc: Dataset, path: str | Path) -> Path:
+    """Write a DICOM document atomically (safefile.atomic_output: a full disk or a
+    failed write leaves neither a partial file nor a temporary one); ReportError otherwise."""
     out = Path(path)
-    tmp = out.with_name(out.name + ".tmp")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        sr.save_as(tmp, enforce_file_format=True)
-        tmp.replace(out)
+        with atomic_output(out) as tmp:
+            doc.save_as(tmp, enforce_file_format=True)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise ReportError(f"{out}: cannot write ({exc.strerror or type(exc).__name__})") from None
     return out
 

@@ -372,7 +372,8 @@ def paint_edge_labels(p: Any, anchors: dict[str, tuple[float, float]], labels: d
                       opacity: float = 1.0, margin: float = 6.0, width: float | None = None,
                       height: float | None = None, avoid: Sequence[Any] = ()) -> None:
     """Orientation letters (A/P, R/L, H/F) in the middle of each image edge; `anchors`
-    from viewer.state.ViewGeometry.edge_anchors, `labels` from viewer.display.orientation
+    from medviewer.viewer.state.view.ViewGeometry.edge_anchors, `labels` from
+    medviewer.viewer.display.orientation
     (EdgeLabels.as_dict()).  With the view's `width` and `height` they are placed by
     `edge_label_boxes` (outside the image where there is room, clear of `avoid`); without,
     just inside the image edge."""
