@@ -30,11 +30,12 @@ through OpenCV's 16S path, which places samples at 1/32 pixel):
 * `strips` -- single-oblique planes that contain the column axis c (the crosshair
   turned in the sagittal view): each d-sheet feeds a rectangle of output rows, one
   cv2.warpAffine per sheet, no masks.
-* `viewer.display.slab_layers.layers` -- double-oblique planes (d in {k, r}):
-  per output tile one cv2.remap for all layers of samples.
-* `viewer.display.slab_layers.crossing_layers` -- the rest (double-oblique planes
-  whose normal crosses columns most often, pixel types OpenCV cannot remap): one
-  trilinear plane per layer of crossings.
+* `viewer.display.jit.slab_lines` -- the rest (double-oblique planes, any pixel
+  type): one compiled loop per output pixel walks its normal line through the
+  sheets of the dominant axis, samples each crossing bilinearly and reduces on the
+  fly (no maps, no intermediate planes).
+Thin planes that are not single-oblique go to `viewer.display.jit.thin_plane`
+(trilinear, one compiled loop per row).
 Volumes with unequal slice spacing keep mpr's own layered sampler (a plane every
 voxel step along the normal, resampled through the actual slice positions).
 
@@ -181,12 +182,13 @@ def workers() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
-def run_parallel(fn: Callable[[Sequence[int]], object], items: Sequence[int]) -> list:
+def run_parallel(fn: Callable[[Sequence[int]], object], items: Sequence[int], minimum: int = 8) -> list:
     """fn over `workers()` consecutive parts of items (OpenCV / numpy release the GIL;
-    neighbouring items share source data, so each worker keeps its own stretch)."""
+    neighbouring items share source data, so each worker keeps its own stretch); fewer
+    than `minimum` items run in the calling thread."""
     global _POOL
     n = workers()
-    if n == 1 or len(items) < 8:
+    if n == 1 or len(items) < max(minimum, 2):
         return [fn(items)]
     with _POOL_LOCK:
         if _POOL is None:
@@ -277,20 +279,9 @@ def bands(src: np.ndarray, lat: Lattice, a: int, rows: bool, thickness: float,
         if sums is not None:
             out /= np.maximum(ok.sum(axis=0), 1)[None, :].astype(np.float32)
     else:
-        out = np.zeros((n_t, n_u), np.float32)
-        op = cv2.REDUCE_MAX if how == "mip" else cv2.REDUCE_MIN
+        from medviewer.viewer.display import jit
 
-        def blend(part: Sequence[int]) -> None:
-            for t in part:
-                lo = band[a0[t] - s_lo]
-                if w[t] == 0:
-                    out[t] = cv2.reduce(lo, 0, op, dtype=-1)[0]
-                else:
-                    hi = band[a0[t] + 1 - s_lo]
-                    mix = cv2.addWeighted(lo, 1.0 - float(w[t]), hi, float(w[t]), 0.0, dtype=cv2.CV_32F)
-                    out[t] = cv2.reduce(mix, 0, op)[0]
-
-        run_parallel(blend, list(lines))
+        out = jit.blend_reduce(band, a0, w, s_lo, lines, how)
     valid = ok_t[:, None] & ok_u[None, :]
     if not rows:
         out, valid = out.T, valid.T
@@ -373,26 +364,28 @@ def strips(src: np.ndarray, lat: Lattice, rows: bool, thickness: float,
 # dispatch
 
 
-KERNELS = ("bands", "strips", "layers", "crossings")
-FAST_KERNELS = ("bands", "strips")     # a 20 mm slab of a 400x512x512 volume in tens of ms
+KERNELS = ("bands", "strips", "lines", "thin")
+FAST_KERNELS = ("bands", "strips", "thin")   # tens of ms or less for a 400x512x512 volume
 
 
 def kernel(data: np.ndarray, lat: Lattice | None, thickness: float) -> str | None:
-    """Which kernel samples this plane: 'bands', 'strips', 'layers', 'crossings', or
-    None (the caller's general sampler: irregular slice spacing, thin planes other
-    than single-oblique ones, images too large for OpenCV's remap)."""
-    if lat is None or max(lat.shape) >= 32767 or max(lat.width, lat.height) >= 32767:
+    """Which kernel samples this plane: 'bands', 'strips' (OpenCV, single-oblique
+    planes), 'lines' (compiled, other slabs), 'thin' (compiled, other thin planes), or
+    None (the caller's general sampler: irregular slice spacing, pixel types that are
+    not numbers)."""
+    from medviewer.viewer.display.jit import DTYPES
+
+    if lat is None or data.dtype not in DTYPES:
         return None
-    fast = data.dtype in _FAST_DTYPES
+    fast = data.dtype in _FAST_DTYPES and max(lat.shape) < 32767 and max(lat.width, lat.height) < 32767
     single = single_oblique(lat) if fast else None
     if thickness <= 0:
-        return "bands" if single is not None and single[0] != 2 else None
-    d = Slab.of(lat, thickness).d
+        return "bands" if single is not None and single[0] != 2 else "thin"
     if single is not None and single[0] == 2:
         return "strips"
-    if single is not None and single[0] != d:
+    if single is not None and single[0] != Slab.of(lat, thickness).d:
         return "bands"
-    return "layers" if fast and d != 2 else "crossings"
+    return "lines"
 
 
 def sample_oblique(data: np.ndarray, geometry, grid, thickness: float, how: str,
@@ -405,18 +398,25 @@ def sample_oblique(data: np.ndarray, geometry, grid, thickness: float, how: str,
     if name is None:
         return None
     assert lat is not None
-    from medviewer.viewer.display import slab_layers
+    if name in ("lines", "thin"):
+        from medviewer.viewer.display import jit
 
-    if name == "crossings":
-        return slab_layers.crossing_layers(data, lat, thickness, how, nonnegative)
+        if name == "thin":
+            values, valid = jit.thin_plane(data, lat)
+        else:
+            values, valid = jit.slab_lines(data, lat, Slab.of(lat, thickness), how)
+        if values.dtype != data.dtype:
+            from medviewer.viewer.display.reslice import to_dtype
+
+            values = to_dtype(values, data.dtype)
+        values[~valid] = 0
+        return values, valid
     src = source_view(data, nonnegative)
     if name == "bands":
         a, rows = single_oblique(lat) or (0, True)
         values, valid = bands(src, lat, a, rows, thickness, how if thickness > 0 else "thin")
-    elif name == "strips":
-        values, valid = strips(src, lat, (single_oblique(lat) or (2, False))[1], thickness, how)
     else:
-        values, valid = slab_layers.layers(src, lat, thickness, how)
+        values, valid = strips(src, lat, (single_oblique(lat) or (2, False))[1], thickness, how)
     if values.dtype != src.dtype:
         from medviewer.viewer.display.reslice import to_dtype
 

@@ -42,9 +42,13 @@ def check_task(state: TaskState, series: Any) -> Any:
 
 
 def build_task(state: TaskState, series: Any, pixels: Any, check: Any) -> Any:
+    from medviewer.viewer.display import jit
     from medviewer.viewer.io.volume import build_volume
 
-    return build_volume(series, pixels, check, progress=state.progress, should_stop=state.should_stop)
+    volume = build_volume(series, pixels, check, progress=state.progress, should_stop=state.should_stop)
+    if volume is not None:
+        jit.warm(volume.data.dtype)   # oblique planes' kernels compiled here, not on first use
+    return volume
 
 
 def _series_key(series: Any) -> tuple[str, int] | None:
