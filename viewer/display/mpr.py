@@ -317,24 +317,29 @@ def slab_speed(volume, grid: PlaneGrid, slab_mm: float) -> str:
 
 
 def _draft(volume, grid: PlaneGrid, slab_mm: float, projection: str) -> Plane:
-    """The slab on a grid of twice the spacing (pixel (i, j) there is pixel (2i, 2j)
-    here), interpolated bilinearly to `grid`; pixels next to the volume's edge count
-    as outside when a neighbour of the coarse grid does."""
-    coarse = replace(grid, spacing=2.0 * grid.spacing, width=grid.width // 2 + 1,
-                     height=grid.height // 2 + 1)
+    """The slab on a grid of twice the spacing whose pixel centres sit between four of
+    `grid`'s (coarse pixel (i, j) at fine position (2i - 1.5, 2j - 1.5)), enlarged 2x
+    bilinearly (cv2.resize's pixel-centre convention is that alignment; every fine
+    pixel lies between coarse ones, none on the resize's replicated border); pixels
+    next to the volume's edge count as outside when a coarse pixel they blend is."""
+    shift = -1.5 * grid.spacing * (np.asarray(grid.right) + np.asarray(grid.down))
+    coarse = replace(grid, origin=tuple(np.asarray(grid.origin) + shift), spacing=2.0 * grid.spacing,
+                     width=grid.width // 2 + 2, height=grid.height // 2 + 2)
     small = reformat(volume, coarse, slab_mm, projection)
-    half = np.array([[0.5, 0.0, 0.0], [0.0, 0.5, 0.0]])
-    size = (grid.width, grid.height)
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    values = cv2.warpAffine(small.pixels.astype(np.float32), half, size, flags=flags,
-                            borderMode=cv2.BORDER_REPLICATE)
+    size = (2 * coarse.width, 2 * coarse.height)
+    crop = (slice(2, 2 + grid.height), slice(2, 2 + grid.width))
+    stored = small.pixels
+    if stored.dtype in (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.int16), np.dtype(np.float32)):
+        pixels = cv2.resize(stored, size, interpolation=cv2.INTER_LINEAR)[crop]
+    else:
+        pixels = reslice.to_dtype(cv2.resize(stored.astype(np.float32), size,
+                                             interpolation=cv2.INTER_LINEAR)[crop], volume.data.dtype)
+    pixels = np.ascontiguousarray(pixels)
     valid = None
     if small.valid is not None:
-        inside = cv2.warpAffine(small.valid.astype(np.float32), half, size, flags=flags,
-                                borderMode=cv2.BORDER_REPLICATE)
-        valid = inside > 0.999
-    pixels = reslice.to_dtype(values, volume.data.dtype)
-    if valid is not None:
+        # 255 only where every coarse pixel that contributes is inside
+        inside = cv2.resize(small.valid.view(np.uint8) * np.uint8(255), size, interpolation=cv2.INTER_LINEAR)
+        valid = np.ascontiguousarray(inside[crop] == 255)
         pixels[~valid] = 0
     meta = replace(volume.meta, rows=grid.height, columns=grid.width,
                    pixel_spacing=(grid.spacing, grid.spacing))
