@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from medviewer.viewer.display import mpr, reslice, slab, slab_layers
+from medviewer.viewer.display import mpr, reslice, slab
 
 REDUCE = {"mip": np.max, "minip": np.min, "mean": np.mean}
 
@@ -33,7 +33,13 @@ class SlabPoints:
         lat = slab.lattice(geometry, grid)
         assert lat is not None, "regular volumes only"
         sl = slab.Slab.of(lat, thickness)
-        q, first, last = slab_layers._crossings(lat, sl)
+        j = np.arange(lat.height, dtype=np.float64)[:, None]
+        i = np.arange(lat.width, dtype=np.float64)[None, :]
+        q = [lat.o[a] + j * lat.dv[a] + i * lat.du[a] for a in range(3)]
+        first, last = sl.first_last(q[sl.d], lat.shape[sl.d])
+        for a in range(3):
+            if a != sl.d:
+                first, last = sl.bound(first, last, q[a], q[sl.d], a, lat.shape[a])
         self.count = sl.count
         self.spacing_mm = 1.0 / abs(float(lat.m[sl.d]))
         self.inside = np.stack([first + layer <= last for layer in range(sl.count)])

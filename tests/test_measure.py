@@ -192,3 +192,22 @@ def test_annotation_store_undo_redo_keeps_tracking_uid() -> None:
     assert store.redo() and list(store)[0].shape == geo.Distance((1, 1), (2, 2))
     assert store.on_image("1.2.3") and not store.on_image("1.2.3", 0)
     assert store.undo() and store.undo() and not store.undo()
+
+
+def test_labels_keep_their_place_when_free_and_move_clear_when_taken() -> None:
+    from medviewer.viewer.measure.labels import overlaps, place_label
+
+    bounds = (0.0, 0.0, 400.0, 300.0)
+    first = place_label((100.0, 50.0, 80.0, 30.0), [], bounds)
+    assert first == (100.0, 50.0, 80.0, 30.0)
+    taken = [first]
+    second = place_label((105.0, 55.0, 80.0, 30.0), taken, bounds)
+    assert not overlaps(second, first) and abs(second[1] - 55.0) <= 2 * 32.0
+    taken.append(second)
+    third = place_label((105.0, 55.0, 80.0, 30.0), taken, bounds)
+    assert not any(overlaps(third, t) for t in taken)
+    # clipped into the view; near the bottom edge the label goes up, not out
+    low = place_label((390.0, 290.0, 80.0, 30.0), [], bounds)
+    assert low == (320.0, 270.0, 80.0, 30.0)
+    crowded = [(x, y, 40.0, 20.0) for x in range(0, 400, 40) for y in range(0, 300, 20)]
+    assert place_label((10.0, 10.0, 40.0, 20.0), crowded, bounds) == (10.0, 10.0, 40.0, 20.0)

@@ -16,6 +16,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeyEvent, QMouseEvent
 from PySide6.QtWidgets import QApplication
 
+from medviewer.viewer.measure.labels import overlaps
 from medviewer.viewer.measure.stats import roi_stats
 from medviewer.viewer.measure.tools import TOOLS
 from medviewer.viewer.ui.settings import Settings
@@ -158,6 +159,24 @@ def test_escape_cancels_a_half_drawn_angle_and_roi_inside_roi(qtbot, opened):
     drag(c, L, c.image_to_screen(2, 2), c.image_to_screen(20, 20))
     drag(c, L, c.image_to_screen(8, 8), c.image_to_screen(12, 12))
     assert len(_annotations(w)) == 2
+
+
+def test_labels_of_neighbouring_rois_do_not_overlap(qtbot, opened):
+    """Two ROIs whose labels would land on the same spot (their rightmost points one
+    pixel apart): the second label moves clear of the first, both inside the view."""
+    w = opened
+    c = w.canvas
+    w.actions_by_name["tool_rectangle"].trigger()
+    drag(c, L, c.image_to_screen(4, 5), c.image_to_screen(14, 10))
+    drag(c, L, c.image_to_screen(5, 6), c.image_to_screen(14, 11))
+    assert len(_annotations(w)) == 2
+    c.repaint()
+    layer = next(layer for layer in w.reading.tools.layers if layer.canvas is c)
+    first, second = layer.label_rects
+    assert first[2] > 40 and first[3] > 20          # multi-line ROI labels were drawn
+    assert not overlaps(first, second, gap=0)
+    for x, y, width, height in (first, second):
+        assert 0 <= x and x + width <= c.width() and 0 <= y and y + height <= c.height()
 
 
 def test_annotations_and_key_images_saved_and_restored(qtbot, window, tmp_path, monkeypatch):

@@ -62,6 +62,7 @@ class AnnotationLayer:
         self.tool_name: str | None = None
         self.edit: dict[str, Any] | None = None
         self._ctx: ImageContext | None = None
+        self.label_rects: list = []        # where the last paint put the labels (screen)
 
     # -- painting ------------------------------------------------------------------------
     def paint(self, p: Any, geo: Any, canvas: Any) -> None:
@@ -70,17 +71,19 @@ class AnnotationLayer:
             return
         session = self.ctl.session
         selected = session.selected
+        labels: list = []
+        self.label_rects = labels
         for ann in session.on_image(ctx.study_uid, ctx.sop_instance_uid, ctx.frame):
             shape, numbers = ann.shape, ann.numbers
             if self.edit is not None and self.edit["uid"] == ann.uid:
                 shape, numbers = self.edit["shape"], self.edit["numbers"]
             is_sel = selected == (ctx.study_uid, ann.uid)
-            painter = QtShapePainter(p, geo, SELECTED if is_sel else INK)
+            painter = QtShapePainter(p, geo, SELECTED if is_sel else INK, labels=labels)
             paint_shape(shape, painter, "" if hasattr(shape, "text") else label_text(shape, numbers),
                         handles=is_sel)
         tool = self.current_tool()
         if tool is not None:
-            tool.paint(QtShapePainter(p, geo, DRAWING))
+            tool.paint(QtShapePainter(p, geo, DRAWING, labels=labels))
 
     def current_tool(self) -> Any:
         """The tool instance for the selected tool (made on first use, kept while selected)."""

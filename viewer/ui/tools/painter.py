@@ -15,6 +15,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QPainter, QPen, QPolygonF
 
 from medviewer.viewer.state.view import ViewGeometry
+from medviewer.viewer.measure.labels import place_label
 from medviewer.viewer.ui.overlays import draw_outlined_text
 
 Point = tuple[float, float]
@@ -27,8 +28,10 @@ HANDLE = 4.0
 class QtShapePainter:
     """Implements viewer.measure.tools.Painter on a QPainter for one viewport."""
 
-    def __init__(self, p: QPainter, geo: ViewGeometry, colour: QColor = INK, width: float = 1.5) -> None:
+    def __init__(self, p: QPainter, geo: ViewGeometry, colour: QColor = INK, width: float = 1.5,
+                 labels: list | None = None) -> None:
         self.p, self.geo, self.colour, self.width = p, geo, colour, width
+        self.labels = labels if labels is not None else []   # label rects placed in this paint
         p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
 
     def screen(self, pt: Point) -> QPointF:
@@ -72,11 +75,16 @@ class QtShapePainter:
         fm = self.p.fontMetrics()
         lines = text.split("\n")
         x = q.x() + 8
-        y = q.y() - 6 - (len(lines) - 1) * fm.height()
+        y = q.y() - 6 - (len(lines) - 1) * fm.height()     # baseline of the first line
         width = max(fm.horizontalAdvance(line) for line in lines)
         if x + width > self.geo.width - 4:          # keep the label inside the view
             x = max(4.0, q.x() - 8 - width)
-        y = min(max(y, fm.ascent() + 2.0), self.geo.height - 4 - (len(lines) - 1) * fm.height())
+        height = len(lines) * fm.height()
+        # keep clear of the labels already drawn in this view (viewer.measure.labels)
+        rect = place_label((x, y - fm.ascent(), float(width), float(height)), self.labels,
+                           (4.0, 2.0, self.geo.width - 8.0, self.geo.height - 6.0))
+        self.labels.append(rect)
+        x, y = rect[0], rect[1] + fm.ascent()
         for i, line in enumerate(lines):
             draw_outlined_text(self.p, x, y + i * fm.height(), line, self.colour)
 
