@@ -95,7 +95,8 @@ def test_failing_check_does_not_stop_the_run(monkeypatch):
     results = st.all()
     assert results[0].name == "versions" and not results[0].ok
     assert results[0].detail == "RuntimeError: first line"
-    assert len(results) == 9  # every later check still ran
+    assert len(results) == 10  # every later check still ran
+    assert _by_name(results)["oblique reformat"].ok
     assert _by_name(results)["decode RLE Lossless"].ok
 
 
@@ -120,7 +121,8 @@ def test_cli_self_test_table_and_exit_code(tmp_path, monkeypatch, capsys):
     assert "decode JPEG 2000 Lossless" in out and "PASS" in out
     assert "FAIL" in out and "model file missing" in out
     assert "inference time" in out and "skipped" in out
-    assert "self-test: 7 of 9 checks passed" in out
+    assert "oblique reformat" in out and "exact on a ramp" in out
+    assert "self-test: 8 of 10 checks passed" in out
 
 
 def test_format_table_aligns_columns():

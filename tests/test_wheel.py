@@ -90,7 +90,7 @@ def test_installed_wheel_runs_outside_the_checkout(wheel, tmp_path):
         assert Path(line).is_relative_to(venv), where.stdout  # not the checkout
 
     st = _run([str(exe), "--self-test"], cwd=tmp_path, env=env)
-    assert "FAIL" not in st.stdout and "demo.safetensors" in st.stdout and "9 of 9 checks passed" in st.stdout, \
+    assert "FAIL" not in st.stdout and "demo.safetensors" in st.stdout and "10 of 10 checks passed" in st.stdout, \
         st.stdout
     study = Path(_run([str(exe), "demo-study", str(tmp_path)], cwd=tmp_path, env=env).stdout.strip())
     assert len(list(study.glob("*.dcm"))) == 48
