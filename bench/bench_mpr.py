@@ -18,8 +18,8 @@ time (all threads) and the load averages of the machine:
   20 mm MIP            axial, coronal, sagittal slabs vs numpy max over the slab
                        (+ cv2.resize)
   oblique slabs        20 mm MIP / MinIP / mean on single-oblique planes (the crosshair
-                       turned in the axial or sagittal view) and a double-oblique MIP
-                       (full and draft) vs medviewer's previous method (a trilinear
+                       turned in the axial or sagittal view) and double-oblique MIPs
+                       (full and draft; one whose normal crosses columns most often) vs medviewer's previous method (a trilinear
                        plane every 0.7 mm), SimpleITK (resample of the slab block + max),
                        scipy map_coordinates and numpy trilinear on the same sample
                        points (bench/slab_baselines.py); the agreement with
@@ -321,6 +321,7 @@ def main() -> None:
 
     g_sag = obl.grid(geometry, "sagittal")
     g_strip = cross.rotated("sagittal", math.radians(30)).grid(geometry, "axial")
+    g_cols = cross.rotated("axial", math.radians(25)).rotated("coronal", math.radians(-30)).grid(geometry, "axial")
     image = sitk_image(sitk, data, geometry) if sitk is not None else None
     slow = ("previous", "scipy", "numpy", "sitk")
     slab_cases = [("20 mm MIP, coronal turned 30 deg", g_obl, "mip", False),
@@ -329,7 +330,8 @@ def main() -> None:
                   ("20 mm MIP, sagittal turned 30 deg", g_sag, "mip", False),
                   ("20 mm MIP, axial turned 30 deg (sag. view)", g_strip, "mip", False),
                   ("20 mm MIP, double oblique 30+20 deg", g_dbl, "mip", False),
-                  ("20 mm MIP, double oblique, draft", g_dbl, "mip", True)]
+                  ("20 mm MIP, double oblique, draft", g_dbl, "mip", True),
+                  ("20 mm MIP, double oblique, columns dominant", g_cols, "mip", False)]
     points_of: dict[int, SlabPoints] = {}
     for label, grid, how, draft in slab_cases:
         points = points_of.setdefault(id(grid), SlabPoints(geometry, grid, 20.0))

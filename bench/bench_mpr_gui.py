@@ -11,7 +11,8 @@ them, as after reading the stack) and switches to the MPR layout:
              cached, against the raw pixel bytes (target <= 0.1x)
   GUI path   the crosshair moved `--moves` times as a drag in the axial view would
              (coronal and sagittal planes change), scrolled in the axial view, and
-             moved with the crosshair turned 30 deg (oblique planes): the time from
+             moved with the crosshair turned 30 deg (oblique planes) and then 20 deg
+             more in the sagittal view (double-oblique planes): the time from
              the state change until every view has repainted (MprView: reformat,
              window, QImage, painting with crosshair, letters, scale bar and text),
              per plane that changed
@@ -170,6 +171,9 @@ def main() -> None:
     state.rotate("axial", math.radians(30))
     app.processEvents()
     run("drag, crosshair turned 30 deg (oblique)", [lambda p=p: state.move_to(p) for p in path])
+    state.rotate("sagittal", math.radians(20))
+    app.processEvents()
+    run("drag, turned 30 + 20 deg (double oblique)", [lambda p=p: state.move_to(p) for p in path])
     w.shutdown()
 
 

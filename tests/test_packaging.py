@@ -207,6 +207,9 @@ def test_bundle_builds_and_passes_its_self_test(tmp_path):
         assert st.returncode == 0, st.stdout[-4000:] + st.stderr[-4000:]
         assert "FAIL" not in st.stdout and "decode JPEG 2000 Lossless" in st.stdout
         assert "exact on a ramp" in st.stdout     # the compiled MPR kernels run frozen
+        # ... and numba cached them for the next start (their source ships for that)
+        cached = [*(dist / "medviewer").rglob("_kernels*.nbi"), *(tmp_path / "home").rglob("_kernels*.nbi")]
+        assert cached, "numba wrote no cache index for viewer/display/_kernels.py"
         # a bundled model found by name, on a real DICOM file shipped in the bundle
         ct = next((dist / "medviewer" / "_internal" / bundle_data.SELFTEST_DEST).glob("*.dcm"))
         pr = subprocess.run([str(exe), "predict", str(ct), "--model", "demo", "--json", str(tmp_path / "p.json")],

@@ -9,8 +9,9 @@ integer indices):
   axis by exact linear interpolation; slabs reduce the voxels in the slab with
   numpy / OpenCV reductions (the sagittal one transposes with OpenCV so that the
   reduction runs over contiguous rows).
-* `sample_general`: any plane through any volume (oblique planes, oblique or
-  tilted acquisitions, unequal slice spacing).  Fractional indices (k, r, c) of
+* `sample_general`: any plane through any volume, given the fractional index of
+  every pixel; mpr uses it for volumes with unequal slice spacing (regular volumes'
+  oblique planes go through viewer.display.slab and viewer.display.jit).  Fractional indices (k, r, c) of
   every output pixel are computed from the plane (affine, or through the actual
   slice positions), and the array is read as a 2-D image of stacked slices by
   `cv2.remap` twice (slice k and slice k + 1, bilinear in-plane) and blended along
@@ -23,7 +24,7 @@ integer indices):
   0.7 mm pixels).  Each remap rounds to a stored value, so a thin oblique plane is
   within 1 stored value of the trilinear value (two roundings) on the exact paths.
 
-Thick slabs and single-oblique thin planes go through viewer.display.slab.
+Oblique planes and slabs of regular volumes go through viewer.display.slab.
 
 Results stay in the stored dtype (rounded) so the display pipeline's LUT /
 affine windowing applies unchanged; float volumes stay float32.
