@@ -206,3 +206,4 @@ def blend_reduce(band, a0, w, s_lo, lines, how, out):
                 acc[u] = max(acc[u], v) if how == 0 else min(acc[u], v)
         for u in range(width):
             out[t, u] = acc[u]
+

@@ -405,12 +405,11 @@ def sample_oblique(data: np.ndarray, geometry, grid, thickness: float, how: str,
             values, valid = jit.thin_plane(data, lat)
         else:
             values, valid = jit.slab_lines(data, lat, Slab.of(lat, thickness), how)
-        if values.dtype != data.dtype:
+        if values.dtype != data.dtype:     # means and float data: float32 (0 outside)
             from medviewer.viewer.display.reslice import to_dtype
 
             values = to_dtype(values, data.dtype)
-        values[~valid] = 0
-        return values, valid
+        return values, valid              # the kernels write 0 outside the volume
     src = source_view(data, nonnegative)
     if name == "bands":
         a, rows = single_oblique(lat) or (0, True)
