@@ -117,6 +117,24 @@ def bound(first, last, qx, qd, rho, nx):
     return (max(first, math.ceil(min(s1, s2) - _EPS)),
             min(last, math.floor(max(s1, s2) + _EPS)))
 
+@inline
+def sheet_sample(flat, base, xa, xb, ahi, bhi, sa, sb, da, db):
+    """Bilinear value at in-sheet position (xa, xb) of the sheet starting at `base`.
+    Crossings lie within EDGE of the hull (bound): int() truncates the few just below
+    0 to 0, the caps keep the upper neighbours inside; their weights step past 0 or 1
+    by that whisker.  Indices are unsigned: numba adds no negative-index wraparound."""
+    ia = min(int(xa), ahi)
+    ib = min(int(xb), bhi)
+    wa = xa - np.float32(ia)
+    wb = xb - np.float32(ib)
+    p = base + ia * sa + ib * sb
+    v00 = np.float32(flat[np.uint64(p)])
+    v10 = np.float32(flat[np.uint64(p + da)])
+    v00 += (np.float32(flat[np.uint64(p + db)]) - v00) * wb
+    v10 += (np.float32(flat[np.uint64(p + da + db)]) - v10) * wb
+    return v00 + (v10 - v00) * wa
+
+
 @jit
 def lines(flat, shape, o, du, dv, d, half, tol, rho, how, rnd, j0, j1, out, valid):
     strides = (shape[1] * shape[2], shape[2], 1)
@@ -150,35 +168,28 @@ def lines(flat, shape, o, du, dv, d, half, tol, rho, how, rnd, j0, j1, out, vali
             xa = np.float32(qa + (s0 - qd) * rho[a])
             xb = np.float32(qb + (s0 - qd) * rho[b])
             base = s0 * sd
+            # one loop per projection (no branch per sample)
             if how == 0:
                 acc = np.float32(-np.inf)
+                for _ in range(count):
+                    acc = max(acc, sheet_sample(flat, base, xa, xb, ahi, bhi, sa, sb, da, db))
+                    xa += step_a
+                    xb += step_b
+                    base += sd
             elif how == 1:
                 acc = np.float32(np.inf)
+                for _ in range(count):
+                    acc = min(acc, sheet_sample(flat, base, xa, xb, ahi, bhi, sa, sb, da, db))
+                    xa += step_a
+                    xb += step_b
+                    base += sd
             else:
                 acc = np.float32(0.0)
-            for _ in range(count):
-                # crossings lie within EDGE of the hull (bound): int() truncates
-                # the few just below 0 to 0, the cap keeps the upper neighbour
-                # inside; their weights step past 0 or 1 by that whisker
-                ia = min(int(xa), ahi)
-                ib = min(int(xb), bhi)
-                wa = xa - np.float32(ia)
-                wb = xb - np.float32(ib)
-                p = base + ia * sa + ib * sb
-                v00 = np.float32(flat[p])
-                v10 = np.float32(flat[p + da])
-                v00 += (np.float32(flat[p + db]) - v00) * wb
-                v10 += (np.float32(flat[p + da + db]) - v10) * wb
-                v = v00 + (v10 - v00) * wa
-                if how == 0:
-                    acc = max(acc, v)
-                elif how == 1:
-                    acc = min(acc, v)
-                else:
-                    acc += v
-                xa += step_a
-                xb += step_b
-                base += sd
+                for _ in range(count):
+                    acc += sheet_sample(flat, base, xa, xb, ahi, bhi, sa, sb, da, db)
+                    xa += step_a
+                    xb += step_b
+                    base += sd
             if how == 2:
                 out[j, i] = acc / np.float32(count)
             elif rnd:
