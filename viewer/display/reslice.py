@@ -214,10 +214,9 @@ def _tiles(k0: np.ndarray, span: int) -> list[tuple[int, int, int, int, int]]:
 
 
 def _remap_trilinear(data: np.ndarray, f: np.ndarray, r: np.ndarray, c: np.ndarray,
-                     nonnegative: bool = False, keep_float: bool = False) -> np.ndarray:
+                     nonnegative: bool = False) -> np.ndarray:
     """Trilinear samples at in-range fractional indices via two cv2.remap per tile, in
-    the data's dtype (rounded, saturated) for integer data, float32 for float data
-    (and for any data with `keep_float`: the blend along k before its rounding).
+    the data's dtype (rounded, saturated) for integer data, float32 for float data.
 
     OpenCV's bilinear remap has a SIMD path for uint16 but not for int16: an int16
     volume without negative values (`nonnegative`, most CT stored values) is read
@@ -243,13 +242,12 @@ def _remap_trilinear(data: np.ndarray, f: np.ndarray, r: np.ndarray, c: np.ndarr
             cv2.remap(block, mx, my, cv2.INTER_LINEAR, dst=b[i0:i1, j0:j1],
                       borderMode=cv2.BORDER_REPLICATE)
     if n == 1:
-        a = a.view(data.dtype) if a.dtype != data.dtype else a
-        return a.astype(np.float32) if keep_float else a
+        return a.view(data.dtype) if a.dtype != data.dtype else a
     if src.dtype != data.dtype:     # the uint16 view of an int16 volume: same numbers
         a, b = a.view(data.dtype), b.view(data.dtype)
     diff = cv2.subtract(b, a, dtype=cv2.CV_32F)
     cv2.multiply(diff, w, dst=diff)
-    if data.dtype.kind == "f" or keep_float:
+    if data.dtype.kind == "f":
         return cv2.add(diff, a, dtype=cv2.CV_32F)
     depth = {np.dtype(np.uint8): cv2.CV_8U, np.dtype(np.uint16): cv2.CV_16U,
              np.dtype(np.int16): cv2.CV_16S}[data.dtype]
@@ -285,9 +283,9 @@ def inside(f: np.ndarray, r: np.ndarray, c: np.ndarray, shape: Sequence[int]) ->
 
 
 def sample_general(data: np.ndarray, f: np.ndarray, r: np.ndarray, c: np.ndarray,
-                   nonnegative: bool = False, keep_float: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                   nonnegative: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Trilinear samples at fractional indices (float32 arrays of one shape, clipped in
-    place) in the data's dtype (rounded; float32 for float data, or with `keep_float`),
+    place) in the data's dtype (rounded; float32 for float data),
     and the mask of samples inside the volume (samples outside hold the nearest edge
     value)."""
     n, rows, cols = data.shape
@@ -296,10 +294,9 @@ def sample_general(data: np.ndarray, f: np.ndarray, r: np.ndarray, c: np.ndarray
     np.clip(r, 0, rows - 1, out=r)
     np.clip(c, 0, cols - 1, out=c)
     if data.dtype in _REMAP_DTYPES and (n == 1 or _SHRT_MAX // rows >= 2) and cols < _SHRT_MAX:
-        out = _remap_trilinear(data, f, r, c, nonnegative, keep_float)
+        out = _remap_trilinear(data, f, r, c, nonnegative)
     else:
-        out = _numpy_trilinear(data, f, r, c)
-        out = out if keep_float else to_dtype(out, data.dtype)
+        out = to_dtype(_numpy_trilinear(data, f, r, c), data.dtype)
     return out, valid
 
 
